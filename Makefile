@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-deps demo test lint typecheck unit docs bench clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the test suite needs (a PostgreSQL server for the multi-host catalog).
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+demo: setup
+	$(BIN)/pipevault demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: setup lint typecheck unit
+
+docs: $(STAMP)
+	$(BIN)/pipevault errors --markdown > docs/exit-codes.md
+
+bench: $(STAMP)
+	$(BIN)/pipevault bench pipe
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
