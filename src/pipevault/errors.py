@@ -91,6 +91,10 @@ class PipevaultError(Exception):
     def __str__(self) -> str:
         return f"{self.message} ({self.advice})" if self.advice else self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (process modules, the daemon): keep class and details.
+        return (error_from_dict, (self.to_dict(),))
+
     def to_dict(self) -> dict[str, Any]:
         """The error as a JSON-ready mapping: code, message, hint, exit code, details."""
         return {

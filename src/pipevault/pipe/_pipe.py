@@ -1,0 +1,324 @@
+"""The pipe runner: creates the pool, starts every module instance, watches them, tears down.
+
+The runner plays the local part of seed 002's Master_Monitor: it initiates the modules
+(threads, or processes started fresh that attach to the pool by the pipe's name), watches
+their state, and on any abnormal termination stops every module of the pipe, reports the
+original error once, and removes the segment and semaphores.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from pipevault.clock import SYSTEM, Clock
+from pipevault.errors import PipevaultError
+from pipevault.events import JobFinished, Progress, Reporter
+from pipevault.pipe import _names
+from pipevault.pipe import _pool as P
+from pipevault.pipe._context import StageContext
+from pipevault.pipe._module import StageSpec
+from pipevault.pipe._status import PipeStatus, read_status
+from pipevault.pipe._topology import StageShape, Topology
+from pipevault.pipe.errors import (
+    BufferMisuse,
+    ModuleDied,
+    ModuleFailed,
+    PipeStopped,
+)
+
+STOP_GRACE_S = 0.6  # after a failure, how long modules get to notice before being killed
+TICK_S = 0.05
+
+
+@dataclass(frozen=True)
+class PipeResult:
+    """How a pipe ended: elapsed time, final per-stage status, and each instance's result."""
+
+    name: str
+    elapsed_s: float
+    status: PipeStatus
+    results: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def bytes_moved(self) -> int:
+        """Payload bytes the tail stage received."""
+        return self.status.stages[-1].bytes_in
+
+    @property
+    def bytes_read(self) -> int:
+        """Payload bytes the first stage sent."""
+        return self.status.stages[0].bytes_out
+
+
+class Pipe:
+    """A DataPipe on this machine.
+
+    Build it with the stage list, then :meth:`run` it (blocking) or run it in a thread and
+    call :meth:`stop` or :meth:`status` from elsewhere. A pipe runs once.
+
+    Args:
+        stages: first stage, middle stages, tail stage.
+        buffer_size: bytes per buffer (64 KiB to 16 MiB, multiple of 4 KiB).
+        max_buffers: buffers in the pool.
+        reporter: receives :class:`Progress` every ``progress_interval`` seconds and a
+            :class:`JobFinished` at the end.
+        total_bytes: expected payload size, for progress percentages.
+    """
+
+    def __init__(self, stages: Sequence[StageSpec], *, buffer_size: int = 1 << 20,
+                 max_buffers: int = 64, name: str | None = None, clock: Clock = SYSTEM,
+                 reporter: Reporter | None = None, progress_interval: float = 0.5,
+                 total_bytes: int | None = None, job: str = "pipe") -> None:
+        self.specs = tuple(stages)
+        self.topology = Topology(tuple(StageShape(s.name, s.instances, s.allocates, s.mode)
+                                       for s in self.specs), buffer_size, max_buffers)
+        self.name = name or _names.new_pipe_name()
+        self.clock = clock
+        self.reporter = reporter
+        self.progress_interval = progress_interval
+        self.total_bytes = total_bytes
+        self.job = job
+        self._pool: P.BufferPool | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._done: dict[int, Any] = {}
+        self._errors: dict[int, BaseException] = {}
+        self._started = threading.Event()
+
+    # -- public ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the pipe to stop; :meth:`run` then raises PipeStopped. Thread-safe."""
+        self._stop.set()
+
+    def status(self) -> PipeStatus | None:
+        """A snapshot of the stages while running, None before start or after teardown."""
+        with self._lock:
+            return read_status(self._pool) if self._pool is not None else None
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Block until every module has been started (for callers running run() in a thread)."""
+        return self._started.wait(timeout)
+
+    def run(self) -> PipeResult:
+        """Run the pipe to the end; blocks.
+
+        Raises:
+            PipevaultError: the first error any module raised (a PipevaultError it raised
+                itself, ModuleFailed wrapping any other exception, ModuleDied for a process
+                that died), after the whole pipe has stopped and been cleaned up.
+            PipeStopped: :meth:`stop` was called.
+        """
+        _names.sweep_stale()
+        pool = P.BufferPool.create(self.name, self.topology, self.clock.monotonic)
+        with self._lock:
+            self._pool = pool
+        threads: list[threading.Thread] = []
+        procs: dict[int, tuple[BaseProcess, multiprocessing.connection.Connection]] = {}
+        t0 = self.clock.monotonic()
+        try:
+            self._start(pool, threads, procs)
+            self._started.set()
+            failed_slot = self._watch(pool, threads, procs, t0)
+            elapsed = self.clock.monotonic() - t0
+            if failed_slot is None and not self._stop.is_set():
+                pool.set_state(P.FINISHED)
+            self._settle(threads, procs)
+            status = read_status(pool)
+        finally:
+            self._kill(procs)
+            with self._lock:
+                self._pool = None
+            pool.destroy()
+        if failed_slot is not None:
+            raise self._original_error(failed_slot)
+        if self._stop.is_set():
+            raise PipeStopped(f"pipe {self.name} stopped on request")
+        leaked = [s for s in status.stages if s.buffers_held]
+        if leaked:
+            raise BufferMisuse("stage(s) " + ", ".join(f"{s.name} ({s.buffers_held})" for s in leaked)
+                               + " returned while still holding buffers")
+        results = {spec.name: [self._done.get(self.topology.first_slot(i) + k)
+                               for k in range(spec.instances)]
+                   for i, spec in enumerate(self.specs)}
+        if self.reporter is not None:
+            self.reporter.emit(JobFinished(self.job, "completed", status.stages[0].bytes_out, elapsed,
+                                           stages=tuple(s.figures() for s in status.stages)))
+        return PipeResult(self.name, elapsed, status, results)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _start(self, pool: P.BufferPool, threads: list[threading.Thread],
+               procs: dict[int, tuple[BaseProcess, multiprocessing.connection.Connection]]) -> None:
+        mp = multiprocessing.get_context("spawn")
+        for i, spec in enumerate(self.specs):
+            for k in range(spec.instances):
+                slot = self.topology.first_slot(i) + k
+                if spec.mode == "process":
+                    parent, child = mp.Pipe(duplex=False)
+                    proc = mp.Process(target=_process_main, name=f"pv:{spec.name}#{k}",
+                                      args=(self.name, i, k, spec.factory, child), daemon=True)
+                    proc.start()
+                    child.close()
+                    procs[slot] = (proc, parent)
+                else:
+                    t = threading.Thread(target=self._thread_main, name=f"pv:{spec.name}#{k}",
+                                         args=(pool, i, k, spec), daemon=True)
+                    t.start()
+                    threads.append(t)
+
+    def _thread_main(self, pool: P.BufferPool, stage: int, instance: int, spec: StageSpec) -> None:
+        ctx = StageContext(pool, stage, instance)
+        try:
+            result = spec.factory().run(ctx)
+            ctx.finish()
+        except BaseException as exc:
+            self._record_error(pool, ctx.slot, exc)
+        else:
+            with self._lock:
+                self._done[ctx.slot] = result
+
+    def _record_error(self, pool: P.BufferPool, slot: int, exc: BaseException) -> None:
+        with self._lock:
+            self._errors[slot] = exc
+        if not (isinstance(exc, PipeStopped) and pool.state != P.RUNNING):
+            pool.set_state(P.FAILED, slot)
+
+    def _watch(self, pool: P.BufferPool, threads: list[threading.Thread],
+               procs: dict[int, tuple[BaseProcess, multiprocessing.connection.Connection]],
+               t0: float) -> int | None:
+        """Wait until every instance ended or one failed; returns the failed slot or None."""
+        n_slots = self.topology.n_slots
+        conns = {conn: slot for slot, (_, conn) in procs.items()}
+        sentinels = {proc.sentinel: slot for slot, (proc, _) in procs.items()}
+        next_progress = t0 + self.progress_interval
+        while True:
+            if conns or sentinels:
+                ready = multiprocessing.connection.wait([*conns, *sentinels], timeout=TICK_S)
+            else:
+                threads[0].join(TICK_S) if threads else None
+                ready = []
+            for r in ready:
+                if r in conns:
+                    self._receive(pool, conns[r], conns, r)
+            for r in ready:
+                if r in sentinels:
+                    slot = sentinels.pop(r)
+                    proc = procs[slot][0]
+                    proc.join(TICK_S)
+                    conn = procs[slot][1]
+                    if conn in conns and conn.poll():
+                        self._receive(pool, slot, conns, conn)
+                    with self._lock:
+                        known = slot in self._done or slot in self._errors
+                    if not known:
+                        died = ModuleDied(f"process module {self._slot_name(slot)} (pid {proc.pid}) "
+                                          f"died with {_exit_text(proc.exitcode)}")
+                        self._record_error(pool, slot, died)
+            if self._stop.is_set() and pool.state == P.RUNNING:
+                pool.set_state(P.STOPPING)
+            state = pool.state
+            if state == P.FAILED:
+                slot = int(pool.ctl[P.H_FAILSLOT])
+                return slot if slot >= 0 else min(self._errors, default=0)
+            with self._lock:
+                finished = len(self._done) + len(self._errors)
+            if finished == n_slots:
+                return None if not self._errors or state == P.STOPPING else min(self._errors)
+            now = self.clock.monotonic()
+            if self.reporter is not None and now >= next_progress:
+                next_progress = now + self.progress_interval
+                self._progress(pool, now - t0)
+
+    def _receive(self, pool: P.BufferPool, slot: int, conns: dict[Any, int], conn: Any) -> None:
+        conns.pop(conn, None)
+        try:
+            kind, payload = conn.recv()
+        except (EOFError, OSError):
+            return  # died before reporting: the sentinel path names it
+        if kind == "done":
+            with self._lock:
+                self._done[slot] = payload
+        else:
+            self._record_error(pool, slot, payload)
+
+    def _progress(self, pool: P.BufferPool, elapsed: float) -> None:
+        assert self.reporter is not None
+        status = read_status(pool)
+        self.reporter.emit(Progress(self.job, status.stages[0].bytes_out, self.total_bytes,
+                                    status.stages[-1].buffers_in, None, round(elapsed, 3),
+                                    tuple(s.figures() for s in status.stages)))
+
+    def _settle(self, threads: list[threading.Thread],
+                procs: dict[int, tuple[BaseProcess, multiprocessing.connection.Connection]]) -> None:
+        """Give every instance a moment to notice the end or the stop, then kill stragglers."""
+        deadline = self.clock.monotonic() + STOP_GRACE_S
+        for t in threads:
+            t.join(max(0.0, deadline - self.clock.monotonic()))
+        for proc, _ in procs.values():
+            proc.join(max(0.0, deadline - self.clock.monotonic()))
+
+    def _kill(self, procs: dict[int, tuple[BaseProcess, multiprocessing.connection.Connection]]) -> None:
+        for proc, conn in procs.values():
+            if proc.is_alive():
+                proc.kill()
+            proc.join(5)
+            conn.close()
+            proc.close()
+
+    def _slot_name(self, slot: int) -> str:
+        for i, spec in enumerate(self.specs):
+            first = self.topology.first_slot(i)
+            if first <= slot < first + spec.instances:
+                return f"{spec.name}#{slot - first}"
+        return f"slot {slot}"
+
+    def _original_error(self, slot: int) -> PipevaultError:
+        with self._lock:
+            exc = self._errors.get(slot)
+        where = self._slot_name(slot)
+        if exc is None:
+            return ModuleDied(f"module {where} stopped the pipe without reporting an error")
+        if isinstance(exc, PipevaultError):
+            exc.add_note(f"in stage {where} of pipe {self.name}")
+            return exc
+        err = ModuleFailed(f"stage {where} failed: {type(exc).__name__}: {exc}")
+        err.__cause__ = exc
+        return err
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit status {code}"
+
+
+def _process_main(pipe: str, stage: int, instance: int, factory: Any,
+                  conn: multiprocessing.connection.Connection) -> None:
+    """Entry of a process module: attach to the pipe by name, run the module, report."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the initiator handles Ctrl-C for the pipe
+    pool = P.BufferPool.attach(pipe, SYSTEM.monotonic)
+    ctx = StageContext(pool, stage, instance)
+    try:
+        result = factory().run(ctx)
+        ctx.finish()
+        conn.send(("done", result))
+    except BaseException as exc:
+        if not (isinstance(exc, PipeStopped) and pool.state != P.RUNNING):
+            pool.set_state(P.FAILED, ctx.slot)
+        try:
+            conn.send(("error", exc))
+        except Exception:
+            conn.send(("error", ModuleFailed(f"{type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
+        pool.close()
