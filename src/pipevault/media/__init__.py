@@ -1,4 +1,47 @@
 """Storage media behind one interface with declared capabilities: disk, tape, optical.
 
 Layer: core. May import format and the foundation; never pipe, catalog or anything above.
+
+Every medium is a :class:`Volume` of fixed-size blocks with frozen :class:`Capabilities`;
+operations outside them raise :class:`~pipevault.media.errors.MediaUnsupported`. Statistics,
+fault injection and read-only access are wrappers of the same interface. Pools, volume states,
+management classes and the storage map are plain dataclasses with pure functions over them,
+so the catalog can persist them field by field. ``pipevault.media.testing`` is the
+conformance suite every implementation passes.
 """
+
+from pipevault.media._disk import DiskPoolDirectory as DiskPoolDirectory
+from pipevault.media._disk import DiskVolume as DiskVolume
+from pipevault.media._memory import MemoryVolume as MemoryVolume
+from pipevault.media._volume import SUPERBLOCK_SIZE as SUPERBLOCK_SIZE
+from pipevault.media._volume import BlockData as BlockData
+from pipevault.media._volume import Capabilities as Capabilities
+from pipevault.media._volume import PositionCost as PositionCost
+from pipevault.media._volume import Volume as Volume
+from pipevault.media._volume import VolumeLabel as VolumeLabel
+from pipevault.media._volume import VolumeStatus as VolumeStatus
+from pipevault.media._wrappers import FaultyVolume as FaultyVolume
+from pipevault.media._wrappers import ReadOnlyVolume as ReadOnlyVolume
+from pipevault.media._wrappers import StatisticsVolume as StatisticsVolume
+from pipevault.media._wrappers import VolumeStatistics as VolumeStatistics
+from pipevault.media._wrappers import VolumeWrapper as VolumeWrapper
+from pipevault.media._wrappers import find_layer as find_layer
+
+__all__ = [
+    "SUPERBLOCK_SIZE",
+    "BlockData",
+    "Capabilities",
+    "DiskPoolDirectory",
+    "DiskVolume",
+    "FaultyVolume",
+    "MemoryVolume",
+    "PositionCost",
+    "ReadOnlyVolume",
+    "StatisticsVolume",
+    "Volume",
+    "VolumeLabel",
+    "VolumeStatistics",
+    "VolumeStatus",
+    "VolumeWrapper",
+    "find_layer",
+]

@@ -1,0 +1,64 @@
+"""The media implementations every conformance check runs against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipevault.clock import ManualClock
+from pipevault.media import (
+    DiskPoolDirectory,
+    DiskVolume,
+    FaultyVolume,
+    MemoryVolume,
+    StatisticsVolume,
+    Volume,
+)
+from pipevault.media._blockfile import HEADER_SIZE, slot_size
+from pipevault.media.testing import Implementation
+
+
+def disk_impl(tmp_path: Path) -> Implementation:
+    counter = iter(range(10_000))
+
+    def make(block_size: int, capacity_blocks: int) -> Volume:
+        pool = DiskPoolDirectory(tmp_path / "disk", pool="DISKPOOL", block_size=block_size,
+                                 max_file_size=HEADER_SIZE + capacity_blocks * slot_size(block_size))
+        return pool.create(f"D{next(counter):05d}")
+
+    def reopen(vol: Volume) -> Volume:
+        assert isinstance(vol, DiskVolume)
+        return DiskVolume(vol.path, expected_name=vol.name)
+
+    return Implementation("disk", make, reopen)
+
+
+def memory_impl(tmp_path: Path) -> Implementation:
+    return Implementation("memory", lambda bs, n: MemoryVolume(block_size=bs, capacity_blocks=n))
+
+
+def statistics_impl(tmp_path: Path) -> Implementation:
+    inner = disk_impl(tmp_path)
+    return Implementation("statistics(disk)",
+                          lambda bs, n: StatisticsVolume(inner.make(bs, n), ManualClock()))
+
+
+def faulty_impl(tmp_path: Path) -> Implementation:
+    inner = disk_impl(tmp_path)
+    return Implementation("faulty(disk)", lambda bs, n: FaultyVolume(inner.make(bs, n)))
+
+
+IMPLEMENTATIONS: dict[str, Callable[[Path], Implementation]] = {
+    "memory": memory_impl,
+    "disk": disk_impl,
+    "statistics": statistics_impl,
+    "faulty": faulty_impl,
+}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def implementation(request: pytest.FixtureRequest, tmp_path: Path) -> Implementation:
+    """Each media implementation in turn."""
+    return IMPLEMENTATIONS[request.param](tmp_path)
