@@ -107,3 +107,19 @@ class PipeResourceError(PipeError):
     code = "pipe.resources"
     exit_code = 17
     hint = "Check free space in /dev/shm and the semaphore limits; lower max_buffers or buffer_size."
+
+
+class CorruptInput(PipeError):
+    """Data entering a decoding stage is not valid (truncated or damaged stream)."""
+
+    code = "pipe.corrupt_input"
+    exit_code = 18
+    hint = "The input is damaged or not of the expected kind; check it was written by the matching stage."
+
+
+class IntegrityError(PipeError):
+    """Authenticated decryption failed: wrong key, or the data was altered."""
+
+    code = "pipe.integrity"
+    exit_code = 19
+    hint = "Check that the key is the one used to encrypt; if it is, the data was altered."

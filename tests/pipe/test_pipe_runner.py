@@ -1,0 +1,186 @@
+"""Whole pipes: order, failure and death handling, stop, clean-up, status."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pipe_helpers import (
+    Collect,
+    Counter,
+    Endless,
+    FailAt,
+    Hoarder,
+    Jitter,
+    KillSelfAt,
+    pipe_leftovers,
+    pipe_threads,
+)
+
+from pipevault.events import CollectingReporter, JobFinished, Progress
+from pipevault.pipe import Pipe, StageSpec
+from pipevault.pipe.errors import BufferMisuse, ModuleDied, ModuleFailed, PipeStopped
+
+P = functools.partial
+KB64 = 64 << 10
+
+
+def assert_clean() -> None:
+    assert pipe_leftovers() == []
+    assert pipe_threads() == []
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(0, 60),
+    stages=st.lists(st.tuples(st.integers(1, 3), st.booleans()), min_size=0, max_size=3),
+    max_buffers=st.integers(6, 24),
+    delays=st.lists(st.integers(0, 1500), min_size=1, max_size=5),
+)
+def test_order_is_preserved_and_nothing_leaks(n: int, stages: list[tuple[int, bool]],
+                                               max_buffers: int, delays: list[int]) -> None:
+    """Random instance counts, copying or in-place stages, pool sizes and per-buffer delays."""
+    specs = [StageSpec("head", P(Counter, n))]
+    for i, (instances, copy) in enumerate(stages):
+        specs.append(StageSpec(f"s{i}", P(Jitter, tuple(delays), copy), instances=instances,
+                               allocates=copy))
+    specs.append(StageSpec("tail", Collect))
+    result = Pipe(specs, buffer_size=KB64, max_buffers=max_buffers).run()
+    assert result.results["tail"] == [list(range(n))]
+    assert all(s.buffers_held == 0 for s in result.status.stages)
+    assert result.status.stages[-1].buffers_in == n
+    assert_clean()
+
+
+def test_process_and_thread_instances_mix_and_keep_order() -> None:
+    specs = [StageSpec("head", P(Counter, 200)),
+             StageSpec("p", P(Jitter, (300, 0, 900), True), instances=2, allocates=True, mode="process"),
+             StageSpec("t", P(Jitter, (0, 500)), instances=2),
+             StageSpec("tail", Collect, mode="process")]
+    result = Pipe(specs, buffer_size=KB64, max_buffers=16).run()
+    assert result.results["tail"] == [list(range(200))]
+    assert_clean()
+
+
+def test_a_module_error_stops_the_pipe_and_is_reported_once() -> None:
+    reporter = CollectingReporter()
+    specs = [StageSpec("head", Endless), StageSpec("bad", P(FailAt, 25)),
+             StageSpec("tail", Collect)]
+    t0 = time.monotonic()
+    with pytest.raises(ModuleFailed, match="bad#0 failed: ValueError: boom at 25") as info:
+        Pipe(specs, buffer_size=KB64, max_buffers=8, reporter=reporter).run()
+    assert time.monotonic() - t0 < 5
+    assert isinstance(info.value.__cause__, ValueError)
+    assert not reporter.of_type(JobFinished)
+    assert_clean()
+
+
+def test_a_killed_process_module_stops_the_pipe_and_is_cleaned_up() -> None:
+    specs = [StageSpec("head", Endless), StageSpec("victim", P(KillSelfAt, 40), mode="process"),
+             StageSpec("tail", Collect, instances=1)]
+    with pytest.raises(ModuleDied, match="victim#0 .* died with signal SIGKILL"):
+        Pipe(specs, buffer_size=KB64, max_buffers=8).run()
+    assert_clean()
+
+
+def test_sigkill_from_outside_stops_the_pipe_within_a_second() -> None:
+    """The initiator notices the dead process on its sentinel and stops every other module."""
+    pipe = Pipe([StageSpec("head", Endless), StageSpec("mid", P(Jitter, (200,)), mode="process"),
+                 StageSpec("tail", Collect, mode="process")], buffer_size=KB64, max_buffers=8)
+    errors: list[BaseException] = []
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            pipe.run()
+        except BaseException as exc:
+            errors.append(exc)
+        finished.set()
+
+    threading.Thread(target=run).start()
+    assert pipe.wait_started(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until data flows through the process modules
+        status = pipe.status()
+        if status is not None and status.stages[-1].buffers_in > 20:
+            break
+        time.sleep(0.01)
+    victims = [p for p in _children() if b"pv:mid" in p[1] or b"spawn_main" in p[1]]
+    assert victims
+    os.kill(victims[0][0], 9)
+    t0 = time.monotonic()
+    assert finished.wait(10)
+    # One second is the design figure (50 ms polls + 0.6 s grace); leave room for a busy CI box.
+    assert time.monotonic() - t0 < 3
+    assert isinstance(errors[0], ModuleDied)
+    assert_clean()
+
+
+def _children() -> list[tuple[int, bytes]]:
+    me = os.getpid()
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if ppid == me:
+            out.append((int(pid), cmd))
+    return out
+
+
+def test_stop_request_ends_every_module_cleanly() -> None:
+    pipe = Pipe([StageSpec("head", Endless), StageSpec("tail", Collect, mode="process")],
+                buffer_size=KB64, max_buffers=8)
+    errors: list[BaseException] = []
+    t = threading.Thread(target=lambda: errors.append(_run_catching(pipe)))
+    t.start()
+    assert pipe.wait_started(30)
+    time.sleep(0.3)
+    pipe.stop()
+    t.join(10)
+    assert not t.is_alive()
+    assert isinstance(errors[0], PipeStopped)
+    assert_clean()
+
+
+def _run_catching(pipe: Pipe) -> BaseException | None:
+    try:
+        pipe.run()
+    except BaseException as exc:
+        return exc
+    return None
+
+
+def test_a_module_that_keeps_a_buffer_is_reported() -> None:
+    with pytest.raises(BufferMisuse, match="tail .1. returned while still holding"):
+        Pipe([StageSpec("head", P(Counter, 5)), StageSpec("tail", Hoarder)],
+             buffer_size=KB64, max_buffers=8).run()
+    assert_clean()
+
+
+def test_status_names_the_bottleneck_and_progress_is_reported() -> None:
+    reporter = CollectingReporter()
+    specs = [StageSpec("head", P(Counter, 60)), StageSpec("slow", P(Jitter, (10000,))),
+             StageSpec("tail", Collect)]
+    result = Pipe(specs, buffer_size=KB64, max_buffers=8, reporter=reporter,
+                  progress_interval=0.1).run()
+    head, slow, tail = result.status.stages
+    assert head.wait_alloc_s > 0.2  # the head waits for free buffers behind the slow stage
+    assert tail.wait_input_s > 0.2  # the tail waits for input from it
+    assert slow.wait_input_s < head.wait_alloc_s
+    assert result.status.bottleneck(result.elapsed_s) == "slow"
+    progress = reporter.of_type(Progress)
+    assert progress and all(isinstance(p, Progress) for p in progress)
+    done = reporter.of_type(JobFinished)
+    assert len(done) == 1 and done[0].bytes_done == 60 * 4096  # type: ignore[attr-defined]
