@@ -83,7 +83,8 @@ def test_encrypt_decrypt_round_trip_and_wrong_key(sample: Path, tmp_path: Path) 
         StageSpec("enc", P(AesGcmEncrypt, key), instances=2, allocates=True),
         StageSpec("write", P(FileWriter, str(sealed))))
     assert sample.read_bytes()[:4096] not in sealed.read_bytes()
-    run(StageSpec("read", P(FileReader, str(sealed))), StageSpec("dec", P(AesGcmDecrypt, key), allocates=True),
+    run(StageSpec("read", P(FileReader, str(sealed))),
+        StageSpec("dec", P(AesGcmDecrypt, key), allocates=True),
         StageSpec("write", P(FileWriter, str(back))))
     assert back.read_bytes() == sample.read_bytes()
     with pytest.raises(IntegrityError, match="record 0 does not authenticate"):
@@ -96,7 +97,8 @@ def test_altered_and_truncated_ciphertext_is_refused(sample: Path, tmp_path: Pat
     key = os.urandom(32)
     sealed = tmp_path / "s.aes"
     run(StageSpec("read", P(FileReader, str(sample))),
-        StageSpec("enc", P(AesGcmEncrypt, key), allocates=True), StageSpec("write", P(FileWriter, str(sealed))))
+        StageSpec("enc", P(AesGcmEncrypt, key), allocates=True),
+        StageSpec("write", P(FileWriter, str(sealed))))
     data = bytearray(sealed.read_bytes())
     flipped = tmp_path / "flipped"
     data[BUF + 100] ^= 1
