@@ -14,10 +14,12 @@ from pipevault.media import (
     FaultyVolume,
     MemoryVolume,
     StatisticsVolume,
+    TapeDrive,
     Volume,
+    label_cartridge,
 )
 from pipevault.media._blockfile import HEADER_SIZE, slot_size
-from pipevault.media.testing import Implementation
+from pipevault.media.testing import TEST_TAPE, Implementation
 
 
 def disk_impl(tmp_path: Path) -> Implementation:
@@ -50,11 +52,35 @@ def faulty_impl(tmp_path: Path) -> Implementation:
     return Implementation("faulty(disk)", lambda bs, n: FaultyVolume(inner.make(bs, n)))
 
 
+def tape_impl(tmp_path: Path) -> Implementation:
+    counter = iter(range(10_000))
+    clock = ManualClock()
+    cartridges: dict[int, Path] = {}
+
+    def make(block_size: int, capacity_blocks: int) -> Volume:
+        path = tmp_path / f"T{next(counter):05d}.tape"
+        label_cartridge(path, path.stem, block_size=block_size, capacity=block_size * capacity_blocks,
+                        clock=clock)
+        drive = TapeDrive(profile=TEST_TAPE, clock=clock)
+        drive.load(path)
+        cartridges[id(drive)] = path
+        return drive
+
+    def reopen(vol: Volume) -> Volume:
+        drive = TapeDrive("DRIVE1", profile=TEST_TAPE, clock=clock)
+        path = cartridges[id(vol)]
+        drive.load(path, expected_volser=path.stem)
+        return drive
+
+    return Implementation("tape", make, reopen)
+
+
 IMPLEMENTATIONS: dict[str, Callable[[Path], Implementation]] = {
     "memory": memory_impl,
     "disk": disk_impl,
     "statistics": statistics_impl,
     "faulty": faulty_impl,
+    "tape": tape_impl,
 }
 
 

@@ -13,6 +13,15 @@ conformance suite every implementation passes.
 from pipevault.media._disk import DiskPoolDirectory as DiskPoolDirectory
 from pipevault.media._disk import DiskVolume as DiskVolume
 from pipevault.media._memory import MemoryVolume as MemoryVolume
+from pipevault.media._tape_cartridge import label_cartridge as label_cartridge
+from pipevault.media._tape_drive import TapeDrive as TapeDrive
+from pipevault.media._tape_drive import TapeStatistics as TapeStatistics
+from pipevault.media._tape_library import InventoryEntry as InventoryEntry
+from pipevault.media._tape_library import TapeLibrary as TapeLibrary
+from pipevault.media._tape_motion import MotionStatistics as MotionStatistics
+from pipevault.media._tape_profile import LTO8 as LTO8
+from pipevault.media._tape_profile import LTO9 as LTO9
+from pipevault.media._tape_profile import TapeProfile as TapeProfile
 from pipevault.media._volume import SUPERBLOCK_SIZE as SUPERBLOCK_SIZE
 from pipevault.media._volume import BlockData as BlockData
 from pipevault.media._volume import Capabilities as Capabilities
@@ -28,20 +37,29 @@ from pipevault.media._wrappers import VolumeWrapper as VolumeWrapper
 from pipevault.media._wrappers import find_layer as find_layer
 
 __all__ = [
+    "LTO8",
+    "LTO9",
     "SUPERBLOCK_SIZE",
     "BlockData",
     "Capabilities",
     "DiskPoolDirectory",
     "DiskVolume",
     "FaultyVolume",
+    "InventoryEntry",
     "MemoryVolume",
+    "MotionStatistics",
     "PositionCost",
     "ReadOnlyVolume",
     "StatisticsVolume",
+    "TapeDrive",
+    "TapeLibrary",
+    "TapeProfile",
+    "TapeStatistics",
     "Volume",
     "VolumeLabel",
     "VolumeStatistics",
     "VolumeStatus",
     "VolumeWrapper",
     "find_layer",
+    "label_cartridge",
 ]

@@ -97,6 +97,22 @@ def read_label(path: Path) -> VolumeLabel:
         raise MediaCorrupt(f"{path} has an unreadable label: {exc}", path=str(path)) from exc
 
 
+def fsync(fd: int, path: Path) -> None:
+    """fsync ``fd`` (the file ``path``), raising MediaIOError on failure."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise MediaIOError(f"fsync of {path} failed: {exc.strerror}", path=str(path)) from exc
+
+
+def fsync_close(fd: int, path: Path) -> None:
+    """fsync then close ``fd``; the descriptor is closed even when fsync fails."""
+    try:
+        fsync(fd, path)
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -249,20 +265,12 @@ class BlockFileVolume(Volume):
                             position=self._blocks)
 
     def sync(self) -> None:
-        fd = self._io()
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            raise MediaIOError(f"fsync of {self._path} failed: {exc.strerror}", path=str(self._path)) from exc
+        fsync(self._io(), self._path)
 
     def close(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            os.fsync(self._fd)
-        finally:
-            os.close(self._fd)
-            self._fd = None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fsync_close(fd, self._path)
 
     def _truncate_all(self) -> None:
         fd = self._io()

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
+from pipevault.media._tape_profile import LTO9
 from pipevault.media._volume import Volume
 from pipevault.media.errors import (
     BadBlock,
@@ -30,6 +31,14 @@ from pipevault.media.errors import (
 
 BLOCK = 512
 """Block size the checks use: small, so the suite is fast."""
+
+TEST_TAPE = replace(LTO9, name="test tape", native_speed=100 * BLOCK, min_speed=40 * BLOCK,
+                    buffer_bytes=16 * BLOCK, start_threshold_bytes=4 * BLOCK, backhitch_s=0.1, load_s=15.0,
+                    unload_s=10.0, full_wind_s=2.0, locate_overhead_s=0.5, robot_move_s=6.0,
+                    early_warning_fraction=0.1)
+"""A drive scaled to 512-byte blocks and tapes of about a thousand blocks: streams 100 blocks/s,
+matches down to 40 blocks/s, buffers 16 blocks, so tests show streaming and back-hitching with
+a few hundred blocks."""
 
 
 @dataclass(frozen=True)
