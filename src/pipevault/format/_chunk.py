@@ -1,0 +1,169 @@
+"""Chunk transforms: encode plaintext into stored bytes and back (docs/format.md §5.4-5.5).
+
+:class:`ChunkEncoder` and :class:`ChunkDecoder` are the codecs a DataPipe runs as
+multi-instance stages: each call is independent (per-call random nonce, per-thread
+compression contexts), so several threads may share one instance.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+
+import xxhash
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from pipevault.format._codecs import Buffer, SamplingSelector, Selector, compress, decompress
+from pipevault.format._crypto import SessionKeys, dedup_hash
+from pipevault.format._records import (
+    MAX_CHUNK,
+    ChunkFlags,
+    ChunkFooter,
+    ChunkHeader,
+    Compression,
+    DedupAlgo,
+    Encryption,
+)
+from pipevault.format.errors import FormatError, IntegrityError, KeyRequiredError, LimitError
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedChunk:
+    """A chunk ready to be packed: header, stored bytes and footer.
+
+    ``stored`` is a new buffer owned by the chunk, except for an untransformed chunk, where it
+    is a view of the caller's plaintext: the caller keeps that buffer unchanged until the
+    writer has packed the chunk (``SessionWriter.add_chunk`` copies it before returning).
+    """
+
+    header: ChunkHeader
+    stored: Buffer
+    footer: ChunkFooter
+
+
+def _aad(session_id: uuid.UUID, header: ChunkHeader) -> bytes:
+    return session_id.bytes + header.pack()
+
+
+class ChunkEncoder:
+    """Turns plaintext chunks of one session into :class:`EncodedChunk`.
+
+    Args:
+        session_id: the session the chunks belong to (bound into the encryption).
+        keys: the session's keys, or None for no encryption.
+        selector: picks compression per chunk (default: zstd-1 unless a sample does not compress).
+        dedup: compute the dedup hash of every chunk.
+    """
+
+    def __init__(self, session_id: uuid.UUID, *, keys: SessionKeys | None = None,
+                 selector: Selector | None = None, dedup: bool = False) -> None:
+        self.session_id = session_id
+        self.keys = keys
+        self.selector: Selector = selector if selector is not None else SamplingSelector()
+        self.dedup = dedup
+
+    def __call__(self, plain: Buffer, object_index: int, chunk_seq: int, object_offset: int) -> EncodedChunk:
+        """Encode one chunk of at most 64 MiB.
+
+        Raises:
+            LimitError: the chunk is larger than 64 MiB.
+        """
+        view = memoryview(plain).cast("B")
+        if len(view) > MAX_CHUNK:
+            raise LimitError(f"chunk of {len(view)} bytes exceeds the 64 MiB limit")
+        content_hash = xxhash.xxh3_128_digest(view)
+        flags = ChunkFlags.NONE
+        algo, dhash = DedupAlgo.NONE, bytes(32)
+        if self.dedup:
+            algo, dhash = dedup_hash(view, self.keys)
+            flags |= ChunkFlags.HAS_DEDUP_HASH
+        comp, level = self.selector(view)
+        stored: Buffer = view
+        if comp is not Compression.NONE:
+            packed = compress(comp, level, view)
+            if len(packed) < len(view):
+                stored = packed
+            else:
+                comp, level, flags = Compression.NONE, 0, flags | ChunkFlags.RAW_FALLBACK
+        if comp is Compression.NONE:
+            level = 0
+        if self.keys is None:
+            header = ChunkHeader(object_index, chunk_seq, object_offset, len(view), len(stored), comp, level,
+                                 Encryption.NONE, flags, algo, bytes(12), content_hash, dhash)
+            return EncodedChunk(header, stored, ChunkFooter(object_index, chunk_seq, len(stored)))
+        nonce = secrets.token_bytes(12)
+        header = ChunkHeader(object_index, chunk_seq, object_offset, len(view), len(stored), comp, level,
+                             Encryption.AES_256_GCM, flags, algo, nonce, bytes(16), dhash)
+        enc = Cipher(algorithms.AES(self.keys.chunk_key), modes.GCM(nonce)).encryptor()
+        enc.authenticate_additional_data(_aad(self.session_id, header))
+        ciphertext = enc.update(stored)
+        sealed = enc.update(content_hash) + enc.finalize()
+        footer = ChunkFooter(object_index, chunk_seq, len(stored), sealed, enc.tag)
+        return EncodedChunk(header, ciphertext, footer)
+
+    def duplicate(self, object_index: int, chunk_seq: int, object_offset: int, original: ChunkHeader,
+                  of: tuple[int, int]) -> EncodedChunk:
+        """A chunk that repeats the plaintext of chunk ``of`` (object index, chunk seq): no data."""
+        flags = ChunkFlags.DUPLICATE | ChunkFlags.HAS_DEDUP_HASH
+        header = ChunkHeader(object_index, chunk_seq, object_offset, original.plain_len, 0, Compression.NONE,
+                             0, Encryption.NONE, flags, original.dedup_algo, bytes(12),
+                             bytes(16) if self.keys else original.content_hash, original.dedup_hash, of)
+        return EncodedChunk(header, b"", ChunkFooter(object_index, chunk_seq, 0))
+
+
+class ChunkDecoder:
+    """Turns stored chunks of one session back into plaintext, verifying everything.
+
+    Args:
+        session_id: the session the chunks belong to.
+        keys: the session's keys (None for an unencrypted session).
+    """
+
+    def __init__(self, session_id: uuid.UUID, keys: SessionKeys | None = None) -> None:
+        self.session_id = session_id
+        self.keys = keys
+
+    def __call__(self, header: ChunkHeader, stored: Buffer, footer: ChunkFooter) -> Buffer:
+        """The chunk's plaintext: ``stored`` itself when untransformed (no copy), else new bytes.
+
+        Raises:
+            FormatError: header and footer disagree, or the stored length is wrong.
+            KeyRequiredError: the chunk is encrypted and the decoder has no keys.
+            IntegrityError: tag, decompression or content hash check failed; nothing is returned.
+        """
+        if (footer.object_index, footer.chunk_seq, footer.stored_len) != (
+                header.object_index, header.chunk_seq, header.stored_len) or len(stored) != header.stored_len:
+            raise FormatError(f"chunk {header.object_index}/{header.chunk_seq}: header, footer and data "
+                              f"lengths disagree ({header.stored_len}, {footer.stored_len}, {len(stored)})")
+        if header.flags & ChunkFlags.DUPLICATE:
+            raise FormatError(f"chunk {header.object_index}/{header.chunk_seq} is a duplicate; "
+                              "its data is in the chunk it refers to")
+        content_hash = header.content_hash
+        if header.encryption is Encryption.AES_256_GCM:
+            if self.keys is None:
+                raise KeyRequiredError(f"chunk {header.object_index}/{header.chunk_seq} is encrypted; "
+                                       "no key given")
+            dec = Cipher(algorithms.AES(self.keys.chunk_key), modes.GCM(header.nonce, footer.tag)).decryptor()
+            dec.authenticate_additional_data(_aad(self.session_id, header))
+            stored = dec.update(stored)
+            content_hash = dec.update(footer.sealed_hash)
+            try:
+                dec.finalize()
+            except InvalidTag as exc:
+                raise IntegrityError(f"chunk {header.object_index}/{header.chunk_seq} at object offset "
+                                     f"{header.object_offset} fails authentication: altered on media",
+                                     object_index=header.object_index, chunk=header.chunk_seq) from exc
+        if header.compression is Compression.NONE:
+            if header.stored_len != header.plain_len:
+                raise FormatError(f"uncompressed chunk {header.object_index}/{header.chunk_seq} "
+                                  f"stores {header.stored_len} of {header.plain_len} bytes")
+            plain: Buffer = stored
+        else:
+            plain = decompress(header.compression, stored, header.plain_len)
+        if xxhash.xxh3_128_digest(plain) != content_hash:
+            raise IntegrityError(f"chunk {header.object_index}/{header.chunk_seq} at object offset "
+                                 f"{header.object_offset} does not match its content hash",
+                                 object_index=header.object_index, chunk=header.chunk_seq)
+        return plain

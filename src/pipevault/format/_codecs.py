@@ -1,0 +1,118 @@
+"""Compression codecs and selectors: plain callables on buffers.
+
+Every codec takes a bytes-like object (``bytes``, ``bytearray``, ``memoryview``; not kept after
+the call returns) and returns a new ``bytes``. They release the GIL inside C code, so the
+DataPipe can run them as multi-instance thread stages. Compression contexts are per thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import lz4.block
+import zstandard
+
+from pipevault.format._records import MAX_CHUNK, Compression
+from pipevault.format.errors import IntegrityError, LimitError
+
+Buffer = bytes | bytearray | memoryview
+Selector = Callable[[memoryview], tuple[Compression, int]]
+"""Chooses ``(compression, level)`` for one chunk from its plaintext."""
+
+_local = threading.local()
+
+
+def _zstd_compressor(level: int) -> Any:
+    cache: dict[int, Any] = _local.__dict__.setdefault("zc", {})
+    comp = cache.get(level)
+    if comp is None:
+        comp = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return comp
+
+
+def _zstd_decompressor() -> Any:
+    dec = getattr(_local, "zd", None)
+    if dec is None:
+        dec = _local.zd = zstandard.ZstdDecompressor()
+    return dec
+
+
+def compress(algo: Compression, level: int, data: Buffer) -> bytes:
+    """Compress ``data`` with ``algo`` at ``level``; NONE returns a copy (callers avoid it).
+
+    Raises:
+        LimitError: a level outside the algorithm's range.
+    """
+    if algo is Compression.LZ4:
+        if not 0 <= level <= 16:
+            raise LimitError(f"lz4 level {level} is outside 0..16")
+        mode = "high_compression" if level > 0 else "default"
+        return bytes(lz4.block.compress(data, mode=mode, compression=level, store_size=False))
+    if algo is Compression.ZSTD:
+        if not -7 <= level <= 22:
+            raise LimitError(f"zstd level {level} is outside -7..22")
+        return bytes(_zstd_compressor(level).compress(data))
+    return bytes(data)
+
+
+def decompress(algo: Compression, data: Buffer, plain_len: int) -> bytes:
+    """Decompress ``data`` to exactly ``plain_len`` bytes.
+
+    Raises:
+        IntegrityError: the data is not a valid stream of ``algo`` or its size differs.
+    """
+    if plain_len > MAX_CHUNK:
+        raise IntegrityError(f"chunk claims {plain_len} bytes, more than the 64 MiB limit")
+    try:
+        if algo is Compression.LZ4:
+            out = lz4.block.decompress(data, uncompressed_size=plain_len)
+        elif algo is Compression.ZSTD:
+            # The frame header states the size; checking it first stops a crafted frame from
+            # making the decompressor allocate gigabytes.
+            if zstandard.frame_content_size(data) != plain_len:
+                raise IntegrityError(f"zstd frame size differs from the chunk's {plain_len} bytes")
+            out = _zstd_decompressor().decompress(data, max_output_size=plain_len)
+        else:
+            out = bytes(data)
+    except (lz4.block.LZ4BlockError, zstandard.ZstdError, ValueError) as exc:
+        raise IntegrityError(f"{algo.name.lower()} data does not decompress: {exc}") from exc
+    if len(out) != plain_len:
+        raise IntegrityError(f"{algo.name.lower()} chunk decompressed to {len(out)} bytes, "
+                             f"expected {plain_len}")
+    return bytes(out)
+
+
+def fixed(algo: Compression, level: int = 0) -> Selector:
+    """A selector that always picks ``(algo, level)``."""
+    choice = (algo, level)
+
+    def select(_plain: memoryview) -> tuple[Compression, int]:
+        return choice
+    return select
+
+
+@dataclass(frozen=True)
+class SamplingSelector:
+    """Picks ``(algo, level)`` unless a sample of the chunk does not compress.
+
+    Compresses ``sample`` bytes from the middle of the chunk with lz4 (fast); when they shrink
+    by less than ``min_saving``, the chunk is stored without compression, saving the full
+    compression attempt on already-compressed data (media, archives, encrypted files).
+    """
+
+    algo: Compression = Compression.ZSTD
+    level: int = 1
+    sample: int = 16384
+    min_saving: float = 0.03
+
+    def __call__(self, plain: memoryview) -> tuple[Compression, int]:
+        if self.algo is Compression.NONE or len(plain) <= self.sample:
+            return self.algo, self.level
+        start = (len(plain) - self.sample) // 2
+        probe = lz4.block.compress(plain[start:start + self.sample], store_size=False)
+        if len(probe) > self.sample * (1 - self.min_saving):
+            return Compression.NONE, 0
+        return self.algo, self.level

@@ -1,0 +1,305 @@
+"""Metadata records with field lists: session and archive headers and footers, options.
+
+A field list is a run of ``u16 id, u32 length, value`` entries (docs/format.md §4). Fields
+equal to their default are not written; unknown fields are skipped unless their id has the
+critical bit, so later versions can add fields that old readers ignore.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import uuid
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from pipevault.format._records import ALL
+from pipevault.format.errors import FormatError, TruncatedError, UnsupportedFeatureError
+
+_ENTRY = struct.Struct("<HI")
+CRITICAL = 0x8000
+_INTS: dict[str, struct.Struct] = {"u8": struct.Struct("<B"), "u32": struct.Struct("<I"),
+                                   "u64": struct.Struct("<Q"), "i64": struct.Struct("<q")}
+
+T = TypeVar("T", bound="FieldRecord")
+
+
+class FieldRecord:
+    """Base of the field-list records: ``FIELDS`` maps attribute name to (id, kind).
+
+    Kinds: ``u8``, ``u32``, ``u64``, ``i64``, ``str``, ``bytes``, ``uuid``, ``xattrs``
+    (a repeated field of ``u16 name_len, name, value``).
+    """
+
+    FIELDS: ClassVar[dict[str, tuple[int, str]]] = {}
+
+    def pack(self) -> bytes:
+        """The field list of every non-default attribute."""
+        out = bytearray()
+        defaults = {f.name: f for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        for name, (fid, kind) in self.FIELDS.items():
+            value = getattr(self, name)
+            field = defaults[name]
+            if field.default is not dataclasses.MISSING and value == field.default:
+                continue
+            if kind == "xattrs":
+                for xname, xvalue in value:
+                    _put(out, fid, struct.pack("<H", len(xname)) + bytes(xname) + bytes(xvalue))
+            else:
+                _put(out, fid, _encode(kind, value, name))
+        return bytes(out)
+
+    @classmethod
+    def unpack(cls: type[T], body: memoryview) -> T:
+        """Decode a field list.
+
+        Raises:
+            TruncatedError: an entry runs past the body.
+            FormatError: a repeated single field, a bad length or bad UTF-8.
+            UnsupportedFeatureError: an unknown critical field.
+        """
+        by_id = {fid: (name, kind) for name, (fid, kind) in cls.FIELDS.items()}
+        values: dict[str, Any] = {}
+        pos = 0
+        while pos < len(body):
+            if pos + _ENTRY.size > len(body):
+                raise TruncatedError(f"{cls.__name__} field entry cut at byte {pos}")
+            fid, length = _ENTRY.unpack_from(body, pos)
+            pos += _ENTRY.size
+            if pos + length > len(body):
+                raise TruncatedError(f"{cls.__name__} field {fid} of {length} bytes runs past the record")
+            raw = body[pos:pos + length]
+            pos += length
+            known = by_id.get(fid & ~CRITICAL)
+            if known is None:
+                if fid & CRITICAL:
+                    raise UnsupportedFeatureError(
+                        f"{cls.__name__} has unknown critical field {fid & ~CRITICAL}")
+                continue
+            name, kind = known
+            if kind == "xattrs":
+                values.setdefault(name, []).append(_decode_xattr(raw, cls.__name__))
+                continue
+            if name in values:
+                raise FormatError(f"{cls.__name__} field {name} appears twice")
+            values[name] = _decode(kind, raw, f"{cls.__name__}.{name}")
+        if "xattrs" in values:
+            values["xattrs"] = tuple(values["xattrs"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise FormatError(f"{cls.__name__} lacks a field it must have: {exc}") from exc
+
+
+def _put(out: bytearray, fid: int, value: bytes) -> None:
+    out += _ENTRY.pack(fid, len(value))
+    out += value
+
+
+def _encode(kind: str, value: Any, name: str) -> bytes:
+    if kind in _INTS:
+        return _INTS[kind].pack(value)
+    if kind == "str":
+        return str(value).encode()
+    if kind == "uuid":
+        return bytes(value.bytes)
+    return bytes(value)
+
+
+def _decode(kind: str, raw: memoryview, what: str) -> Any:
+    if kind in _INTS:
+        fmt = _INTS[kind]
+        if len(raw) != fmt.size:
+            raise FormatError(f"{what} has {len(raw)} bytes, expected {fmt.size}")
+        return fmt.unpack(raw)[0]
+    if kind == "str":
+        try:
+            return str(raw, "utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"{what} is not UTF-8") from exc
+    if kind == "uuid":
+        if len(raw) != 16:
+            raise FormatError(f"{what} has {len(raw)} bytes, expected 16")
+        return uuid.UUID(bytes=bytes(raw))
+    return bytes(raw)
+
+
+def _decode_xattr(raw: memoryview, what: str) -> tuple[bytes, bytes]:
+    if len(raw) < 2:
+        raise FormatError(f"{what} xattr entry of {len(raw)} bytes")
+    (n,) = struct.unpack_from("<H", raw, 0)
+    if 2 + n > len(raw):
+        raise FormatError(f"{what} xattr name runs past its entry")
+    return bytes(raw[2:2 + n]), bytes(raw[2 + n:])
+
+
+class SessionStatus:
+    """Values of ``SessionFooter.status``."""
+
+    COMPLETED = 0
+    WARNINGS = 1
+    FAILED = 2
+    ABORTED = 3
+
+
+class ObjectStatus:
+    """Values of ``ArchiveFooter.status``."""
+
+    COMPLETE = 0
+    CHANGED = 1
+    ABORTED = 2
+
+
+class ObjectType:
+    """Values of ``ArchiveHeader.type``."""
+
+    FILE = 0
+    DIRECTORY = 1
+    SYMLINK = 2
+    HARDLINK = 3
+    DEVICE = 4
+    FIFO = 5
+    SOCKET = 6
+    BLOB = 7
+
+
+@dataclass(frozen=True)
+class SessionHeader(FieldRecord):
+    """Opens a session: who wrote it, when, and how (docs/format.md §4)."""
+
+    FIELDS: ClassVar[dict[str, tuple[int, str]]] = {
+        "created_ns": (1, "i64"), "node": (2, "str"), "job": (3, "str"), "kind": (4, "str"),
+        "stream": (5, "str"), "host": (6, "str"), "software": (7, "str"), "size_log2": (8, "u8"),
+        "key_check": (9, "bytes"), "options": (10, "str")}
+    created_ns: int = 0
+    node: str = ""
+    job: str = ""
+    kind: str = "backup"
+    stream: str = ""
+    host: str = ""
+    software: str = ""
+    size_log2: int = 18
+    key_check: bytes = b""
+    options: str = ""
+
+
+@dataclass(frozen=True)
+class SessionFooter(FieldRecord):
+    """Closes a session with the totals a catalog rebuild needs."""
+
+    FIELDS: ClassVar[dict[str, tuple[int, str]]] = {
+        "status": (1, "u8"), "objects": (2, "u64"), "plain_bytes": (3, "u64"),
+        "stored_bytes": (4, "u64"), "first_seq": (5, "u64"), "last_seq": (6, "u64"),
+        "ended_ns": (7, "i64"), "errors": (8, "u64"), "duplicates": (9, "u64")}
+    status: int = SessionStatus.COMPLETED
+    objects: int = 0
+    plain_bytes: int = 0
+    stored_bytes: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    ended_ns: int = 0
+    errors: int = 0
+    duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class ArchiveHeader(FieldRecord):
+    """Opens one object: every attribute the catalog needs to list and restore it."""
+
+    FIELDS: ClassVar[dict[str, tuple[int, str]]] = {
+        "object_index": (1, "u32"), "name": (2, "bytes"), "type": (3, "u8"), "size": (4, "u64"),
+        "mode": (5, "u32"), "uid": (6, "u32"), "gid": (7, "u32"), "owner": (8, "str"),
+        "group": (9, "str"), "mtime_ns": (10, "i64"), "ctime_ns": (11, "i64"), "atime_ns": (12, "i64"),
+        "xattrs": (13, "xattrs"), "mgmt_class": (14, "str"), "object_id": (15, "uuid"),
+        "version": (16, "u64"), "link_target": (17, "bytes"), "stored_ns": (18, "i64"),
+        "filespace": (19, "str")}
+    object_index: int = 0
+    name: bytes = b""
+    type: int = ObjectType.FILE
+    size: int = 0
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    owner: str = ""
+    group: str = ""
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    atime_ns: int = 0
+    xattrs: tuple[tuple[bytes, bytes], ...] = ()
+    mgmt_class: str = ""
+    object_id: uuid.UUID | None = None
+    version: int = 0
+    link_target: bytes = b""
+    stored_ns: int = 0
+    filespace: str = ""
+
+
+@dataclass(frozen=True)
+class ArchiveFooter(FieldRecord):
+    """Closes one object with its totals and the superblocks it spans."""
+
+    FIELDS: ClassVar[dict[str, tuple[int, str]]] = {
+        "object_index": (1, "u32"), "status": (2, "u8"), "plain_bytes": (3, "u64"),
+        "stored_bytes": (4, "u64"), "chunks": (5, "u32"), "first_seq": (6, "u64"),
+        "last_seq": (7, "u64"), "duplicates": (8, "u32")}
+    object_index: int = 0
+    status: int = ObjectStatus.COMPLETE
+    plain_bytes: int = 0
+    stored_bytes: int = 0
+    chunks: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    duplicates: int = 0
+
+
+_OPT_HEAD = struct.Struct("<II")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Processing instructions carried with the data (seed fig. 13 options header).
+
+    ``object_index``/``chunk_seq`` are :data:`ALL` when they apply to the session/object.
+    """
+
+    items: tuple[tuple[str, bytes], ...]
+    object_index: int = ALL
+    chunk_seq: int = ALL
+
+    def pack(self) -> bytes:
+        """The options body."""
+        out = bytearray(_OPT_HEAD.pack(self.object_index, self.chunk_seq))
+        for key, value in self.items:
+            k = key.encode()
+            out += struct.pack("<H", len(k)) + k + struct.pack("<I", len(value)) + bytes(value)
+        return bytes(out)
+
+    @classmethod
+    def unpack(cls, body: memoryview) -> Options:
+        """Decode an options body. Raises TruncatedError or FormatError on bad lengths or UTF-8."""
+        if len(body) < _OPT_HEAD.size:
+            raise TruncatedError("options record too short")
+        oi, cs = _OPT_HEAD.unpack_from(body, 0)
+        pos, items = _OPT_HEAD.size, []
+        try:
+            while pos < len(body):
+                (klen,) = struct.unpack_from("<H", body, pos)
+                key = str(body[pos + 2:pos + 2 + klen], "utf-8")
+                pos += 2 + klen
+                (vlen,) = struct.unpack_from("<I", body, pos)
+                pos += 4
+                if pos + vlen > len(body) or len(key.encode()) != klen:
+                    raise TruncatedError("options value runs past the record")
+                items.append((key, bytes(body[pos:pos + vlen])))
+                pos += vlen
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise FormatError(f"options record damaged at byte {pos}") from exc
+        return cls(tuple(items), oi, cs)
+
+    def get(self, key: str) -> bytes | None:
+        """The value of the last item named ``key``, or None."""
+        found = None
+        for k, v in self.items:
+            if k == key:
+                found = v
+        return found

@@ -1,0 +1,381 @@
+"""The per-session reader: turns one session's superblocks into records, in order.
+
+:class:`SessionReader` is fed the verified superblocks of one session in media order. It
+checks sequence numbers (dropping duplicates, reporting gaps and conflicts), joins continued
+records and chunk pieces, decodes chunks, and after damage resynchronises at the first record
+that says where it belongs, reporting exactly which object bytes were lost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipevault.format._chunk import ChunkDecoder
+from pipevault.format._codecs import Buffer
+from pipevault.format._crypto import SessionKeys
+from pipevault.format._events import (
+    Affected,
+    ChunkRead,
+    Damage,
+    Event,
+    ObjectEnded,
+    ObjectStarted,
+    OptionsRead,
+    Resumed,
+    SessionEnded,
+    SessionStarted,
+)
+from pipevault.format._fields import ArchiveFooter, ArchiveHeader, Options, SessionFooter, SessionHeader
+from pipevault.format._records import (
+    ALL,
+    RECORD_HEADER_LEN,
+    TAG_LEN,
+    ChunkFlags,
+    ChunkFooter,
+    ChunkHeader,
+    Encryption,
+    RecordType,
+    Resume,
+    Tag,
+    read_record_header,
+)
+from pipevault.format._superblock import SuperblockFlags, SuperblockHeader
+from pipevault.format.errors import (
+    FormatError,
+    IntegrityError,
+    KeyRequiredError,
+    UnsupportedFeatureError,
+    WrongKeyError,
+)
+
+Want = Callable[[int], bool]
+_RECENT = 256
+
+
+@dataclass
+class _Gap:
+    first_seq: int
+    last_seq: int
+    kind: str
+    message: str
+    obj_index: int | None      # object open when the damage began
+    obj_name: bytes | None
+    start: int                 # first object byte not delivered
+    next_object: int           # first object index not yet seen
+
+
+class SessionReader:
+    """Reads one session. Not thread-safe.
+
+    Args:
+        session_id: the session.
+        key: the 32-byte master key (needed only to decode encrypted chunks).
+        decode: deliver chunk plaintext; False reads structure only (catalog rebuild).
+        want: object indexes whose data to decode (default all); other chunks are checked
+            structurally and delivered with ``data=None``.
+    """
+
+    def __init__(self, session_id: uuid.UUID, *, key: bytes | None = None, decode: bool = True,
+                 want: Want | None = None) -> None:
+        self.session_id = session_id
+        self._key = key
+        self._decode = decode
+        self._want = want
+        self._decoder: ChunkDecoder | None = None
+        self.expected: int | None = None
+        self.header: SessionHeader | None = None
+        self.footer: SessionFooter | None = None
+        self.last_seq = -1
+        self._recent: dict[int, int] = {}
+        self._cont: tuple[int, bytearray] | None = None
+        self.obj_index: int | None = None
+        self.obj: ArchiveHeader | None = None
+        self.obj_offset = 0
+        self.next_chunk = 0
+        self.next_object = 0
+        self.chunk: ChunkHeader | None = None
+        self._chunk_first_seq = 0
+        self._pieces: bytearray | memoryview | None = None
+        self._got = 0
+        self._gap: _Gap | None = None
+        self._delivered = (-1, -1)
+        self._started = -1
+        self._ended = -1
+        self.seq = -1
+
+    # -- superblocks ----------------------------------------------------------------------
+
+    def feed(self, header: SuperblockHeader, payload: memoryview) -> list[Event]:
+        """Process one verified superblock of this session; returns the events it completes.
+
+        Raises:
+            WrongKeyError, KeyRequiredError: decoding an encrypted session without its key.
+            UnsupportedFeatureError: a record type or field this reader does not know.
+        """
+        out: list[Event] = []
+        seq = header.seq
+        if self.expected is None:
+            if seq != 0 and not header.flags & SuperblockFlags.RESUMED:
+                self._begin_gap(0, seq - 1, "lost", "the session's first superblocks were not seen", out)
+        elif seq < self.expected:
+            if self._recent.get(seq) == header.checksum:
+                return out
+            if not header.flags & SuperblockFlags.RESUMED:
+                out.append(Damage(self.session_id, "conflict", f"a second, different superblock {seq} "
+                                  "was found and ignored", seq, seq))
+                return out
+        elif seq > self.expected:
+            self._begin_gap(self.expected, seq - 1, "lost", f"superblocks {self.expected}..{seq - 1} are "
+                            "missing or unreadable", out)
+        self.expected = seq + 1
+        self.seq = seq
+        self.last_seq = max(self.last_seq, seq)
+        self._recent[seq] = header.checksum
+        self._recent.pop(seq - _RECENT, None)
+        try:
+            self._records(payload, out)
+        except (UnsupportedFeatureError, WrongKeyError, KeyRequiredError):
+            raise
+        except FormatError as exc:
+            self._begin_gap(seq, seq, "structure", str(exc.message), out)
+        return out
+
+    def finish(self) -> list[Event]:
+        """The media ended: report what is incomplete."""
+        out: list[Event] = []
+        if self._gap is not None:
+            self._resolve(None, None, out)
+        elif self.footer is None:
+            affected: tuple[Affected, ...] = ()
+            if self.obj_index is not None:
+                name = self.obj.name if self.obj else None
+                affected = (Affected(self.obj_index, name, self.obj_offset, None),
+                            Affected(None, None, 0, None))
+            out.append(Damage(self.session_id, "truncated", "the media end before the session footer",
+                              self.last_seq + 1 if self.last_seq >= 0 else None, None, affected))
+        return out
+
+    # -- records --------------------------------------------------------------------------
+
+    def _records(self, payload: memoryview, out: list[Event]) -> None:
+        pos = 0
+        first = True
+        while pos < len(payload):
+            rh = read_record_header(payload, pos)
+            body = payload[pos + RECORD_HEADER_LEN:pos + RECORD_HEADER_LEN + rh.length]
+            pos += RECORD_HEADER_LEN + rh.length
+            if rh.type == RecordType.CONTINUATION:
+                if not first:
+                    raise FormatError("a continuation record that does not open its superblock")
+                if self._cont is None:
+                    continue  # its beginning was lost in a gap already reported
+                self._cont[1].extend(body)
+                if rh.continues:
+                    return
+                rtype, joined = self._cont
+                self._cont = None
+                self._record(rtype, memoryview(joined), out)
+            elif rh.type == RecordType.RESUME:
+                self._cont = None  # a restart abandons a record cut by the failure
+                self._record(rh.type, body, out)
+            elif self._cont is not None:
+                raise FormatError(f"record {self._cont[0]:#x} was to be continued but superblock "
+                                  f"{self.seq} does not continue it")
+            elif rh.continues:
+                if pos != len(payload):
+                    raise FormatError("a continued record that does not end its superblock")
+                self._cont = (rh.type, bytearray(body))
+            elif rh.type in RecordType._value2member_map_:
+                self._record(rh.type, body, out)
+            first = False
+
+    def _record(self, rtype: int, body: memoryview, out: list[Event]) -> None:
+        if rtype == RecordType.DATA:
+            self._data(body)
+        elif rtype == RecordType.CHUNK_HEADER:
+            self._chunk_header(ChunkHeader.unpack(body), out)
+        elif rtype == RecordType.CHUNK_FOOTER:
+            self._chunk_footer(ChunkFooter.unpack(body), out)
+        elif rtype == RecordType.ARCHIVE_HEADER:
+            self._archive_header(ArchiveHeader.unpack(body), out)
+        elif rtype == RecordType.ARCHIVE_FOOTER:
+            self._archive_footer(ArchiveFooter.unpack(body), out)
+        elif rtype == RecordType.OPTIONS:
+            out.append(OptionsRead(self.session_id, self.seq, Options.unpack(body)))
+        elif rtype == RecordType.SESSION_HEADER:
+            self._session_header(SessionHeader.unpack(body), out)
+        elif rtype == RecordType.SESSION_FOOTER:
+            footer = SessionFooter.unpack(body)
+            if self._gap is not None:
+                self._resolve(footer.objects, 0, out)
+            elif self.chunk is not None or self.obj_index is not None:
+                raise FormatError("session footer inside an open object")
+            self.footer = footer
+            out.append(SessionEnded(self.session_id, self.seq, footer))
+        elif rtype == RecordType.RESUME:
+            self._resume(Resume.unpack(body), out)
+
+    def _session_header(self, header: SessionHeader, out: list[Event]) -> None:
+        if self.header is not None or self.seq != 0:
+            raise FormatError("a session header after the start of the session")
+        self.header = header
+        if self._decode and header.key_check:
+            keys = SessionKeys.for_reading(self._key, self.session_id, header.key_check)
+            self._decoder = ChunkDecoder(self.session_id, keys)
+        out.append(SessionStarted(self.session_id, self.seq, header))
+
+    def _archive_header(self, header: ArchiveHeader, out: list[Event]) -> None:
+        if self._gap is not None:
+            self._resolve(header.object_index, 0, out)
+        elif self.obj_index is not None or header.object_index != self.next_object:
+            raise FormatError(f"archive header {header.object_index} while expecting object "
+                              f"{self.next_object} (open: {self.obj_index})")
+        self._open(header.object_index, header, 0, 0)
+        if header.object_index > self._started:
+            self._started = header.object_index
+            out.append(ObjectStarted(self.session_id, self.seq, header))
+
+    def _open(self, index: int, header: ArchiveHeader | None, chunk_seq: int, offset: int) -> None:
+        self.obj_index, self.obj = index, header
+        self.next_chunk, self.obj_offset = chunk_seq, offset
+        self.next_object = index + 1
+        self.chunk = None
+
+    def _archive_footer(self, footer: ArchiveFooter, out: list[Event]) -> None:
+        if self._gap is not None:
+            if self._gap.obj_index == footer.object_index:
+                self._resolve(footer.object_index, footer.plain_bytes, out)
+            else:
+                self._resolve(footer.object_index, None, out)
+                self._open(footer.object_index, None, footer.chunks, footer.plain_bytes)
+        elif footer.object_index != self.obj_index or self.chunk is not None:
+            raise FormatError(f"archive footer {footer.object_index} does not close the open object")
+        self.obj_index, self.obj, self.chunk = None, None, None
+        if footer.object_index > self._ended:
+            self._ended = footer.object_index
+            out.append(ObjectEnded(self.session_id, self.seq, footer))
+
+    def _resume(self, resume: Resume, out: list[Event]) -> None:
+        self._cont = None
+        self.chunk = None
+        index = None if resume.object_index == ALL else resume.object_index
+        if self._gap is not None:
+            self._resolve(index, resume.object_offset, out)
+        if index is None:
+            self.obj_index, self.obj = None, None
+        else:
+            keep = self.obj if self.obj is not None and self.obj.object_index == index else None
+            self._open(index, keep, resume.chunk_seq, resume.object_offset)
+        out.append(Resumed(self.session_id, self.seq, resume))
+
+    def _chunk_header(self, header: ChunkHeader, out: list[Event]) -> None:
+        if self._gap is not None:
+            self._resolve(header.object_index, header.object_offset, out)
+            keep = self.obj if self.obj_index == header.object_index else None
+            self._open(header.object_index, keep, header.chunk_seq, header.object_offset)
+        if self.chunk is not None or self.obj_index != header.object_index or (
+                header.chunk_seq, header.object_offset) != (self.next_chunk, self.obj_offset):
+            raise FormatError(f"chunk {header.object_index}/{header.chunk_seq}@{header.object_offset} is "
+                              f"out of place (expected {self.obj_index}/{self.next_chunk}@{self.obj_offset})")
+        self.chunk = header
+        self._chunk_first_seq = self.seq
+        self._got = 0
+        self._pieces = None
+
+    def _data(self, body: memoryview) -> None:
+        if self._gap is not None:
+            return  # the chunk it belongs to is part of the reported damage
+        tag = Tag.unpack(body)
+        chunk = self.chunk
+        if chunk is None or (tag.object_index, tag.chunk_seq, tag.object_offset, tag.stored_offset) != (
+                chunk.object_index, chunk.chunk_seq, chunk.object_offset, self._got):
+            raise FormatError(f"data piece {tag.object_index}/{tag.chunk_seq}+{tag.stored_offset} "
+                              "does not continue the open chunk")
+        data = body[TAG_LEN:]
+        if self._got + len(data) > chunk.stored_len:
+            raise FormatError(f"chunk {chunk.object_index}/{chunk.chunk_seq} has more data than announced")
+        if self._wanted(chunk):
+            if self._got == 0 and len(data) == chunk.stored_len:
+                self._pieces = data  # the whole chunk in one superblock: no copy
+            else:
+                if self._pieces is None:
+                    self._pieces = bytearray(chunk.stored_len)
+                self._pieces[self._got:self._got + len(data)] = data
+        self._got += len(data)
+
+    def _wanted(self, chunk: ChunkHeader) -> bool:
+        return self._decode and (self._want is None or self._want(chunk.object_index))
+
+    def _chunk_footer(self, footer: ChunkFooter, out: list[Event]) -> None:
+        if self._gap is not None:
+            return
+        chunk = self.chunk
+        if chunk is None or (footer.object_index, footer.chunk_seq) != (chunk.object_index, chunk.chunk_seq):
+            raise FormatError(f"chunk footer {footer.object_index}/{footer.chunk_seq} closes no open chunk")
+        if self._got != chunk.stored_len:
+            raise FormatError(f"chunk {chunk.object_index}/{chunk.chunk_seq} has {self._got} of "
+                              f"{chunk.stored_len} stored bytes")
+        self.chunk = None
+        self.next_chunk += 1
+        self.obj_offset += chunk.plain_len
+        data: Buffer | None = None
+        if self._wanted(chunk) and not chunk.flags & ChunkFlags.DUPLICATE:
+            try:
+                stored = self._pieces if self._pieces is not None else b""
+                data = self._decoder_for(chunk)(chunk, stored, footer)
+            except IntegrityError as exc:
+                out.append(Damage(self.session_id, "integrity", exc.message, self._chunk_first_seq, self.seq,
+                                  (Affected(chunk.object_index, self.obj.name if self.obj else None,
+                                            chunk.object_offset, chunk.object_offset + chunk.plain_len),)))
+                return
+        self._pieces = None
+        key = (chunk.object_index, chunk.chunk_seq)
+        if key > self._delivered:
+            self._delivered = key
+            out.append(ChunkRead(self.session_id, self._chunk_first_seq, self.seq, chunk, data))
+
+    def _decoder_for(self, chunk: ChunkHeader) -> ChunkDecoder:
+        if self._decoder is None:
+            keys = None
+            if chunk.encryption is Encryption.AES_256_GCM:
+                # The session header was lost: the key cannot be checked, so a wrong key
+                # shows up as integrity damage on each chunk.
+                if self._key is None:
+                    raise KeyRequiredError(f"session {self.session_id} is encrypted; no key was given")
+                keys = SessionKeys.derive(self._key, self.session_id)
+            self._decoder = ChunkDecoder(self.session_id, keys)
+        return self._decoder
+
+    # -- damage ---------------------------------------------------------------------------
+
+    def _begin_gap(self, first: int, last: int, kind: str, message: str, out: list[Event]) -> None:
+        if self._gap is not None:
+            self._gap.last_seq = max(self._gap.last_seq, last)
+            return
+        name = self.obj.name if self.obj is not None else None
+        self._gap = _Gap(first, last, kind, message, self.obj_index, name, self.obj_offset, self.next_object)
+        self._cont = None
+        self.chunk = None
+        self._pieces = None
+
+    def _resolve(self, next_index: int | None, next_offset: int | None, out: list[Event]) -> None:
+        """Close the open gap at the first intact position: object ``next_index``, byte ``next_offset``."""
+        gap = self._gap
+        assert gap is not None
+        self._gap = None
+        affected: list[Affected] = []
+        if gap.obj_index is not None:
+            end = next_offset if next_index == gap.obj_index else None
+            if end is None or end > gap.start:
+                affected.append(Affected(gap.obj_index, gap.obj_name, gap.start, end))
+        lo = gap.obj_index + 1 if gap.obj_index is not None else gap.next_object
+        if next_index is None:
+            affected.append(Affected(None, None, 0, None))
+        else:
+            affected += [Affected(i, None, 0, None) for i in range(lo, next_index)]
+            if next_index >= lo and next_index != gap.obj_index and next_offset:
+                affected.append(Affected(next_index, None, 0, next_offset))
+        out.append(Damage(self.session_id, gap.kind, gap.message, gap.first_seq, gap.last_seq,
+                          tuple(affected)))

@@ -1,0 +1,186 @@
+"""Superblocks: the fixed-size unit written to media, with a 64-byte self-describing header.
+
+Layout (docs/format.md §2)::
+
+    0 magic(8) 8 major(1) 9 minor(1) 10 header_len(2) 12 size_log2(1) 13 flags(1) 14 rsv(2)
+    16 required(4) 20 optional(4) 24 session_id(16) 40 seq(8) 48 payload_len(4) 52 rsv(4)
+    56 checksum(8) = xxh3-64 of bytes [0, 56) followed by the payload
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from dataclasses import dataclass
+from enum import IntFlag
+
+import xxhash
+
+from pipevault.format.errors import (
+    ChecksumError,
+    FormatError,
+    LimitError,
+    TruncatedError,
+    UnknownVersionError,
+    UnsupportedFeatureError,
+)
+
+MAGIC = b"\x89PVSB\r\n\x1a"
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+HEADER_LEN = 64
+MIN_SIZE_LOG2 = 16
+MAX_SIZE_LOG2 = 24
+DEFAULT_SIZE_LOG2 = 18
+DEFAULT_SIZE = 1 << DEFAULT_SIZE_LOG2
+CHECKSUM_OFFSET = 56
+
+_HEADER = struct.Struct("<8sBBHBBHII16sQII")  # all but the checksum: 56 bytes
+_CHECKSUM = struct.Struct("<Q")
+
+
+class SuperblockFlags(IntFlag):
+    """Hints in the header so a scan can find session boundaries without parsing payloads."""
+
+    NONE = 0
+    SESSION_START = 1
+    SESSION_END = 2
+    RESUMED = 4
+
+
+class Required(IntFlag):
+    """Features a reader must understand (docs/format.md §7)."""
+
+    NONE = 0
+    LZ4 = 1
+    ZSTD = 2
+    AES_GCM = 4
+
+
+class Optional(IntFlag):
+    """Features a reader may ignore."""
+
+    NONE = 0
+    DEDUP_HASH = 1
+    DUPLICATES = 2
+
+
+KNOWN_REQUIRED = Required.LZ4 | Required.ZSTD | Required.AES_GCM
+
+
+def size_log2_of(size: int) -> int:
+    """``log2(size)`` for a legal superblock size.
+
+    Raises:
+        LimitError: ``size`` is not a power of two between 64 KiB and 16 MiB.
+    """
+    log2 = size.bit_length() - 1
+    if size <= 0 or size != 1 << log2 or not MIN_SIZE_LOG2 <= log2 <= MAX_SIZE_LOG2:
+        raise LimitError(f"superblock size {size} is not a power of two from 64 KiB to 16 MiB")
+    return log2
+
+
+@dataclass(frozen=True, slots=True)
+class SuperblockHeader:
+    """The decoded 64-byte header of one superblock."""
+
+    session_id: uuid.UUID
+    seq: int
+    payload_len: int
+    size_log2: int = DEFAULT_SIZE_LOG2
+    flags: SuperblockFlags = SuperblockFlags.NONE
+    required: Required = Required.NONE
+    optional: Optional = Optional.NONE
+    version_minor: int = VERSION_MINOR
+    header_len: int = HEADER_LEN
+    checksum: int = 0
+    version_major: int = VERSION_MAJOR
+    unknown_required: int = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes the superblock occupies on the medium."""
+        return 1 << self.size_log2
+
+    @property
+    def capacity(self) -> int:
+        """Payload bytes a superblock of this size can hold."""
+        return self.size - self.header_len
+
+
+def write_header(buf: memoryview, header: SuperblockHeader) -> None:
+    """Write ``header`` into ``buf[:64]`` and seal it: compute the checksum over the payload.
+
+    ``buf`` is the whole superblock, payload already in place; the caller keeps ownership.
+    """
+    _HEADER.pack_into(buf, 0, MAGIC, VERSION_MAJOR, header.version_minor, HEADER_LEN, header.size_log2,
+                      int(header.flags), 0, int(header.required), int(header.optional),
+                      header.session_id.bytes, header.seq, header.payload_len, 0)
+    h = xxhash.xxh3_64(buf[:CHECKSUM_OFFSET])
+    h.update(buf[HEADER_LEN:HEADER_LEN + header.payload_len])
+    _CHECKSUM.pack_into(buf, CHECKSUM_OFFSET, h.intdigest())
+
+
+def peek_header(buf: memoryview) -> SuperblockHeader:
+    """Decode a header without verifying the checksum (enough to skip a foreign superblock).
+
+    Only the fields every version keeps in place are trusted here (magic, session id, seq,
+    sizes); the version and features are checked by :func:`verify` once the checksum proves
+    the header intact, so a flipped bit reads as damage, not as a newer format.
+
+    Raises:
+        TruncatedError: fewer than 64 bytes.
+        FormatError: no magic, or sizes out of range.
+    """
+    if len(buf) < HEADER_LEN:
+        raise TruncatedError(f"superblock header needs {HEADER_LEN} bytes, got {len(buf)}")
+    (magic, _major, minor, header_len, size_log2, flags, _rsv, required, optional, sid, seq,
+     payload_len, _rsv2) = _HEADER.unpack_from(buf, 0)
+    if magic != MAGIC:
+        raise FormatError("no superblock magic: not a pipevault superblock or damaged header")
+    if not MIN_SIZE_LOG2 <= size_log2 <= MAX_SIZE_LOG2 or header_len < HEADER_LEN:
+        raise FormatError(f"superblock header out of range: size_log2={size_log2}, "
+                          f"header_len={header_len}")
+    if payload_len > (1 << size_log2) - header_len:
+        raise FormatError(f"payload length {payload_len} exceeds superblock size {1 << size_log2}")
+    (checksum,) = _CHECKSUM.unpack_from(buf, CHECKSUM_OFFSET)
+    return SuperblockHeader(
+        session_id=uuid.UUID(bytes=bytes(sid)), seq=seq, payload_len=payload_len, size_log2=size_log2,
+        flags=SuperblockFlags(flags & 7), required=Required(required & int(KNOWN_REQUIRED)),
+        optional=Optional(optional & int(Optional.DEDUP_HASH | Optional.DUPLICATES)),
+        version_minor=minor, header_len=header_len, checksum=checksum, version_major=_major,
+        unknown_required=required & ~int(KNOWN_REQUIRED))
+
+
+def verify(buf: memoryview) -> tuple[SuperblockHeader, memoryview]:
+    """Decode and verify one superblock; return its header and a view of its payload.
+
+    ``buf`` may be longer than the payload (padding) but must hold header and payload; the
+    returned payload view shares ``buf``'s memory (no copy) and lives as long as the caller
+    keeps ``buf`` unchanged.
+
+    Raises:
+        TruncatedError: ``buf`` ends inside the payload.
+        ChecksumError: the checksum does not match.
+        UnknownVersionError: an intact superblock of another major version.
+        UnsupportedFeatureError: an intact superblock needing an unknown required feature.
+        and the errors of :func:`peek_header`.
+    """
+    header = peek_header(buf)
+    end = header.header_len + header.payload_len
+    if len(buf) < end:
+        raise TruncatedError(f"superblock seq {header.seq} of session {header.session_id} is cut "
+                             f"at {len(buf)} of {end} bytes", seq=header.seq)
+    h = xxhash.xxh3_64(buf[:CHECKSUM_OFFSET])
+    h.update(buf[header.header_len:end])
+    if h.intdigest() != header.checksum:
+        raise ChecksumError(f"checksum mismatch in superblock seq {header.seq} of session "
+                            f"{header.session_id}", seq=header.seq, session=str(header.session_id))
+    if header.version_major != VERSION_MAJOR:
+        raise UnknownVersionError(f"superblock format version {header.version_major}.{header.version_minor}; "
+                                  f"this reader knows {VERSION_MAJOR}.x",
+                                  version=f"{header.version_major}.{header.version_minor}")
+    if header.unknown_required:
+        raise UnsupportedFeatureError(f"superblock needs unknown required features "
+                                      f"{header.unknown_required:#x}", features=header.unknown_required)
+    return header, buf[header.header_len:end]

@@ -1,0 +1,336 @@
+"""The session writer: packs records into superblocks (push API, no I/O).
+
+The caller feeds objects and their data; complete superblocks accumulate until
+:meth:`SessionWriter.take` hands them out for writing to a medium.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable
+
+from pipevault.clock import SYSTEM, Clock
+from pipevault.format._chunk import ChunkEncoder, EncodedChunk
+from pipevault.format._codecs import Buffer, Selector
+from pipevault.format._crypto import SessionKeys
+from pipevault.format._fields import (
+    ArchiveFooter,
+    ArchiveHeader,
+    ObjectStatus,
+    Options,
+    SessionFooter,
+    SessionHeader,
+    SessionStatus,
+)
+from pipevault.format._records import (
+    ALL,
+    FLAG_CONTINUES,
+    RECORD_HEADER,
+    RECORD_HEADER_LEN,
+    TAG,
+    TAG_LEN,
+    ChunkFlags,
+    Compression,
+    Encryption,
+    RecordType,
+    Resume,
+)
+from pipevault.format._restart import ResumePoint
+from pipevault.format._superblock import (
+    DEFAULT_SIZE,
+    HEADER_LEN,
+    Optional,
+    Required,
+    SuperblockFlags,
+    SuperblockHeader,
+    size_log2_of,
+    write_header,
+)
+from pipevault.format.errors import LimitError, WriterStateError
+
+Allocate = Callable[[int], memoryview]
+DEFAULT_CHUNK = 1 << 20
+
+
+def _allocate(size: int) -> memoryview:
+    return memoryview(bytearray(size))
+
+
+class SessionWriter:
+    """Writes one session as a sequence of superblocks.
+
+    Args:
+        header: the session header (``size_log2`` and ``key_check`` are filled in here).
+        session_id: the session's UUID (default: a new random one).
+        size: superblock size of the target medium (power of two, 64 KiB..16 MiB).
+        key: 32-byte master key to encrypt chunks with AES-256-GCM, or None.
+        selector: compression choice per chunk (default zstd-1 with an incompressibility probe).
+        dedup: compute a dedup hash per chunk; ``discard_duplicates`` also replaces a chunk
+            whose hash was already written in this session by a reference to it.
+        chunk_size: how :meth:`write` cuts object data (default 1 MiB).
+        allocate: returns a writable buffer of ``size`` bytes for each new superblock (a pool
+            buffer, for example); it may hold old data, the writer zeroes what it does not fill.
+        clock: time source for the footer and resume times.
+        resume: continue a session after a failure instead of starting one (see :meth:`resume`).
+
+    Not thread-safe: one writer per session, fed by one thread. Encoding may run elsewhere
+    (:attr:`encoder` is thread-safe); hand the results to :meth:`add_chunk` in order.
+    """
+
+    def __init__(self, header: SessionHeader | None = None, *, session_id: uuid.UUID | None = None,
+                 size: int = DEFAULT_SIZE, key: bytes | None = None, selector: Selector | None = None,
+                 dedup: bool = False, discard_duplicates: bool = False, chunk_size: int = DEFAULT_CHUNK,
+                 allocate: Allocate = _allocate, clock: Clock = SYSTEM,
+                 resume: ResumePoint | None = None) -> None:
+        self.session_id = resume.session_id if resume else (session_id or uuid.uuid4())
+        self.size_log2 = size_log2_of(resume.size if resume else size)
+        self.size = 1 << self.size_log2
+        if not 1 <= chunk_size <= 64 << 20:
+            raise LimitError(f"chunk size {chunk_size} is outside 1 byte..64 MiB")
+        self.chunk_size = chunk_size
+        self.keys = SessionKeys.derive(key, self.session_id) if key is not None else None
+        self.encoder = ChunkEncoder(self.session_id, keys=self.keys, selector=selector,
+                                    dedup=dedup or discard_duplicates)
+        self.discard_duplicates = discard_duplicates
+        self._allocate = allocate
+        self._clock = clock
+        self._done: list[memoryview] = []
+        self._buf: memoryview | None = None
+        self._pos = HEADER_LEN
+        self._flags = SuperblockFlags.NONE
+        self._required = Required.AES_GCM if self.keys else Required.NONE
+        self._optional = Optional.DEDUP_HASH if (dedup or discard_duplicates) else Optional.NONE
+        self._seen: dict[bytes, tuple[int, int]] = {}
+        self._object: ArchiveHeader | None = None
+        self._closed = False
+        if resume is None:
+            self.seq = 0
+            self.objects = self.plain_bytes = self.stored_bytes = self.errors = self.duplicates = 0
+            key_check = self.keys.key_check if self.keys else b""
+            base = header or SessionHeader()
+            created = base.created_ns or int(clock.now() * 1e9)
+            self.header = dataclasses.replace(base, size_log2=self.size_log2, key_check=key_check,
+                                              created_ns=created)
+            self._put(RecordType.SESSION_HEADER, self.header.pack())
+            self._flags |= SuperblockFlags.SESSION_START
+        else:
+            self._resume(resume)
+
+    def _resume(self, point: ResumePoint) -> None:
+        if point.key_check != (self.keys.key_check if self.keys else b""):
+            raise WriterStateError(f"resuming session {point.session_id} needs the key it was started with")
+        self.seq = point.next_seq
+        self.objects, self.plain_bytes = point.objects, point.plain_bytes
+        self.stored_bytes = point.stored_bytes
+        self.errors, self.duplicates = point.errors, point.duplicates
+        self._required |= point.required
+        self._next_object = point.next_object_index
+        rec = Resume(point.next_seq - 1, point.open_object.object_index if point.open_object else ALL,
+                     point.chunk_seq, point.object_offset, int(self._clock.now() * 1e9))
+        self._put(RecordType.RESUME, rec.pack())
+        self._flags |= SuperblockFlags.RESUMED
+        if point.open_object is not None:
+            self._open(point.open_object, point.object_first_seq, point.chunk_seq, point.object_offset,
+                       point.object_stored, point.object_duplicates)
+
+    # -- objects --------------------------------------------------------------------------
+
+    _next_object = 0
+
+    def begin_object(self, header: ArchiveHeader) -> int:
+        """Open the next object; returns the object index assigned (``header``'s is replaced).
+
+        Raises:
+            WriterStateError: an object is already open or the session is closed.
+        """
+        self._check_open(want_object=False)
+        index = self._next_object
+        header = dataclasses.replace(header, object_index=index)
+        body = header.pack()
+        self._reserve(len(body))
+        self._open(header, self.seq, 0, 0, 0, 0)
+        self._put(RecordType.ARCHIVE_HEADER, body)
+        return index
+
+    def _open(self, header: ArchiveHeader, first_seq: int, chunk_seq: int, offset: int, stored: int,
+              dups: int) -> None:
+        self._object = header
+        self._next_object = header.object_index + 1
+        self._obj_first_seq, self._chunk_seq, self._offset = first_seq, chunk_seq, offset
+        self._obj_stored, self._obj_dups = stored, dups
+
+    def write(self, data: Buffer) -> None:
+        """Append object data, cut into chunks of ``chunk_size``; encodes in this thread.
+
+        ``data`` is read before the call returns and not kept.
+        """
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), self.chunk_size):
+            piece = view[start:start + self.chunk_size]
+            self.add_chunk(self.encoder(piece, self._require_object().object_index, self._chunk_seq,
+                                        self._offset))
+
+    def next_chunk(self) -> tuple[int, int, int]:
+        """``(object_index, chunk_seq, object_offset)`` the next chunk must carry (for encoding elsewhere)."""
+        return self._require_object().object_index, self._chunk_seq, self._offset
+
+    def add_chunk(self, chunk: EncodedChunk) -> None:
+        """Pack an encoded chunk of the open object; its stored bytes are copied before return.
+
+        Raises:
+            WriterStateError: no object is open, or the chunk's index, seq or offset is not next.
+        """
+        obj = self._require_object()
+        h = chunk.header
+        expected = (obj.object_index, self._chunk_seq, self._offset)
+        if (h.object_index, h.chunk_seq, h.object_offset) != expected:
+            raise WriterStateError(f"chunk {h.object_index}/{h.chunk_seq}@{h.object_offset} is out of order; "
+                                   f"expected {obj.object_index}/{self._chunk_seq}@{self._offset}")
+        hashed = h.flags & ChunkFlags.HAS_DEDUP_HASH and not h.flags & ChunkFlags.DUPLICATE
+        if self.discard_duplicates and hashed:
+            first = self._seen.setdefault(h.dedup_hash, (h.object_index, h.chunk_seq))
+            if first != (h.object_index, h.chunk_seq):
+                chunk = self.encoder.duplicate(h.object_index, h.chunk_seq, h.object_offset, h, first)
+                h = chunk.header
+        if h.flags & ChunkFlags.DUPLICATE:
+            self.duplicates += 1
+            self._obj_dups += 1
+            self._optional |= Optional.DUPLICATES
+        if h.compression is Compression.LZ4:
+            self._required |= Required.LZ4
+        elif h.compression is Compression.ZSTD:
+            self._required |= Required.ZSTD
+        if h.encryption is Encryption.AES_256_GCM:
+            self._required |= Required.AES_GCM
+        self._put(RecordType.CHUNK_HEADER, h.pack(), continuable=False)
+        self._put_data(h.object_index, h.chunk_seq, h.object_offset, memoryview(chunk.stored).cast("B"))
+        self._put(RecordType.CHUNK_FOOTER, chunk.footer.pack(), continuable=False)
+        self._chunk_seq += 1
+        self._offset += h.plain_len
+        self._obj_stored += h.stored_len
+        self.plain_bytes += h.plain_len
+        self.stored_bytes += h.stored_len
+
+    def options(self, items: dict[str, bytes], *, chunk: bool = False) -> None:
+        """Write an options record for the open object (its next chunk with ``chunk``), else the session."""
+        self._check_open()
+        obj = self._object.object_index if self._object else ALL
+        seq = self._chunk_seq if chunk and self._object else ALL
+        self._put(RecordType.OPTIONS, Options(tuple(items.items()), obj, seq).pack())
+
+    def end_object(self, status: int = ObjectStatus.COMPLETE) -> ArchiveFooter:
+        """Close the open object; returns its footer (totals and first/last superblock)."""
+        obj = self._require_object()
+        self._reserve(64)  # a footer body is under 64 bytes: it starts and ends in one superblock
+        footer = ArchiveFooter(obj.object_index, status, self._offset, self._obj_stored, self._chunk_seq,
+                               self._obj_first_seq, self.seq, self._obj_dups)
+        self._put(RecordType.ARCHIVE_FOOTER, footer.pack())
+        self.objects += 1
+        self.errors += status != ObjectStatus.COMPLETE
+        self._object = None
+        return footer
+
+    def close(self, status: int = SessionStatus.COMPLETED) -> SessionFooter:
+        """Write the session footer and seal the last superblock; an open object is aborted."""
+        self._check_open()
+        if self._object is not None:
+            self.end_object(ObjectStatus.ABORTED)
+            status = max(status, SessionStatus.FAILED)
+        self._reserve(96)  # a session footer body is under 96 bytes
+        footer = SessionFooter(status, self.objects, self.plain_bytes, self.stored_bytes, 0, self.seq,
+                               int(self._clock.now() * 1e9), self.errors, self.duplicates)
+        self._put(RecordType.SESSION_FOOTER, footer.pack())
+        self._flags |= SuperblockFlags.SESSION_END
+        self._seal()
+        self._closed = True
+        return footer
+
+    def flush(self) -> None:
+        """Seal the current superblock now, even if not full (a checkpoint before a sync)."""
+        if self._buf is not None:
+            self._seal()
+
+    def take(self) -> list[memoryview]:
+        """The superblocks completed since the last call, in order; the caller now owns them."""
+        done, self._done = self._done, []
+        return done
+
+    # -- packing --------------------------------------------------------------------------
+
+    def _require_object(self) -> ArchiveHeader:
+        self._check_open()
+        if self._object is None:
+            raise WriterStateError("no object is open: call begin_object first")
+        return self._object
+
+    def _check_open(self, want_object: bool | None = None) -> None:
+        if self._closed:
+            raise WriterStateError(f"session {self.session_id} is closed")
+        if want_object is False and self._object is not None:
+            raise WriterStateError(f"object {self._object.object_index} is still open: call end_object first")
+
+    def _current(self) -> memoryview:
+        if self._buf is None:
+            buf = self._allocate(self.size)
+            if len(buf) < self.size:
+                raise LimitError(f"allocated superblock buffer of {len(buf)} bytes, need {self.size}")
+            self._buf = buf[:self.size]
+            self._pos = HEADER_LEN
+        return self._buf
+
+    def _reserve(self, body_len: int) -> None:
+        """Start a new superblock unless a record of ``body_len`` (capped at one superblock) fits."""
+        need = RECORD_HEADER_LEN + min(body_len, self.size - HEADER_LEN - RECORD_HEADER_LEN)
+        if self._buf is not None and self._pos + need > self.size:
+            self._seal()
+
+    def _put(self, rtype: RecordType, body: bytes, *, continuable: bool = True) -> None:
+        """Append one record; split a continuable body over superblocks, never a record header."""
+        view = memoryview(body)
+        buf = self._current()
+        if self._pos + RECORD_HEADER_LEN + (1 if continuable else len(view)) > self.size:
+            self._seal()
+            buf = self._current()
+        while True:
+            room = self.size - self._pos - RECORD_HEADER_LEN
+            n = min(room, len(view))
+            more = n < len(view)
+            RECORD_HEADER.pack_into(buf, self._pos, rtype, FLAG_CONTINUES if more else 0, 0, n)
+            start = self._pos + RECORD_HEADER_LEN
+            buf[start:start + n] = view[:n]
+            self._pos = start + n
+            if not more:
+                return
+            view = view[n:]
+            rtype = RecordType.CONTINUATION
+            self._seal()
+            buf = self._current()
+
+    def _put_data(self, object_index: int, chunk_seq: int, object_offset: int, stored: memoryview) -> None:
+        done = 0
+        while done < len(stored):
+            buf = self._current()
+            room = self.size - self._pos - RECORD_HEADER_LEN - TAG_LEN
+            if room <= 0:
+                self._seal()
+                continue
+            n = min(room, len(stored) - done)
+            RECORD_HEADER.pack_into(buf, self._pos, RecordType.DATA, 0, 0, TAG_LEN + n)
+            TAG.pack_into(buf, self._pos + RECORD_HEADER_LEN, object_index, chunk_seq, object_offset, done)
+            start = self._pos + RECORD_HEADER_LEN + TAG_LEN
+            buf[start:start + n] = stored[done:done + n]
+            self._pos = start + n
+            done += n
+
+    def _seal(self) -> None:
+        buf = self._current()
+        if self._pos < self.size:
+            # Pool buffers are reused: the padding must not leak earlier contents.
+            buf[self._pos:] = bytes(self.size - self._pos)
+        write_header(buf, SuperblockHeader(self.session_id, self.seq, self._pos - HEADER_LEN, self.size_log2,
+                                           self._flags, self._required, self._optional))
+        self._done.append(buf)
+        self._buf = None
+        self._flags = SuperblockFlags.NONE
+        self.seq += 1
