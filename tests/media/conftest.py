@@ -13,12 +13,14 @@ from pipevault.media import (
     DiskVolume,
     FaultyVolume,
     MemoryVolume,
+    OpticalVolume,
     StatisticsVolume,
     TapeDrive,
     Volume,
+    VolumeLabel,
     label_cartridge,
 )
-from pipevault.media._blockfile import HEADER_SIZE, slot_size
+from pipevault.media._blockfile import HEADER_SIZE, slot_size, write_header
 from pipevault.media.testing import TEST_TAPE, Implementation
 
 
@@ -75,12 +77,30 @@ def tape_impl(tmp_path: Path) -> Implementation:
     return Implementation("tape", make, reopen)
 
 
+def optical_impl(tmp_path: Path) -> Implementation:
+    counter = iter(range(1, 10_000))
+
+    def make(block_size: int, capacity_blocks: int) -> Volume:
+        seq = next(counter)
+        label = VolumeLabel(name=f"FAM-{seq:04d}", media_type="optical", block_size=block_size,
+                            capacity=block_size * capacity_blocks, family="FAM", sequence=seq)
+        write_header(tmp_path / f"{label.name}.pvo", label)
+        return OpticalVolume(tmp_path / f"{label.name}.pvo", expected_name=label.name)
+
+    def reopen(vol: Volume) -> Volume:
+        assert isinstance(vol, OpticalVolume)
+        return OpticalVolume(vol.path, expected_name=vol.name)
+
+    return Implementation("optical", make, reopen)
+
+
 IMPLEMENTATIONS: dict[str, Callable[[Path], Implementation]] = {
     "memory": memory_impl,
     "disk": disk_impl,
     "statistics": statistics_impl,
     "faulty": faulty_impl,
     "tape": tape_impl,
+    "optical": optical_impl,
 }
 
 

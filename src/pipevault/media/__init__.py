@@ -13,6 +13,10 @@ conformance suite every implementation passes.
 from pipevault.media._disk import DiskPoolDirectory as DiskPoolDirectory
 from pipevault.media._disk import DiskVolume as DiskVolume
 from pipevault.media._memory import MemoryVolume as MemoryVolume
+from pipevault.media._optical import Descriptor as Descriptor
+from pipevault.media._optical import FamilyVolume as FamilyVolume
+from pipevault.media._optical import OpticalFamily as OpticalFamily
+from pipevault.media._optical import OpticalVolume as OpticalVolume
 from pipevault.media._tape_cartridge import label_cartridge as label_cartridge
 from pipevault.media._tape_drive import TapeDrive as TapeDrive
 from pipevault.media._tape_drive import TapeStatistics as TapeStatistics
@@ -42,12 +46,16 @@ __all__ = [
     "SUPERBLOCK_SIZE",
     "BlockData",
     "Capabilities",
+    "Descriptor",
     "DiskPoolDirectory",
     "DiskVolume",
+    "FamilyVolume",
     "FaultyVolume",
     "InventoryEntry",
     "MemoryVolume",
     "MotionStatistics",
+    "OpticalFamily",
+    "OpticalVolume",
     "PositionCost",
     "ReadOnlyVolume",
     "StatisticsVolume",
