@@ -27,7 +27,14 @@ from pipevault.format import (
     verify,
 )
 from pipevault.format._records import Tag, read_record_header
-from pipevault.format._superblock import MAGIC, Optional, Required, SuperblockFlags, size_log2_of, write_header
+from pipevault.format._superblock import (
+    MAGIC,
+    Optional,
+    Required,
+    SuperblockFlags,
+    size_log2_of,
+    write_header,
+)
 from pipevault.format.errors import (
     ChecksumError,
     FormatError,
