@@ -26,14 +26,15 @@ from pipevault.pipe.errors import (
 KB64 = 64 << 10
 
 
-def make_pool(*shapes: StageShape, max_buffers: int = 8) -> P.BufferPool:
-    return P.BufferPool.create(new_pipe_name(), Topology(shapes, KB64, max_buffers), SYSTEM.monotonic)
+def make_pool(*shapes: StageShape, max_buffers: int = 8, shared: bool = True) -> P.BufferPool:
+    return P.BufferPool.create(new_pipe_name(), Topology(shapes, KB64, max_buffers), SYSTEM.monotonic, shared)
 
 
-@pytest.fixture
-def pool() -> Iterator[P.BufferPool]:
+@pytest.fixture(params=[True, False], ids=["shared-queues", "local-queues"])
+def pool(request: pytest.FixtureRequest) -> Iterator[P.BufferPool]:
     # head (allocates) -> compress-like middle (allocates) -> tail: two allocators, quota 4.
-    p = make_pool(StageShape("head"), StageShape("mid", allocates=True), StageShape("tail"))
+    p = make_pool(StageShape("head"), StageShape("mid", allocates=True), StageShape("tail"),
+                  shared=request.param)
     yield p
     p.destroy()
 
@@ -66,7 +67,7 @@ def test_buffers_flow_through_and_return(pool: P.BufferPool) -> None:
     last = tail.receive_buf()
     assert last is not None and bytes(last.view) == b"hello"
     tail.free_buf(last)
-    assert pool.depth(0) == 8  # every buffer back on the free list
+    assert pool.queues.depth(0) == 8  # every buffer back on the free list
 
 
 def test_first_stage_may_not_receive_and_tail_may_not_send(pool: P.BufferPool) -> None:
@@ -136,7 +137,7 @@ def test_allocator_blocks_at_its_quota_and_a_foreign_free_credits_it(pool: P.Buf
     held = [head.alloc_buf() for _ in range(4)]  # quota = 8 // 2 allocators
     t, out = blocked(head.alloc_buf)
     assert t.is_alive() and not out, "a fifth allocation must wait: the pool still has 4 free"
-    assert pool.depth(0) == 4
+    assert pool.queues.depth(0) == 4
     # The middle stage frees a buffer the head allocated: the head's quota is credited.
     head.send_buf(held[0])
     got = mid.receive_buf()
@@ -146,8 +147,9 @@ def test_allocator_blocks_at_its_quota_and_a_foreign_free_credits_it(pool: P.Buf
     assert not t.is_alive() and out and not isinstance(out[0], Exception)
 
 
-def test_allocation_blocks_while_the_pool_is_empty() -> None:
-    p = make_pool(StageShape("head"), StageShape("tail"), max_buffers=4)  # one allocator: quota 4
+@pytest.mark.parametrize("shared", [True, False])
+def test_allocation_blocks_while_the_pool_is_empty(shared: bool) -> None:
+    p = make_pool(StageShape("head"), StageShape("tail"), max_buffers=4, shared=shared)  # quota 4
     try:
         head, tail = StageContext(p, 0, 0), StageContext(p, 1, 0)
         for _ in range(4):

@@ -41,16 +41,18 @@ def assert_clean() -> None:
     stages=st.lists(st.tuples(st.integers(1, 3), st.booleans()), min_size=0, max_size=3),
     max_buffers=st.integers(6, 24),
     delays=st.lists(st.integers(0, 1500), min_size=1, max_size=5),
+    shared=st.booleans(),
 )
 def test_order_is_preserved_and_nothing_leaks(n: int, stages: list[tuple[int, bool]],
-                                               max_buffers: int, delays: list[int]) -> None:
+                                               max_buffers: int, delays: list[int], shared: bool) -> None:
     """Random instance counts, copying or in-place stages, pool sizes and per-buffer delays."""
     specs = [StageSpec("head", P(Counter, n))]
     for i, (instances, copy) in enumerate(stages):
         specs.append(StageSpec(f"s{i}", P(Jitter, tuple(delays), copy), instances=instances,
                                allocates=copy))
     specs.append(StageSpec("tail", Collect))
-    result = Pipe(specs, buffer_size=KB64, max_buffers=max_buffers).run()
+    max_buffers = max(max_buffers, 2 * (1 + sum(copy for _, copy in stages)))
+    result = Pipe(specs, buffer_size=KB64, max_buffers=max_buffers, shared=shared).run()
     assert result.results["tail"] == [list(range(n))]
     assert all(s.buffers_held == 0 for s in result.status.stages)
     assert result.status.stages[-1].buffers_in == n

@@ -123,6 +123,7 @@ class StageContext:
     def __init__(self, pool: P.BufferPool, stage: int, instance: int) -> None:
         topo = pool.topology
         self.pool = pool
+        self._queues = pool.queues
         self.stage = stage
         self.instance = instance
         self.stage_name = topo.stages[stage].name
@@ -164,14 +165,14 @@ class StageContext:
         """
         if self._allocator < 0:
             raise RoleViolation(f"stage {self.stage_name} was not declared as allocating buffers")
-        pool = self.pool
+        pool, queues = self.pool, self._queues
         if pool.ctl[P.H_STATE] != P.RUNNING:
             raise PipeStopped(f"pipe {pool.name} stopped")
-        pool.wait(pool.quotas[self._allocator], self._c_wait_alloc)
+        queues.acquire_quota(self._allocator, self._c_wait_alloc)
         try:
-            idx = pool.take(0, self._c_wait_alloc)
+            idx = queues.take(0, self._c_wait_alloc)
         except BaseException:
-            pool.quotas[self._allocator].release()
+            queues.release_quota(self._allocator)
             raise
         ctl = pool.ctl
         ctl[pool.d_alloc + idx] = self._allocator
@@ -193,7 +194,7 @@ class StageContext:
         if self._pending is not None:
             self._skip_pending()
         pool = self.pool
-        idx = pool.take(self.stage, self._c_wait_in)
+        idx = self._queues.take(self.stage, self._c_wait_in)
         if idx < 0:
             return None
         ctl = pool.ctl
@@ -223,7 +224,7 @@ class StageContext:
                                    "for one input buffer")
             seq, self._pending = self._pending, None
         if self._out_stamps:
-            pool.wait(pool.windows[self._out], self._c_wait_alloc)
+            self._queues.acquire_window(self._out, self._c_wait_alloc)
         n = ctl[pool.d_len + idx]
         ctl[pool.d_holder + idx] = P.QUEUED
         ctl[self._c_held] -= 1
@@ -231,9 +232,9 @@ class StageContext:
         ctl[self._c_bytes_out] += n
         buf._poison()
         if self._out_reorders:
-            pool.put_in_order(self._out, idx, seq)
+            self._queues.put_in_order(self._out, idx, seq)
         else:
-            pool.put(self._out, idx)
+            self._queues.put(self._out, idx)
 
     def free_buf(self, buf: Buffer) -> None:
         """Return ``buf`` to the free list, crediting the allocator that allocated it.
@@ -247,8 +248,8 @@ class StageContext:
         ctl[pool.d_holder + idx] = P.FREE
         ctl[self._c_held] -= 1
         buf._poison()
-        pool.put(0, idx)
-        pool.quotas[allocator].release()
+        self._queues.put(0, idx)
+        self._queues.release_quota(allocator)
 
     def finish(self) -> None:
         """Called once when the module returned normally: settle the resequencer and tell the
@@ -256,12 +257,12 @@ class StageContext:
         if self._pending is not None:
             self._skip_pending()
         if not self.is_tail:
-            self.pool.producer_done(self._out)
+            self._queues.producer_done(self._out)
 
     def _skip_pending(self) -> None:
         seq, self._pending = self._pending, None
         assert seq is not None
-        self.pool.put_in_order(self._out, -1, seq)
+        self._queues.put_in_order(self._out, -1, seq)
 
     def _check_owned(self, buf: Buffer, verb: str) -> int:
         if not isinstance(buf, Buffer) or buf._ctx.pool is not self.pool:

@@ -70,12 +70,14 @@ class Pipe:
         reporter: receives :class:`Progress` every ``progress_interval`` seconds and a
             :class:`JobFinished` at the end.
         total_bytes: expected payload size, for progress percentages.
+        shared: keep the queues in shared memory even when every stage is a thread, so
+            unbound modules can attach by the pipe's name (always so with process stages).
     """
 
     def __init__(self, stages: Sequence[StageSpec], *, buffer_size: int = 1 << 20,
                  max_buffers: int = 64, name: str | None = None, clock: Clock = SYSTEM,
                  reporter: Reporter | None = None, progress_interval: float = 0.5,
-                 total_bytes: int | None = None, job: str = "pipe") -> None:
+                 total_bytes: int | None = None, job: str = "pipe", shared: bool = False) -> None:
         self.specs = tuple(stages)
         self.topology = Topology(tuple(StageShape(s.name, s.instances, s.allocates, s.mode)
                                        for s in self.specs), buffer_size, max_buffers)
@@ -85,6 +87,7 @@ class Pipe:
         self.progress_interval = progress_interval
         self.total_bytes = total_bytes
         self.job = job
+        self.shared = shared
         self._pool: P.BufferPool | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -117,7 +120,8 @@ class Pipe:
             PipeStopped: :meth:`stop` was called.
         """
         _names.sweep_stale()
-        pool = P.BufferPool.create(self.name, self.topology, self.clock.monotonic)
+        shared = self.shared or any(s.mode == "process" for s in self.specs)
+        pool = P.BufferPool.create(self.name, self.topology, self.clock.monotonic, shared)
         with self._lock:
             self._pool = pool
         threads: list[threading.Thread] = []

@@ -21,7 +21,7 @@ class StageStatus:
     name: str
     instances: int
     buffers_held: int
-    queue_depth: int
+    queue_depth: int  # -1 when read from another process of a thread-only pipe
     bytes_in: int
     buffers_in: int
     bytes_out: int
@@ -57,6 +57,11 @@ STATE_NAMES = {P.RUNNING: "running", P.STOPPING: "stopping", P.FAILED: "failed",
                P.FINISHED: "finished"}
 
 
+def _depth(pool: P.BufferPool, q: int) -> int:
+    queues = getattr(pool, "queues", None)
+    return queues.depth(q) if queues is not None else -1
+
+
 def read_status(pool: P.BufferPool) -> PipeStatus:
     """Snapshot the counters of ``pool`` (racy but consistent enough for monitoring)."""
     topo, ctl = pool.topology, pool.ctl
@@ -69,7 +74,7 @@ def read_status(pool: P.BufferPool) -> PipeStatus:
             for w in range(P.COUNTER_WORDS):
                 sums[w] += int(ctl[base + w])
         stages.append(StageStatus(
-            shape.name, shape.instances, sums[P.C_HELD], pool.depth(i),
+            shape.name, shape.instances, sums[P.C_HELD], _depth(pool, i),
             sums[P.C_BYTES_IN], sums[P.C_BUFS_IN], sums[P.C_BYTES_OUT], sums[P.C_BUFS_OUT],
             sums[P.C_WAIT_IN] / 1e9, sums[P.C_WAIT_ALLOC] / 1e9))
     return PipeStatus(pool.name, STATE_NAMES.get(pool.state, "unknown"), tuple(stages))
