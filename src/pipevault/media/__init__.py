@@ -17,6 +17,27 @@ from pipevault.media._optical import Descriptor as Descriptor
 from pipevault.media._optical import FamilyVolume as FamilyVolume
 from pipevault.media._optical import OpticalFamily as OpticalFamily
 from pipevault.media._optical import OpticalVolume as OpticalVolume
+from pipevault.media._plans import MigrationPlan as MigrationPlan
+from pipevault.media._plans import ReclamationPlan as ReclamationPlan
+from pipevault.media._plans import StoredExtent as StoredExtent
+from pipevault.media._plans import plan_migration as plan_migration
+from pipevault.media._plans import plan_reclamation as plan_reclamation
+from pipevault.media._policy import ManagementClass as ManagementClass
+from pipevault.media._policy import Resolution as Resolution
+from pipevault.media._policy import StorageMap as StorageMap
+from pipevault.media._policy import StorageRule as StorageRule
+from pipevault.media._pools import Occupancy as Occupancy
+from pipevault.media._pools import Pool as Pool
+from pipevault.media._pools import PoolVolume as PoolVolume
+from pipevault.media._pools import VolumeState as VolumeState
+from pipevault.media._pools import choose_volume as choose_volume
+from pipevault.media._pools import mark_full as mark_full
+from pipevault.media._pools import new_volume as new_volume
+from pipevault.media._pools import occupancy as occupancy
+from pipevault.media._pools import record_release as record_release
+from pipevault.media._pools import record_write as record_write
+from pipevault.media._pools import settle as settle
+from pipevault.media._pools import transition as transition
 from pipevault.media._tape_cartridge import label_cartridge as label_cartridge
 from pipevault.media._tape_drive import TapeDrive as TapeDrive
 from pipevault.media._tape_drive import TapeStatistics as TapeStatistics
@@ -52,22 +73,43 @@ __all__ = [
     "FamilyVolume",
     "FaultyVolume",
     "InventoryEntry",
+    "ManagementClass",
     "MemoryVolume",
+    "MigrationPlan",
     "MotionStatistics",
+    "Occupancy",
     "OpticalFamily",
     "OpticalVolume",
+    "Pool",
+    "PoolVolume",
     "PositionCost",
     "ReadOnlyVolume",
+    "ReclamationPlan",
+    "Resolution",
     "StatisticsVolume",
+    "StorageMap",
+    "StorageRule",
+    "StoredExtent",
     "TapeDrive",
     "TapeLibrary",
     "TapeProfile",
     "TapeStatistics",
     "Volume",
     "VolumeLabel",
+    "VolumeState",
     "VolumeStatistics",
     "VolumeStatus",
     "VolumeWrapper",
+    "choose_volume",
     "find_layer",
     "label_cartridge",
+    "mark_full",
+    "new_volume",
+    "occupancy",
+    "plan_migration",
+    "plan_reclamation",
+    "record_release",
+    "record_write",
+    "settle",
+    "transition",
 ]
