@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import click
 
-from pipevault.cli import bench_cmd, errors_cmd  # noqa: F401  (registers commands)
+from pipevault.cli import bench_cmd, demo_cmd, errors_cmd, pipe_cmd  # noqa: F401  (registers commands)
 from pipevault.cli._app import cli
 from pipevault.errors import EXIT_INTERRUPTED, Interrupted, PipevaultError
 

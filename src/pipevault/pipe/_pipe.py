@@ -128,9 +128,16 @@ class Pipe:
         procs: dict[int, tuple[BaseProcess, multiprocessing.connection.Connection]] = {}
         t0 = self.clock.monotonic()
         try:
-            self._start(pool, threads, procs)
-            self._started.set()
-            failed_slot = self._watch(pool, threads, procs, t0)
+            try:
+                self._start(pool, threads, procs)
+                self._started.set()
+                failed_slot = self._watch(pool, threads, procs, t0)
+            except BaseException:
+                # Ctrl-C or a signal turned into an exception in the initiator: stop every
+                # module before the segment goes away under them.
+                pool.set_state(P.STOPPING)
+                self._settle(threads, procs)
+                raise
             elapsed = self.clock.monotonic() - t0
             if failed_slot is None and not self._stop.is_set():
                 pool.set_state(P.FINISHED)

@@ -1,0 +1,73 @@
+"""Renderers of library events for people (rich progress bars and tables) and scripts (JSON)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from pipevault.events import Event, JobFinished, JsonLinesReporter, StageFigures
+from pipevault.events import Progress as ProgressEvent
+
+
+class ProgressBar:
+    """A :class:`pipevault.events.Reporter` drawing one progress bar with bytes, rate and ETA."""
+
+    def __init__(self, console: Console, description: str, total: int | None) -> None:
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                  DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                                  console=console, transient=False)
+        self._task = self._progress.add_task(description, total=total)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            if isinstance(event, ProgressEvent):
+                self._progress.update(self._task, completed=event.bytes_done)
+            elif isinstance(event, JobFinished):
+                self._progress.update(self._task, completed=event.bytes_done,
+                                      total=event.bytes_done)
+
+
+def reporter_for(json_mode: bool, console: Console, description: str,
+                 total: int | None) -> ProgressBar | JsonLinesReporter:
+    """The progress reporter for the output mode: JSON lines or a progress bar."""
+    return JsonLinesReporter() if json_mode else ProgressBar(console, description, total)
+
+
+def stage_table(stages: tuple[StageFigures, ...], elapsed_s: float, bottleneck: str | None) -> Table:
+    """Per-stage figures as a table; the bottleneck stage is marked."""
+    mark = f", * = bottleneck ({bottleneck})" if bottleneck else ""
+    table = Table(title=f"stages ({elapsed_s:.2f} s{mark})", title_justify="left")
+    for col in ("stage", "inst", "bufs", "MB in", "MB out", "wait in s", "wait buf s"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for s in stages:
+        name = f"[bold yellow]{s.name}*[/]" if s.name == bottleneck else s.name
+        buffers = s.buffers_in or s.buffers_out
+        table.add_row(name, str(s.instances), str(buffers), f"{s.bytes_in / 1e6:.1f}",
+                      f"{s.bytes_out / 1e6:.1f}", f"{s.wait_input_s:.3f}", f"{s.wait_alloc_s:.3f}")
+    return table
+
+
+def summary_line(label: str, nbytes: int, seconds: float, **extra: Any) -> str:
+    """``label: 123.4 MB in 1.23 s = 100.3 MB/s`` plus ``key=value`` extras."""
+    rate = nbytes / seconds / 1e6 if seconds > 0 else 0.0
+    tail = "".join(f", {k}={v}" for k, v in extra.items())
+    return f"{label}: {nbytes / 1e6:.1f} MB in {seconds:.2f} s = {rate:.1f} MB/s{tail}"
