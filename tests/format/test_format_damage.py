@@ -33,7 +33,8 @@ def _session(**kw: object) -> list[memoryview]:
     return [memoryview(bytearray(b)) for b in blocks]
 
 
-def check_no_wrong_data(events: list[Event], objects: list[tuple[bytes, bytes]]) -> tuple[list[Damage], set[int]]:
+def check_no_wrong_data(events: list[Event], objects: list[tuple[bytes, bytes]]
+                        ) -> tuple[list[Damage], set[int]]:
     """Every byte delivered is right; every byte not delivered is named in a damage report."""
     delivered: dict[int, list[tuple[int, int]]] = {i: [] for i in range(len(objects))}
     damages = [e for e in events if isinstance(e, Damage)]
@@ -56,7 +57,8 @@ def check_no_wrong_data(events: list[Event], objects: list[tuple[bytes, bytes]])
         at = _reach(delivered[index] + reported)
         if at < len(data):
             assert wildcard and index > max(named | {i for i, r in delivered.items() if r}, default=-1), (
-                f"object {index} bytes {at}.. neither delivered nor reported: {[d.describe() for d in damages]}")
+                f"object {index} bytes {at}.. neither delivered nor reported: "
+                f"{[d.describe() for d in damages]}")
     return damages, incomplete
 
 
@@ -142,12 +144,14 @@ def test_media_ending_early_is_truncation() -> None:
 def test_session_start_not_seen() -> None:
     blocks = _session()
     damages, _ = check_no_wrong_data(list(scan(blocks[2:])), OBJECTS)
-    assert damages[0].kind == "lost" and damages[0].first_seq == 0 and damages[0].affected[0].object_index == 0
+    first = damages[0]
+    assert first.kind == "lost" and first.first_seq == 0 and first.affected[0].object_index == 0
 
 
 def test_byte_stream_resync_after_garbage_and_cut() -> None:
     blocks = _session()
-    stream = b"".join(bytes(b) for b in blocks[:2]) + b"\x00junk" * 333 + b"".join(bytes(b) for b in blocks[2:])
+    head, tail = b"".join(bytes(b) for b in blocks[:2]), b"".join(bytes(b) for b in blocks[2:])
+    stream = head + b"\x00junk" * 333 + tail
     events = list(scan(split(stream[:-SIZE // 2], SIZE)))
     damages, _ = check_no_wrong_data(events, OBJECTS)
     kinds = [d.kind for d in damages]
@@ -181,7 +185,7 @@ def test_tampered_encrypted_chunk_with_forged_checksum_is_integrity_damage() -> 
     target = blocks[2]
     target[3000] ^= 0x01
     write_header(target, peek_header(target))  # an attacker re-seals the superblock
-    damages, incomplete = check_no_wrong_data(list(scan(blocks, key=KEY)), OBJECTS)
+    damages, _ = check_no_wrong_data(list(scan(blocks, key=KEY)), OBJECTS)
     assert [d.kind for d in damages] == ["integrity"]
     (a,) = damages[0].affected
     assert a.object_index == 1 and a.end is not None and a.end - a.start == 100_000
@@ -202,7 +206,7 @@ def test_mutated_streams_never_yield_wrong_data(muts: list[tuple[str, int, int]]
         i = which % len(blocks)
         if op == "lose":
             del blocks[i]
-        elif op == "flip":
+        elif op == "flip" and at < len(blocks[i]):
             blocks[i][at] ^= 1 << (which % 8)
         elif op == "dup":
             blocks.insert(i, blocks[i])
@@ -231,29 +235,29 @@ def test_fuzz_random_bytes_never_crash(data: bytes, seed: int) -> None:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(payload=st.binary(max_size=3000), seed=st.integers(0, 10**6))
-def test_fuzz_sealed_garbage_payloads(payload: bytes, seed: int) -> None:
-    """Valid checksums around garbage records: only the reader's structure checks stand guard."""
-    import uuid
+@given(muts=st.lists(st.tuples(st.integers(0, 10**7), st.integers(0, 255)), min_size=1, max_size=6),
+       encrypt=st.booleans())
+def test_fuzz_resealed_mutations(muts: list[tuple[int, int]], encrypt: bool) -> None:
+    """Records changed under a valid checksum: only the reader's structure checks stand guard.
 
-    from pipevault.format import SuperblockHeader
-    rnd = random.Random(seed)
-    sid = uuid.UUID(int=rnd.getrandbits(128))
-    blocks = []
-    for seq in range(3):
-        buf = memoryview(bytearray(SIZE))
-        body = bytes(rnd.sample(range(256), 0)) + payload[seq * 1000:(seq + 1) * 1000]
-        buf[64:64 + len(body)] = body
-        write_header(buf, SuperblockHeader(sid, seq, len(body), 16))
-        blocks.append(buf)
+    The checksum guards against accidents, not against someone who re-seals a superblock, so
+    here only chunk data must stay right (its content hash or GCM tag protects it) and the
+    reader may only fail with a documented error.
+    """
+    from pipevault.format import peek_header
+    from pipevault.format.errors import UnsupportedFeatureError
+    blocks = _session(key=KEY if encrypt else None)
+    for pos, value in muts:
+        block = blocks[pos % len(blocks)]
+        header = peek_header(block)
+        block[64 + pos % max(1, header.payload_len)] = value
+        write_header(block, header)
     try:
         events = list(scan(blocks, key=KEY))
-    except (WrongKeyError, KeyRequiredError):
-        return
-    except Exception as exc:  # only format errors of the documented kinds are allowed out
-        from pipevault.format.errors import UnsupportedFeatureError
-        assert isinstance(exc, UnsupportedFeatureError), repr(exc)
+    except UnsupportedFeatureError:
         return
     for e in events:
-        if isinstance(e, ChunkRead) and e.data is not None:
-            assert len(e.data) == e.header.plain_len
+        if isinstance(e, ChunkRead):
+            h = e.header
+            assert e.data is not None
+            assert bytes(e.data) == OBJECTS[h.object_index][1][h.object_offset:h.object_offset + h.plain_len]

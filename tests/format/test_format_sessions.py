@@ -30,7 +30,8 @@ from pipevault.format.errors import LimitError, WriterStateError
 
 SIZE = 1 << 16
 
-objects_st = st.lists(st.tuples(st.binary(min_size=1, max_size=30), st.integers(0, 300_000), st.integers(0, 99)),
+objects_st = st.lists(st.tuples(st.binary(min_size=1, max_size=30), st.integers(0, 300_000),
+                                st.integers(0, 99)),
                       min_size=0, max_size=4)
 
 
@@ -104,13 +105,13 @@ def test_header_larger_than_a_superblock_is_continued() -> None:
     views, _ = collect(scan(blocks))
     (v,) = views.values()
     assert v.complete and bytes(v.data[0]) == b"tail data"
-    header = [e for e in scan(blocks) if hasattr(e, "header") and isinstance(e.header, ArchiveHeader)][0]
+    header = next(e for e in scan(blocks) if hasattr(e, "header") and isinstance(e.header, ArchiveHeader))
     assert header.header.xattrs == xattrs  # type: ignore[union-attr]
 
 
 def test_session_filter_skips_foreign_superblocks_unread() -> None:
     w1, b1 = write_session([(b"/a", loglike(300_000, 1))], size=SIZE, selector=fixed(Compression.NONE))
-    w2, b2 = write_session([(b"/b", loglike(300_000, 2))], size=SIZE, selector=fixed(Compression.NONE))
+    _, b2 = write_session([(b"/b", loglike(300_000, 2))], size=SIZE, selector=fixed(Compression.NONE))
     medium = [b for pair in zip(b1, b2, strict=False) for b in pair]
     # Foreign superblocks are trashed after the header: the filter must not read their payload.
     for b in b2:
@@ -186,9 +187,9 @@ def test_encoding_elsewhere_then_packing_in_order() -> None:
 def test_pool_buffers_with_old_contents_are_padded_clean() -> None:
     def dirty(n: int) -> memoryview:
         return memoryview(bytearray(b"\xee" * n))
-    w, blocks = write_session([(b"/a", b"hello")], size=SIZE, allocate=dirty)
+    _, blocks = write_session([(b"/a", b"hello")], size=SIZE, allocate=dirty)
     for b in blocks:
-        header, payload = verify(b)
+        header, _ = verify(b)
         assert bytes(b[64 + header.payload_len:]) == bytes(SIZE - 64 - header.payload_len)
 
 

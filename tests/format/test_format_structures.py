@@ -61,7 +61,8 @@ def test_superblock_header_round_trip(sid: uuid.UUID, seq: int, log2: int, flags
     write_header(buf, SuperblockHeader(sid, seq, len(payload), log2, SuperblockFlags(flags), Required(req),
                                        Optional(opt)))
     header, body = verify(buf)
-    assert (header.session_id, header.seq, header.payload_len, header.size_log2) == (sid, seq, len(payload), log2)
+    got = (header.session_id, header.seq, header.payload_len, header.size_log2)
+    assert got == (sid, seq, len(payload), log2)
     assert (header.flags, header.required, header.optional) == (flags, req, opt)
     assert bytes(body) == payload
     assert peek_header(buf) == header
@@ -134,12 +135,14 @@ def test_size_limits() -> None:
 
 @given(oi=u32, cs=u32, off=u64, plain=st.integers(0, 64 << 20), stored=st.integers(0, 64 << 20),
        comp=st.sampled_from(Compression), level=st.integers(-7, 22), enc=st.sampled_from(Encryption),
-       flags=st.sampled_from([0, 1, 4, 5]), dedup=st.sampled_from(DedupAlgo), nonce=st.binary(min_size=12, max_size=12),
+       flags=st.sampled_from([0, 1, 4, 5]), dedup=st.sampled_from(DedupAlgo),
+       nonce=st.binary(min_size=12, max_size=12),
        chash=st.binary(min_size=16, max_size=16), dhash=st.binary(min_size=32, max_size=32))
 def test_chunk_header_round_trip(oi: int, cs: int, off: int, plain: int, stored: int, comp: Compression,
                                  level: int, enc: Encryption, flags: int, dedup: DedupAlgo, nonce: bytes,
                                  chash: bytes, dhash: bytes) -> None:
-    h = ChunkHeader(oi, cs, off, plain, stored, comp, level, enc, ChunkFlags(flags), dedup, nonce, chash, dhash)
+    h = ChunkHeader(oi, cs, off, plain, stored, comp, level, enc, ChunkFlags(flags), dedup, nonce, chash,
+                    dhash)
     assert len(h.pack()) == 96
     assert ChunkHeader.unpack(memoryview(h.pack() + b"future")) == h
 
@@ -204,7 +207,8 @@ archive_footers = st.builds(ArchiveFooter, object_index=u32, status=u8, plain_by
 
 
 @given(st.one_of(session_headers, session_footers, archive_headers, archive_footers))
-def test_field_records_round_trip(record: SessionHeader | SessionFooter | ArchiveHeader | ArchiveFooter) -> None:
+def test_field_records_round_trip(
+        record: SessionHeader | SessionFooter | ArchiveHeader | ArchiveFooter) -> None:
     assert type(record).unpack(memoryview(record.pack())) == record
 
 

@@ -245,11 +245,8 @@ class SessionReader:
 
     def _archive_footer(self, footer: ArchiveFooter, out: list[Event]) -> None:
         if self._gap is not None:
-            if self._gap.obj_index == footer.object_index:
-                self._resolve(footer.object_index, footer.plain_bytes, out)
-            else:
-                self._resolve(footer.object_index, None, out)
-                self._open(footer.object_index, None, footer.chunks, footer.plain_bytes)
+            # Everything of this object up to its end that the gap swallowed is lost.
+            self._resolve(footer.object_index, footer.plain_bytes, out)
         elif footer.object_index != self.obj_index or self.chunk is not None:
             raise FormatError(f"archive footer {footer.object_index} does not close the open object")
         self.obj_index, self.obj, self.chunk = None, None, None
