@@ -13,10 +13,11 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pipevault.format import DEFAULT_SIZE
 from pipevault.media.errors import BadBlock, EndOfData, LabelMismatch, MediaUnsupported, NotMounted
 
-SUPERBLOCK_SIZE = 256 * 1024
-"""Default block size: the stream format's superblock."""
+SUPERBLOCK_SIZE = DEFAULT_SIZE
+"""Default block size: the stream format's superblock (256 KiB)."""
 
 BlockData = bytes | bytearray | memoryview
 """What a write accepts. The volume copies it; the caller keeps ownership of the buffer."""
