@@ -198,5 +198,7 @@ def test_topology_rules() -> None:
         Topology((StageShape("h"), StageShape("h")), KB64, 8)
     topo = Topology((StageShape("h"), StageShape("z", 2, True), StageShape("w")), KB64, 32)
     assert topo.n_allocators == 2 and topo.quota == 16
-    assert topo.stamps(1) and topo.reorders(2) and not topo.stamps(2)
+    assert topo.stamps(1) and topo.windowed(1) and topo.reorders(2) and not topo.stamps(2)
+    tail2 = Topology((StageShape("h"), StageShape("net", 3)), KB64, 32)
+    assert tail2.stamps(1) and not tail2.windowed(1)  # a parallel tail is numbered, no window
     assert topo.window(1) == 14  # quota minus instances: outputs held cannot starve the quota

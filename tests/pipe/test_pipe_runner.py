@@ -186,3 +186,21 @@ def test_status_names_the_bottleneck_and_progress_is_reported() -> None:
     assert progress and all(isinstance(p, Progress) for p in progress)
     done = reporter.of_type(JobFinished)
     assert len(done) == 1 and done[0].bytes_done == 60 * 4096  # type: ignore[attr-defined]
+
+
+class _SeqTail:
+    def run(self, ctx: object) -> list[tuple[int, int]]:
+        seen = []
+        while (buf := ctx.receive_buf()) is not None:  # type: ignore[attr-defined]
+            seen.append((buf.seq, int.from_bytes(buf.data[:8], "little")))
+            ctx.free_buf(buf)  # type: ignore[attr-defined]
+        return seen
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_parallel_tail_sees_the_sequence_numbers_of_the_stream(shared: bool) -> None:
+    """What a network sender relies on to let the far side restore order."""
+    result = Pipe([StageSpec("head", P(Counter, 100)), StageSpec("tail", _SeqTail, instances=3)],
+                  buffer_size=KB64, max_buffers=8, shared=shared).run()
+    pairs = sorted(p for inst in result.results["tail"] for p in inst)
+    assert pairs == [(i, i) for i in range(100)]

@@ -84,6 +84,13 @@ class Buffer:
         return self._live()[: self.length]
 
     @property
+    def seq(self) -> int:
+        """The sequence number the queue into a parallel stage gave this buffer (0, 1, 2, ...
+        in the order the previous stage sent them); meaningless for single-instance stages."""
+        self._live()
+        return int(self._ctx.pool.ctl[self._ctx.pool.d_seq + self.index])
+
+    @property
     def flags(self) -> int:
         """Free-form flag bits carried with the buffer from stage to stage."""
         self._live()
@@ -132,7 +139,7 @@ class StageContext:
         self.is_tail = stage == topo.n_stages - 1
         self._allocator = topo.allocator_of[stage]
         self._out = stage + 1
-        self._out_stamps = not self.is_tail and topo.stamps(self._out)
+        self._out_windowed = not self.is_tail and topo.windowed(self._out)
         self._out_reorders = not self.is_tail and topo.reorders(self._out)
         self._pending: int | None = None  # sequence number owed to the resequencer
         c = pool.counter(self.slot, 0)
@@ -223,7 +230,7 @@ class StageContext:
                 raise BufferMisuse(f"parallel stage {self.stage_name} sent more than one buffer "
                                    "for one input buffer")
             seq, self._pending = self._pending, None
-        if self._out_stamps:
+        if self._out_windowed:
             self._queues.acquire_window(self._out, self._c_wait_alloc)
         n = ctl[pool.d_len + idx]
         ctl[pool.d_holder + idx] = P.QUEUED

@@ -126,7 +126,7 @@ class SharedQueues(_Waiter):
             wanted[f"q{q}.items"] = topo.max_buffers if q == 0 else 0
             if not _single_ended(pool, q):
                 wanted[f"q{q}.lock"] = 1
-            if topo.stamps(q):
+            if topo.windowed(q):
                 wanted[f"q{q}.window"] = topo.window(q)
         for k in range(topo.n_allocators):
             wanted[f"a{k}.quota"] = topo.quota
@@ -144,7 +144,7 @@ class SharedQueues(_Waiter):
             base = pool.q_base[q]
             ctl[base + Q_PRODUCERS] = topo.stages[q - 1].instances
             ctl[base + Q_KIND] = (1 if topo.stamps(q) else 0) | (2 if topo.reorders(q) else 0)
-            ctl[base + Q_WINDOW] = topo.window(q) if topo.stamps(q) else 0
+            ctl[base + Q_WINDOW] = topo.window(q) if topo.windowed(q) else 0
         sems: dict[str, Any] = {}
         try:
             for what, value in cls._wanted(pool).items():
@@ -340,7 +340,7 @@ class LocalQueues(_Waiter):
         self.held: list[dict[int, int]] = [{} for _ in range(topo.n_stages)]
         self.producers = [0] + [topo.stages[q - 1].instances for q in range(1, topo.n_stages)]
         self.quotas = [sem(topo.quota) for _ in range(topo.n_allocators)]
-        self.windows = [sem(topo.window(q)) if topo.stamps(q) else None for q in range(topo.n_stages)]
+        self.windows = [sem(topo.window(q)) if topo.windowed(q) else None for q in range(topo.n_stages)]
         self.d_seq = pool.d_seq
 
     def close(self) -> None:

@@ -94,15 +94,21 @@ class Topology:
         return sum(s.instances for s in self.stages[:stage])
 
     def stamps(self, queue: int) -> bool:
-        """Whether queue ``queue`` (the input of stage ``queue``) sequences its items.
+        """Whether queue ``queue`` (the input of stage ``queue``) numbers its items in order.
 
-        It does when it feeds a parallel stage that has an output to keep in order.
+        It does when it feeds a parallel stage: the sequencer. A parallel tail reads the
+        numbers itself (a network sender tags its frames with them, for example).
         """
-        return 1 <= queue < self.n_stages - 1 and self.stages[queue].instances > 1
+        return queue >= 1 and self.stages[queue].instances > 1
+
+    def windowed(self, queue: int) -> bool:
+        """Whether producers of ``queue`` must take a reorder-window place before sending:
+        a sequencing queue whose stage has a resequencer after it."""
+        return self.stamps(queue) and queue < self.n_stages - 1
 
     def reorders(self, queue: int) -> bool:
         """Whether queue ``queue`` restores the order of a parallel stage's outputs."""
-        return queue >= 2 and self.stamps(queue - 1)
+        return queue >= 2 and self.windowed(queue - 1)
 
     def window(self, queue: int) -> int:
         """How many items may be between a sequencing queue and the resequencer after it.
