@@ -71,6 +71,7 @@ def test_locate_cost_grows_with_distance_and_short_moves_read_through(tmp_path: 
     far = _elapsed(clock, lambda: drive.locate(0))
     assert far == pytest.approx(TEST_TAPE.locate_seconds(500 * BS, capacity))
     assert far == pytest.approx(TEST_TAPE.locate_overhead_s + TEST_TAPE.full_wind_s * 0.5)
+    assert drive.capabilities.positioning.seconds(-500 * BS) == pytest.approx(far)
     near = _elapsed(clock, lambda: drive.locate(2))
     assert near == pytest.approx(2 * BS / TEST_TAPE.native_speed)
     mid = _elapsed(clock, lambda: drive.locate(300))

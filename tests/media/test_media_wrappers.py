@@ -79,3 +79,14 @@ def test_memory_discard_mode_counts_but_keeps_nothing() -> None:
     assert vol.status().data_blocks == 3
     with pytest.raises(EndOfData, match="discards"):
         vol.read(0)
+
+
+def test_position_cost_takes_the_quicker_of_winding_and_reading_through() -> None:
+    from pipevault.media import PositionCost
+
+    assert PositionCost().seconds(10**9) == 0.0
+    wind_only = PositionCost(fixed_s=3.0, per_byte_s=1e-6)
+    assert wind_only.seconds(0) == 0.0 and wind_only.seconds(-1_000_000) == pytest.approx(4.0)
+    both = PositionCost(fixed_s=3.0, per_byte_s=1e-7, stream_speed=1_000_000)
+    assert both.seconds(1_000_000) == pytest.approx(1.0)
+    assert both.seconds(10_000_000) == pytest.approx(4.0)

@@ -20,7 +20,6 @@ from pipevault.media._tape_profile import LTO9, TapeProfile
 from pipevault.media._volume import (
     BlockData,
     Capabilities,
-    PositionCost,
     Volume,
     VolumeLabel,
     VolumeStatus,
@@ -134,8 +133,7 @@ class TapeDrive(Volume):
             medium="tape", random_read=False, append_only=True, write_once=False, sequential=True,
             filemarks=True, removable=True, block_size=label.block_size,
             capacity=label.capacity - label.capacity % label.block_size,
-            positioning=PositionCost(self.profile.locate_overhead_s,
-                                     self.profile.full_wind_s / max(1, label.capacity)),
+            positioning=self.profile.position_cost(label.capacity),
             native_speed=self.profile.native_speed, min_speed=self.profile.min_speed)
 
     @property

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from pipevault.media._volume import PositionCost
+
 MB = 1_000_000
 
 
@@ -54,17 +56,15 @@ class TapeProfile:
         """Time to rewind to the load point from ``position_bytes`` along a tape of ``capacity``."""
         return self.full_wind_s * min(1.0, position_bytes / capacity) if capacity else 0.0
 
-    def locate_seconds(self, distance_bytes: int, capacity: int) -> float:
-        """Time to move ``distance_bytes`` in either direction.
+    def position_cost(self, capacity: int) -> PositionCost:
+        """The locate cost model on a tape of ``capacity`` bytes: a high-speed wind after a fixed
+        overhead, or reading through at native speed, whichever is quicker."""
+        return PositionCost(fixed_s=self.locate_overhead_s, per_byte_s=self.full_wind_s / max(1, capacity),
+                            stream_speed=self.native_speed)
 
-        Short moves forward read through the data at native speed; long ones wind at high
-        speed after a fixed overhead; the drive takes whichever is quicker.
-        """
-        distance = abs(distance_bytes)
-        if distance == 0:
-            return 0.0
-        wind = self.locate_overhead_s + self.full_wind_s * min(1.0, distance / capacity) if capacity else 0.0
-        return min(wind, distance / self.native_speed)
+    def locate_seconds(self, distance_bytes: int, capacity: int) -> float:
+        """Time to move ``distance_bytes`` in either direction on a tape of ``capacity`` bytes."""
+        return self.position_cost(capacity).seconds(distance_bytes)
 
     def scaled(self, time_factor: float) -> TapeProfile:
         """The same drive with time compressed by ``time_factor`` (0.001 = a thousand times faster).

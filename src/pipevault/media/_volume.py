@@ -25,16 +25,23 @@ BlockData = bytes | bytearray | memoryview
 
 @dataclass(frozen=True)
 class PositionCost:
-    """Seconds a move of the head costs: ``fixed_s + per_byte_s * distance`` (0 for disk/memory)."""
+    """Seconds a move of the head over ``d`` bytes costs (0 for disk and memory).
+
+    A high-speed move costs ``fixed_s + per_byte_s * d``; a medium that can also just read
+    through the data at ``stream_speed`` bytes/s takes whichever is quicker (short moves).
+    """
 
     fixed_s: float = 0.0
     per_byte_s: float = 0.0
+    stream_speed: float | None = None
 
     def seconds(self, distance_bytes: int) -> float:
         """The modelled time to move over ``distance_bytes`` (either direction)."""
-        if distance_bytes == 0:
+        distance = abs(distance_bytes)
+        if distance == 0:
             return 0.0
-        return self.fixed_s + self.per_byte_s * abs(distance_bytes)
+        wind = self.fixed_s + self.per_byte_s * distance
+        return wind if self.stream_speed is None else min(wind, distance / self.stream_speed)
 
 
 @dataclass(frozen=True)
