@@ -23,7 +23,7 @@ import zlib
 from abc import abstractmethod
 from pathlib import Path
 
-from pipevault.media._volume import BlockData, Capabilities, Volume, VolumeLabel, VolumeStatus
+from pipevault.media._volume import BlockData, Capabilities, FixedVolume, VolumeLabel, VolumeStatus
 from pipevault.media.errors import (
     BadBlock,
     EndOfData,
@@ -121,7 +121,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class BlockFileVolume(Volume):
+class BlockFileVolume(FixedVolume):
     """A volume stored in one file (see the module docstring for the layout).
 
     Subclasses give the capabilities and decide which writes before the end of data they
@@ -167,14 +167,6 @@ class BlockFileVolume(Volume):
     def path(self) -> Path:
         """The volume's file."""
         return self._path
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._caps
-
-    @property
-    def label(self) -> VolumeLabel:
-        return self._label
 
     @property
     def closed(self) -> bool:
@@ -258,11 +250,7 @@ class BlockFileVolume(Volume):
 
     def status(self) -> VolumeStatus:
         self._io()
-        bs = self.block_size
-        return VolumeStatus(name=self.name, end_of_data=self._blocks, data_blocks=self._blocks,
-                            used_bytes=self._blocks * bs,
-                            free_bytes=(self._caps.capacity_blocks - self._blocks) * bs,
-                            position=self._blocks)
+        return VolumeStatus.of_blocks(self.name, self._blocks, self._caps)
 
     def sync(self) -> None:
         fsync(self._io(), self._path)

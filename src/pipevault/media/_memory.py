@@ -6,14 +6,14 @@ from pipevault.media._volume import (
     SUPERBLOCK_SIZE,
     BlockData,
     Capabilities,
-    Volume,
+    FixedVolume,
     VolumeLabel,
     VolumeStatus,
 )
 from pipevault.media.errors import BadBlock, EndOfData, VolumeFull
 
 
-class MemoryVolume(Volume):
+class MemoryVolume(FixedVolume):
     """Blocks held in a list of ``bytes``; ``sync`` is a no-op because nothing is ever durable.
 
     With ``discard=True`` blocks are counted but not kept (a sink for measuring a pipeline
@@ -33,14 +33,6 @@ class MemoryVolume(Volume):
         self._count = 0
         self._discard = discard
         self._closed = False
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._caps
-
-    @property
-    def label(self) -> VolumeLabel:
-        return self._label
 
     @property
     def closed(self) -> bool:
@@ -81,10 +73,7 @@ class MemoryVolume(Volume):
 
     def status(self) -> VolumeStatus:
         self._ensure_open()
-        bs = self.block_size
-        return VolumeStatus(name=self.name, end_of_data=self._count, data_blocks=self._count,
-                            used_bytes=self._count * bs,
-                            free_bytes=(self._caps.capacity_blocks - self._count) * bs, position=self._count)
+        return VolumeStatus.of_blocks(self.name, self._count, self._caps)
 
     def sync(self) -> None:
         self._ensure_open()

@@ -152,6 +152,13 @@ class VolumeStatus:
     position: int
     early_warning: bool = False
 
+    @classmethod
+    def of_blocks(cls, name: str, blocks: int, caps: Capabilities) -> VolumeStatus:
+        """The status of a random-access volume holding ``blocks`` blocks and no filemarks."""
+        bs = caps.block_size
+        return cls(name=name, end_of_data=blocks, data_blocks=blocks, used_bytes=blocks * bs,
+                   free_bytes=(caps.capacity_blocks - blocks) * bs, position=blocks)
+
 
 class Volume(ABC):
     """A medium holding fixed-size blocks: the interface every driver and wrapper implements.
@@ -303,3 +310,18 @@ class Volume(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.capabilities.medium}>"
+
+
+class FixedVolume(Volume):
+    """A volume whose capabilities and label are set once, when it is opened (``_caps``, ``_label``)."""
+
+    _caps: Capabilities
+    _label: VolumeLabel
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    @property
+    def label(self) -> VolumeLabel:
+        return self._label
