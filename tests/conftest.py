@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from feature_gate import require_feature
+
+__all__ = ["clean_env", "require_feature"]
 
 
 @pytest.fixture(autouse=True)
@@ -18,17 +22,3 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     monkeypatch.setenv("PIPEVAULT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PIPEVAULT_CONFIG", str(tmp_path / "config.toml"))
     yield
-
-
-def require_feature(name: str, probe: Callable[[], str | None]) -> None:
-    """Skip the test when ``probe`` reports a missing feature, unless CI demands the kernel.
-
-    ``probe`` returns None when the feature works, else why it does not. With
-    ``PIPEVAULT_REQUIRE_KERNEL=1`` (set by ``.ci/run``) a missing feature fails the test.
-    """
-    problem = probe()
-    if problem is None:
-        return
-    if os.environ.get("PIPEVAULT_REQUIRE_KERNEL") == "1":
-        pytest.fail(f"kernel feature {name} is required but missing: {problem}")
-    pytest.skip(f"kernel feature {name} missing: {problem}")

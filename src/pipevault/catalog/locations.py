@@ -1,0 +1,74 @@
+"""Where object versions' data lies: pieces on volumes, and restore plans.
+
+A version's data is a sequence of pieces (``part`` 0, 1, ...), each a byte range inside one
+superblock run of one volume; an object written across the end of a volume continues on the
+next. A restore reads volumes one at a time and each volume front to back, so
+:func:`restore_plan` orders pieces by volume and position, never by object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pipevault.catalog.schema import locations, volumes
+
+# Version ids bound per statement.
+_IDS = 5000
+
+
+@dataclass(frozen=True)
+class Location:
+    """One piece of a version's data: ``length`` bytes at ``offset`` within superblock
+    ``superblock`` of ``volume``; ``chunk_hash`` is set for a duplicate-discard chunk."""
+
+    version_id: int
+    part: int
+    volume: str
+    superblock: int
+    offset: int
+    length: int
+    chunk_hash: bytes | None
+
+
+_COLUMNS = (locations.c.version_id, locations.c.part, volumes.c.name, locations.c.superblock,
+            locations.c.offset, locations.c.length, locations.c.chunk_hash)
+
+
+def _location(row: Any) -> Location:
+    d = row._asdict()
+    h = d["chunk_hash"]
+    return Location(d["version_id"], d["part"], d["name"], d["superblock"], d["offset"], d["length"],
+                    bytes(h) if h is not None else None)
+
+
+def pieces(conn: Connection, version_id: int) -> list[Location]:
+    """The pieces of one version in data order (part 0 first)."""
+    query = (sa.select(*_COLUMNS).join(volumes, volumes.c.id == locations.c.volume_id)
+             .where(locations.c.version_id == version_id).order_by(locations.c.part))
+    return [_location(row) for row in conn.execute(query)]
+
+
+def restore_plan(conn: Connection, version_ids: Iterable[int]) -> list[Location]:
+    """Every piece of the given versions in the order a restore should read them.
+
+    Ordered by volume name, then superblock and offset on it; the caller reassembles each
+    version from its pieces by ``part``.
+    """
+    ids = sorted(set(version_ids))
+    found: list[Location] = []
+    for start in range(0, len(ids), _IDS):
+        query = (sa.select(*_COLUMNS).join(volumes, volumes.c.id == locations.c.volume_id)
+                 .where(locations.c.version_id.in_(ids[start:start + _IDS])))
+        found.extend(_location(row) for row in conn.execute(query))
+    found.sort(key=lambda p: (p.volume, p.superblock, p.offset, p.version_id, p.part))
+    return found
+
+
+def volumes_of(conn: Connection, version_ids: Iterable[int]) -> list[str]:
+    """The names of the volumes holding any piece of the given versions (mounts needed)."""
+    return sorted({p.volume for p in restore_plan(conn, version_ids)})

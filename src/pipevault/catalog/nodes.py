@@ -1,0 +1,62 @@
+"""Nodes (client machines) and the file spaces they own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pipevault.catalog.errors import CatalogNotFound
+from pipevault.catalog.schema import filespaces, nodes
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node and the names of its file spaces."""
+
+    id: int
+    name: str
+    created: float
+    filespaces: tuple[str, ...]
+
+
+def ensure_node(conn: Connection, name: str, *, now: float) -> int:
+    """The id of node ``name``, registering it (created ``now``) if it is new."""
+    found = conn.execute(sa.select(nodes.c.id).where(nodes.c.name == name)).scalar()
+    if found is not None:
+        return int(found)
+    return int(conn.execute(sa.insert(nodes).values(name=name, created=now)
+                            .returning(nodes.c.id)).scalar_one())
+
+
+def ensure_filespace(conn: Connection, node_id: int, name: str, *, now: float) -> int:
+    """The id of file space ``name`` of the node, registering it if it is new."""
+    found = conn.execute(sa.select(filespaces.c.id).where(
+        filespaces.c.node_id == node_id, filespaces.c.name == name)).scalar()
+    if found is not None:
+        return int(found)
+    return int(conn.execute(sa.insert(filespaces).values(node_id=node_id, name=name, created=now)
+                            .returning(filespaces.c.id)).scalar_one())
+
+
+def node_id(conn: Connection, name: str) -> int:
+    """The id of node ``name``.
+
+    Raises:
+        CatalogNotFound: no such node.
+    """
+    found = conn.execute(sa.select(nodes.c.id).where(nodes.c.name == name)).scalar()
+    if found is None:
+        raise CatalogNotFound(f"no node {name!r} in the catalog")
+    return int(found)
+
+
+def list_nodes(conn: Connection) -> list[Node]:
+    """Every node by name with its file spaces."""
+    spaces: dict[int, list[str]] = {}
+    for nid, fs in conn.execute(sa.select(filespaces.c.node_id, filespaces.c.name)
+                                .order_by(filespaces.c.name)):
+        spaces.setdefault(int(nid), []).append(fs)
+    return [Node(int(r.id), r.name, r.created, tuple(spaces.get(int(r.id), ())))
+            for r in conn.execute(sa.select(nodes).order_by(nodes.c.name))]

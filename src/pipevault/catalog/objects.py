@@ -1,0 +1,159 @@
+"""Objects and their versions: queries by name pattern, state and point in time.
+
+An object is named like a Storage Protect object: node, file space, high-level name (the
+directory part, starting with ``/``) and low-level name (the file name). Patterns use ``*``
+(any run of characters) and ``?`` (one character), matched against the whole name part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pipevault.catalog.errors import CatalogConflict, CatalogNotFound
+from pipevault.catalog.schema import filespaces, nodes, objects, versions
+
+STATES = ("active", "inactive", "archive", "backup", "any")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version of one object, with the object's full name.
+
+    ``state`` is ``active``, ``inactive`` or ``archive``; ``deactivated`` is when a newer
+    backup (or the deletion of the file) made it inactive; ``expires`` is an archive's own
+    expiry date when it has one (otherwise its class decides).
+    """
+
+    version_id: int
+    object_id: int
+    node: str
+    filespace: str
+    hl: str
+    ll: str
+    obj_type: int
+    state: str
+    class_name: str
+    stored: float
+    deactivated: float | None
+    expires: float | None
+    size: int
+    digest: bytes | None
+    attributes: str
+    description: str
+    session_id: int | None
+
+    @property
+    def path(self) -> str:
+        """The object's name as one path: file space, high-level and low-level name."""
+        return self.filespace.rstrip("/") + self.hl.rstrip("/") + "/" + self.ll
+
+
+_COLUMNS = (versions.c.id.label("version_id"), objects.c.id.label("object_id"),
+            nodes.c.name.label("node"), filespaces.c.name.label("filespace"), objects.c.hl,
+            objects.c.ll, objects.c.obj_type, versions.c.state, versions.c.class_name,
+            versions.c.stored, versions.c.deactivated, versions.c.expires, versions.c.size,
+            versions.c.digest, versions.c.attributes, versions.c.description, versions.c.session_id)
+
+
+def _base() -> sa.Select[tuple[object, ...]]:
+    return (sa.select(*_COLUMNS)
+            .join(objects, objects.c.id == versions.c.object_id)
+            .join(filespaces, filespaces.c.id == objects.c.filespace_id)
+            .join(nodes, nodes.c.id == filespaces.c.node_id))
+
+
+def _info(row: sa.Row[Any]) -> VersionInfo:
+    data = row._asdict()
+    if data["digest"] is not None:
+        data["digest"] = bytes(data["digest"])
+    return VersionInfo(**data)
+
+
+def like_pattern(pattern: str) -> str:
+    """A Storage Protect wildcard pattern (``*``, ``?``) as an SQL LIKE pattern (escape ``\\``)."""
+    out = []
+    for ch in pattern:
+        if ch in "%_\\":
+            out.append("\\" + ch)
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _match(column: sa.ColumnElement[str], pattern: str) -> sa.ColumnElement[bool]:
+    if "*" not in pattern and "?" not in pattern:
+        return column == pattern
+    return column.like(like_pattern(pattern), escape="\\")
+
+
+def query_versions(conn: Connection, node: str, filespace: str, hl: str = "*", ll: str = "*", *,
+                   state: str = "active", point_in_time: float | None = None,
+                   description: str | None = None) -> list[VersionInfo]:
+    """Versions of the objects whose names match, ordered by name then newest first.
+
+    Args:
+        hl, ll: patterns for the high- and low-level names.
+        state: ``active``, ``inactive``, ``backup`` (both), ``archive`` or ``any``.
+        point_in_time: if given, only the backup version that was active at that instant
+            (stored at or before it, not deactivated until after it); ``state`` is ignored.
+        description: archive description pattern (archives only).
+
+    Raises:
+        CatalogConflict: unknown state.
+    """
+    if state not in STATES:
+        raise CatalogConflict(f"version state {state!r} is not one of {', '.join(STATES)}")
+    query = _base().where(nodes.c.name == node, filespaces.c.name == filespace,
+                          _match(objects.c.hl, hl), _match(objects.c.ll, ll))
+    if point_in_time is not None:
+        query = query.where(versions.c.state != "archive", versions.c.stored <= point_in_time,
+                            sa.or_(versions.c.deactivated.is_(None),
+                                   versions.c.deactivated > point_in_time))
+    elif state == "backup":
+        query = query.where(versions.c.state != "archive")
+    elif state != "any":
+        query = query.where(versions.c.state == state)
+    if description is not None:
+        query = query.where(versions.c.state == "archive", _match(versions.c.description, description))
+    query = query.order_by(objects.c.hl, objects.c.ll, versions.c.stored.desc(), versions.c.id.desc())
+    return [_info(row) for row in conn.execute(query)]
+
+
+def active_version(conn: Connection, node: str, filespace: str, hl: str, ll: str) -> VersionInfo | None:
+    """The active backup version of one object, or None (never backed up, or deleted)."""
+    found = query_versions(conn, node, filespace, hl, ll, state="active")
+    return found[0] if found else None
+
+
+def get_version(conn: Connection, version_id: int) -> VersionInfo:
+    """The version with id ``version_id``.
+
+    Raises:
+        CatalogNotFound: no such version (it may have expired).
+    """
+    row = conn.execute(_base().where(versions.c.id == version_id)).first()
+    if row is None:
+        raise CatalogNotFound(f"no object version {version_id} in the catalog")
+    return _info(row)
+
+
+def mark_deleted(conn: Connection, node: str, filespace: str, hl: str, ll: str, *, when: float) -> bool:
+    """Record that the object was deleted on its node: its active version becomes inactive.
+
+    From then on the policy's rules for deleted files apply (versions_deleted,
+    retain_only_days). Returns whether there was an active version.
+    """
+    active = active_version(conn, node, filespace, hl, ll)
+    if active is None:
+        return False
+    conn.execute(sa.update(versions).where(versions.c.id == active.version_id)
+                 .values(state="inactive", deactivated=when))
+    return True

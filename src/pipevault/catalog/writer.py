@@ -1,0 +1,320 @@
+"""The batched writer: catalogues a session's object versions many rows per transaction.
+
+A backup of a million files must not be bound by the catalog. :class:`BatchWriter` collects
+versions in memory and writes each batch in one transaction with a handful of multi-row
+statements (``executemany`` and multi-row ``INSERT .. RETURNING``): objects are looked up
+and created together, previous active versions deactivated together, versions, locations and
+duplicate-discard chunk references inserted together, and volume and session totals updated
+once per batch.
+
+Only data already durable on media may be handed to the writer (an object is in the catalog
+only after its data is safe); what was added is in the catalog after :meth:`BatchWriter.flush`
+or the end of a ``with`` block.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from pipevault.catalog import nodes as node_rows
+from pipevault.catalog import sessions as session_rows
+from pipevault.catalog.database import Catalog
+from pipevault.catalog.errors import CatalogConflict
+from pipevault.catalog.schema import chunks, locations, objects, versions, volumes
+from pipevault.catalog.volumes import volume_ids
+
+# Object keys looked up per statement (three bound values each, within SQLite's limit).
+_LOOKUP = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Where one piece of a version's data lies: ``length`` bytes from ``offset`` inside
+    superblock number ``superblock`` of ``volume``. A piece that is a duplicate-discard
+    chunk names its keyed hash; the first piece with a hash stores that chunk, later ones
+    reference it."""
+
+    volume: str
+    superblock: int
+    offset: int
+    length: int
+    chunk_hash: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """One object version to catalogue.
+
+    ``pieces`` are in data order and may span volumes. ``stored`` is the backup or archive
+    date (the writer's clock when None). ``attributes`` is JSON text (mode, owner, mtime...).
+    An archive version (``archive=True``) carries a description and optionally its own
+    expiry date; it never deactivates the object's backup versions.
+    """
+
+    filespace: str
+    hl: str
+    ll: str
+    size: int
+    pieces: tuple[Piece, ...] = ()
+    stored: float | None = None
+    obj_type: int = 1
+    class_name: str = "STANDARD"
+    attributes: str = "{}"
+    digest: bytes | None = None
+    archive: bool = False
+    description: str = ""
+    expires: float | None = None
+
+
+_VERSION_COLUMNS = ("id", "object_id", "session_id", "state", "class_name", "stored", "deactivated",
+                    "expires", "size", "digest", "attributes", "description")
+_LOCATION_COLUMNS = ("version_id", "part", "volume_id", "superblock", "offset", "length", "chunk_hash")
+
+
+def insert_rows(conn: Connection, table: sa.Table, columns: tuple[str, ...],
+                rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order) with one driver ``executemany``.
+
+    The hot path of the writer: the statement is compiled by SQLAlchemy Core once per call
+    and the driver receives plain tuples, skipping per-row parameter processing (the
+    columns written this way need none: integers, floats, text, bytes).
+    """
+    if not rows:
+        return
+    compiled = sa.insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
+    if compiled.positional:
+        order = [columns.index(name) for name in compiled.positiontup or ()]
+        params: list[Any] = rows if order == list(range(len(columns))) else \
+            [tuple(r[i] for i in order) for r in rows]
+    else:
+        params = [dict(zip(columns, r, strict=True)) for r in rows]
+    conn.exec_driver_sql(str(compiled), params)
+
+
+def allocate_ids(conn: Connection, table: sa.Table, n: int) -> list[int]:
+    """``n`` unused primary keys of ``table`` for rows this transaction inserts.
+
+    Multi-row ``INSERT .. RETURNING`` cannot promise the order of the ids it returns on
+    SQLite (SQLAlchemy then inserts row by row), so ids are chosen first: on SQLite the
+    write transaction holds the only write lock, so the ids after the largest are free; on
+    PostgreSQL they are drawn from the table's sequence, safe beside concurrent writers.
+    """
+    if n == 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        return [int(i) for i in conn.execute(
+            sa.text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.name, "n": n}).scalars()]
+    top = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar_one())
+    return list(range(top + 1, top + 1 + n))
+
+
+class BatchWriter:
+    """Catalogues the versions of one session in batched transactions.
+
+    Not thread-safe: one thread owns a writer (several writers for several sessions may run
+    at once). Use as a context manager: the pending batch is written when the block ends
+    normally and dropped when it raises.
+
+    Args:
+        catalog: the open catalog.
+        session_id: the session (from ``begin_session``) the versions belong to; its node
+            owns the file spaces named.
+        batch_size: versions per transaction.
+
+    Raises (from :meth:`add` when it flushes, and :meth:`flush`):
+        CatalogNotFound: a piece names a volume that is not in the catalog.
+        CatalogConflict: a write contradicts the catalog (the batch is rolled back).
+        CatalogUnavailable: the database failed (the batch is rolled back and kept, so a
+            later flush retries it).
+    """
+
+    def __init__(self, catalog: Catalog, session_id: int, *, batch_size: int = 10_000) -> None:
+        if batch_size < 1:
+            raise CatalogConflict("batch_size must be at least 1")
+        self._catalog = catalog
+        self._session_id = session_id
+        self._batch_size = batch_size
+        self._pending: list[tuple[NewVersion, float]] = []
+        self._filespaces: dict[str, int] = {}
+        self._volumes: dict[str, int] = {}
+        with catalog.read() as conn:
+            node = session_rows.get_session(conn, session_id).node
+            self._node_id = node_rows.node_id(conn, node) if node is not None else None
+        self.written = 0
+
+    def add(self, version: NewVersion) -> None:
+        """Queue one version; writes the batch when it is full."""
+        stored = version.stored if version.stored is not None else self._catalog.clock.now()
+        self._pending.append((version, stored))
+        if len(self._pending) >= self._batch_size:
+            self.flush()
+
+    def add_all(self, versions_: Iterable[NewVersion]) -> None:
+        """Queue many versions (see :meth:`add`)."""
+        for v in versions_:
+            self.add(v)
+
+    def flush(self) -> None:
+        """Write every queued version in one transaction (a barrier: returns when committed)."""
+        if not self._pending:
+            return
+        try:
+            with self._catalog.write() as conn:
+                self._write(conn, self._pending)
+        except BaseException:
+            # File spaces created in the rolled-back transaction do not exist.
+            self._filespaces.clear()
+            raise
+        self.written += len(self._pending)
+        self._pending = []
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.flush()
+        else:
+            self._pending = []
+
+    def _write(self, conn: Connection, batch: list[tuple[NewVersion, float]]) -> None:
+        now = self._catalog.clock.now()
+        fs_ids = self._filespace_ids(conn, {v.filespace for v, _ in batch}, now)
+        vol_ids = self._volume_ids(conn, {p.volume for v, _ in batch for p in v.pieces})
+        keys = [(fs_ids[v.filespace], v.hl, v.ll) for v, _ in batch]
+        object_ids, existing = self._object_ids(conn, batch, keys)
+
+        # Backup versions of one object in this batch: each one deactivates its predecessor.
+        later: dict[int, float] = {}
+        deactivated_at: list[float | None] = [None] * len(batch)
+        first_backup: dict[int, float] = {}
+        for i in range(len(batch) - 1, -1, -1):
+            v, stored = batch[i]
+            if v.archive:
+                continue
+            oid = object_ids[i]
+            deactivated_at[i] = later.get(oid)
+            later[oid] = stored
+            first_backup[oid] = stored
+        deactivate = [{"b_oid": oid, "b_when": when} for oid, when in first_backup.items()
+                      if oid in existing]
+        if deactivate:
+            conn.execute(sa.update(versions).where(versions.c.object_id == sa.bindparam("b_oid"),
+                                                   versions.c.state == "active")
+                         .values(state="inactive", deactivated=sa.bindparam("b_when")), deactivate)
+
+        version_ids = allocate_ids(conn, versions, len(batch))
+        rows: list[tuple[Any, ...]] = []
+        for i, (v, stored) in enumerate(batch):
+            state = "archive" if v.archive else ("active" if deactivated_at[i] is None else "inactive")
+            rows.append((version_ids[i], object_ids[i], self._session_id, state, v.class_name, stored,
+                         deactivated_at[i], v.expires, v.size, v.digest, v.attributes, v.description))
+        insert_rows(conn, versions, _VERSION_COLUMNS, rows)
+
+        piece_rows: list[tuple[Any, ...]] = []
+        volume_bytes: dict[int, int] = defaultdict(int)
+        volume_last: dict[int, float] = {}
+        chunk_refs: dict[bytes, list[Any]] = {}
+        total = 0
+        for (v, stored), vid in zip(batch, version_ids, strict=True):
+            total += v.size
+            for part, p in enumerate(v.pieces):
+                vol = vol_ids[p.volume]
+                piece_rows.append((vid, part, vol, p.superblock, p.offset, p.length, p.chunk_hash))
+                volume_last[vol] = max(volume_last.get(vol, stored), stored)
+                if p.chunk_hash is None:
+                    volume_bytes[vol] += p.length
+                elif p.chunk_hash in chunk_refs:
+                    chunk_refs[p.chunk_hash][0] += 1
+                else:
+                    chunk_refs[p.chunk_hash] = [1, vol, p]
+        if piece_rows:
+            insert_rows(conn, locations, _LOCATION_COLUMNS, piece_rows)
+        if chunk_refs:
+            self._add_chunk_refs(conn, chunk_refs, volume_bytes, now)
+        if volume_last:
+            self._account_volumes(conn, volume_bytes, volume_last)
+        session_rows.add_totals(conn, self._session_id, len(batch), total)
+
+    def _filespace_ids(self, conn: Connection, names: set[str], now: float) -> dict[str, int]:
+        for name in names - self._filespaces.keys():
+            if self._node_id is None:
+                raise CatalogConflict(f"session {self._session_id} has no node to own file space {name!r}")
+            self._filespaces[name] = node_rows.ensure_filespace(conn, self._node_id, name, now=now)
+        return self._filespaces
+
+    def _volume_ids(self, conn: Connection, names: set[str]) -> dict[str, int]:
+        missing = names - self._volumes.keys()
+        if missing:
+            self._volumes.update(volume_ids(conn, missing))
+        return self._volumes
+
+    def _object_ids(self, conn: Connection, batch: list[tuple[NewVersion, float]],
+                    keys: list[tuple[int, str, str]]) -> tuple[list[int], set[int]]:
+        """The object id of every batch entry, creating new objects; and the set of ids
+        that existed before this batch."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[tuple[int, str, str], int] = {}
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        for start in range(0, len(unique), _LOOKUP):
+            part = unique[start:start + _LOOKUP]
+            # A join with a VALUES list probes the unique index once per key on both
+            # databases; a row-value IN list would scan the whole table on SQLite.
+            sql = ("SELECT o.id, k.column1, k.column2, k.column3 FROM (VALUES "
+                   + ",".join([f"({mark},{mark},{mark})"] * len(part))
+                   + ") AS k JOIN objects o ON o.filespace_id = k.column1 AND o.hl = k.column2"
+                   " AND o.ll = k.column3")
+            for oid, fs, hl, ll in conn.exec_driver_sql(sql, tuple(x for k in part for x in k)):
+                found[(int(fs), hl, ll)] = int(oid)
+        existing = set(found.values())
+        new_keys = [k for k in unique if k not in found]
+        if new_keys:
+            obj_type = {k: v.obj_type for k, (v, _) in zip(keys, batch, strict=True)}
+            new_ids = allocate_ids(conn, objects, len(new_keys))
+            insert_rows(conn, objects, ("id", "filespace_id", "hl", "ll", "obj_type"),
+                        [(i, *k, obj_type[k]) for i, k in zip(new_ids, new_keys, strict=True)])
+            found.update(zip(new_keys, new_ids, strict=True))
+        return [found[k] for k in keys], existing
+
+    def _add_chunk_refs(self, conn: Connection, refs: dict[bytes, list[Any]],
+                        volume_bytes: dict[int, int], now: float) -> None:
+        hashes = list(refs)
+        known: set[bytes] = set()
+        for start in range(0, len(hashes), _LOOKUP):
+            known.update(bytes(h) for h in conn.execute(
+                sa.select(chunks.c.hash).where(chunks.c.hash.in_(hashes[start:start + _LOOKUP])))
+                .scalars())
+        for h, (_, vol, p) in refs.items():
+            if h not in known:
+                volume_bytes[vol] += p.length
+        insert = (postgresql.insert(chunks) if self._catalog.dialect == "postgresql"
+                  else sqlite.insert(chunks))
+        # A concurrent session may store the same chunk first: the upsert then only counts.
+        upsert = insert.on_conflict_do_update(
+            index_elements=[chunks.c.hash],
+            set_={"refcount": chunks.c.refcount + insert.excluded.refcount})
+        conn.execute(upsert, [{"hash": h, "volume_id": vol, "superblock": p.superblock,
+                               "offset": p.offset, "length": p.length, "refcount": n,
+                               "created": now} for h, (n, vol, p) in refs.items()])
+
+    @staticmethod
+    def _account_volumes(conn: Connection, volume_bytes: dict[int, int],
+                         volume_last: dict[int, float]) -> None:
+        when: sa.BindParameter[float] = sa.bindparam("b_when")
+        conn.execute(
+            sa.update(volumes).where(volumes.c.id == sa.bindparam("b_id")).values(
+                used=volumes.c.used + sa.bindparam("b_bytes"),
+                first_written=sa.func.coalesce(volumes.c.first_written, when),
+                last_written=sa.case((volumes.c.last_written > when, volumes.c.last_written),
+                                     else_=when),
+                state=sa.case((volumes.c.state == "scratch", "filling"), else_=volumes.c.state)),
+            [{"b_id": vol, "b_bytes": volume_bytes.get(vol, 0), "b_when": last}
+             for vol, last in volume_last.items()])

@@ -1,0 +1,118 @@
+"""Catalog fixtures: every catalog test runs on SQLite and on a real PostgreSQL server.
+
+The server is started once per test session: ``initdb`` into a temporary directory (as user
+``postgres`` when the tests run as root, since initdb refuses root), ``pg_ctl start`` on a
+free port listening only on a unix socket in that directory, and stopped and removed at
+the end. Each test gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from feature_gate import require_feature
+from pipevault.catalog.database import Catalog
+from pipevault.clock import ManualClock
+
+START = 1_700_000_000.0
+
+
+@dataclass(frozen=True)
+class PgServer:
+    """A running PostgreSQL server reachable on a unix socket in ``socket_dir``."""
+
+    socket_dir: str
+    port: int
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql+psycopg://postgres@/{dbname}?host={self.socket_dir}&port={self.port}"
+
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(host=self.socket_dir, port=self.port, user="postgres",
+                               dbname="postgres", autocommit=True)
+
+
+def _pg_bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+                   key=lambda p: int(Path(p).parts[4]) if Path(p).parts[4].isdigit() else 0)
+    return Path(found[-1]).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server for the whole test session (skips when not installed)."""
+    bindir = _pg_bindir()
+    require_feature("postgresql-server",
+                    lambda: None if bindir else "no /usr/lib/postgresql/*/bin/pg_ctl "
+                                                "(run scripts/install-system-deps.sh as root)")
+    assert bindir is not None
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    base = tempfile.mkdtemp(prefix="pipevault-pg-")
+    if as_postgres:
+        shutil.chown(base, "postgres", "postgres")
+    data = os.path.join(base, "data")
+    port = _free_port()
+    opts = (f"-p {port} -k {base} -c listen_addresses='' -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=50")
+    run = [*as_postgres]
+    subprocess.run([*run, str(bindir / "initdb"), "-D", data, "-U", "postgres", "-A", "trust",
+                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    subprocess.run([*run, str(bindir / "pg_ctl"), "-D", data, "-o", opts, "-l",
+                    os.path.join(base, "server.log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        yield PgServer(base, port)
+    finally:
+        subprocess.run([*run, str(bindir / "pg_ctl"), "-D", data, "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_DB_NUMBERS = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty catalog database on each of the two databases."""
+    if request.param == "sqlite":
+        yield "sqlite:///" + str(tmp_path / "catalog.db")
+        return
+    server: PgServer = request.getfixturevalue("postgres_server")
+    name = f"catalog_{os.getpid()}_{next(_DB_NUMBERS)}"
+    with server.admin() as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield server.url(name)
+    finally:
+        with server.admin() as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock at a fixed start, shared by the catalog and the test."""
+    return ManualClock(START)
+
+
+@pytest.fixture
+def catalog(catalog_url: str, clock: ManualClock) -> Iterator[Catalog]:
+    """An open, migrated, empty catalog on each database."""
+    with Catalog.open(catalog_url, clock=clock) as cat:
+        yield cat
