@@ -77,7 +77,8 @@ def _check_whole(events: list[object]) -> None:
 def test_resume_after_last_durable_superblock(stop: int, encrypt: bool) -> None:
     key = KEY if encrypt else None
     w, blocks = _first_run(key, stop)
-    assume(len(blocks) >= stop and not any(isinstance(e, SessionEnded) for e in scan(blocks[:stop], decode=False)))
+    ended = any(isinstance(e, SessionEnded) for e in scan(blocks[:stop], decode=False))
+    assume(len(blocks) >= stop and not ended)
     durable = blocks[:stop]
     rest = _finish(durable, w.session_id, key)
     events = list(scan(durable + rest, key=KEY))

@@ -1,7 +1,9 @@
 """What a reader yields: each session's records in order, and damage reports.
 
-Data views in :class:`ChunkRead` may point into the superblock buffer passed to the
-``feed`` call that produced the event: they stay valid until the caller reuses that buffer.
+Data in :class:`ChunkRead` may be a view of the superblock buffer passed to the ``feed`` call
+that produced the event (an untransformed chunk that lies in one superblock): it stays valid
+until the caller reuses that buffer. Chunks joined from several superblocks or decoded get
+buffers of their own.
 """
 
 from __future__ import annotations

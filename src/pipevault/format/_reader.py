@@ -97,7 +97,7 @@ class SessionReader:
         self.next_object = 0
         self.chunk: ChunkHeader | None = None
         self._chunk_first_seq = 0
-        self._pieces: bytearray | memoryview | None = None
+        self._pieces: memoryview | None = None
         self._got = 0
         self._gap: _Gap | None = None
         self._delivered = (-1, -1)
@@ -109,6 +109,9 @@ class SessionReader:
 
     def feed(self, header: SuperblockHeader, payload: memoryview) -> list[Event]:
         """Process one verified superblock of this session; returns the events it completes.
+
+        Chunk data in the events may be views of ``payload``: valid while the caller leaves
+        that buffer unchanged.
 
         Raises:
             WrongKeyError, KeyRequiredError: decoding an encrypted session without its key.
@@ -298,7 +301,9 @@ class SessionReader:
                 self._pieces = data  # the whole chunk in one superblock: no copy
             else:
                 if self._pieces is None:
-                    self._pieces = bytearray(chunk.stored_len)
+                    # A new buffer per chunk, never a reused one: data handed out must not
+                    # change under a caller that keeps it.
+                    self._pieces = memoryview(bytearray(chunk.stored_len))
                 self._pieces[self._got:self._got + len(data)] = data
         self._got += len(data)
 

@@ -68,7 +68,7 @@ class Scanner:
             self.skipped += 1
             return []
         try:
-            header, payload = verify(view)
+            header, payload = verify(view, header)
         except (UnknownVersionError, UnsupportedFeatureError):
             raise
         except FormatError as exc:

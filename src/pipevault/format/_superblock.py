@@ -152,12 +152,12 @@ def peek_header(buf: memoryview) -> SuperblockHeader:
         unknown_required=required & ~int(KNOWN_REQUIRED))
 
 
-def verify(buf: memoryview) -> tuple[SuperblockHeader, memoryview]:
+def verify(buf: memoryview, header: SuperblockHeader | None = None) -> tuple[SuperblockHeader, memoryview]:
     """Decode and verify one superblock; return its header and a view of its payload.
 
     ``buf`` may be longer than the payload (padding) but must hold header and payload; the
     returned payload view shares ``buf``'s memory (no copy) and lives as long as the caller
-    keeps ``buf`` unchanged.
+    keeps ``buf`` unchanged. ``header`` is ``peek_header(buf)`` when the caller has it already.
 
     Raises:
         TruncatedError: ``buf`` ends inside the payload.
@@ -166,7 +166,8 @@ def verify(buf: memoryview) -> tuple[SuperblockHeader, memoryview]:
         UnsupportedFeatureError: an intact superblock needing an unknown required feature.
         and the errors of :func:`peek_header`.
     """
-    header = peek_header(buf)
+    if header is None:
+        header = peek_header(buf)
     end = header.header_len + header.payload_len
     if len(buf) < end:
         raise TruncatedError(f"superblock seq {header.seq} of session {header.session_id} is cut "
