@@ -19,6 +19,7 @@ from pipevault.catalog.errors import CatalogConflict, CatalogNotFound
 from pipevault.catalog.pools import get_pool
 from pipevault.catalog.schema import (
     VOLUME_STATES,
+    chunks,
     filespaces,
     locations,
     nodes,
@@ -135,8 +136,9 @@ def set_state(conn: Connection, name: str, state: str) -> None:
     vol = get_volume(conn, name)
     values: dict[str, object] = {"state": state}
     if state == "scratch":
-        if conn.execute(sa.select(locations.c.id).where(locations.c.volume_id == vol.id)
-                        .limit(1)).first() is not None:
+        holds = sa.select(sa.or_(sa.exists().where(locations.c.volume_id == vol.id),
+                                 sa.exists().where(chunks.c.volume_id == vol.id)))
+        if conn.execute(holds).scalar():
             raise CatalogConflict(f"volume {name!r} still holds catalogued data",
                                   hint="Expire or move its data before returning it to scratch.")
         values.update(used=0, first_written=None, last_written=None)
