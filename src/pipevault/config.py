@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,6 +52,10 @@ def format_size(n: float) -> str:
 def _default_home() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "pipevault")
+
+
+def _default_node() -> str:
+    return socket.gethostname() or "localhost"
 
 
 def _default_config_file() -> str:
@@ -119,6 +124,12 @@ OPTIONS: tuple[Option, ...] = (
            _positive),
     Option("catalog.catalog_url", str, "",
            "Catalog database URL (postgresql://...); empty means the SQLite catalog in home."),
+    Option("general.node", str, _default_node, "This machine's node name in the catalog."),
+    Option("pool.volume_size", parse_size, 4 << 30,
+           "Largest size of one disk volume file in the embedded disk pool.",
+           _size_between(1 << 20, 1 << 50)),
+    Option("security.passphrase_file", str, "",
+           "File holding the passphrase of this node's encryption key (PIPEVAULT_PASSPHRASE_FILE)."),
 )
 
 _BY_NAME = {o.name: o for o in OPTIONS}

@@ -1,0 +1,363 @@
+"""The backup and archive job: walk, read, encode in parallel, write superblocks, catalogue.
+
+The DataPipe of a backup::
+
+    read (1)  ->  encode (N, allocating)  ->  store (1)
+    files into     hash, compress, encrypt     pack superblocks, append to the pool's
+    pool buffers   each chunk into a new       volumes, sync, catalogue durable objects
+                   pool buffer
+
+``read`` walks the plan's entries and reads each file's data extents (holes are skipped and
+described in an options record, so sparse files are stored without their holes) straight
+into pool buffers with ``preadv``; ``encode`` runs the stream format's chunk encoder, several
+instances at once (zstd, AES-GCM and xxh3 release the GIL); ``store`` is the only writer of
+the session. See :mod:`pipevault.mover.store` for when an object enters the catalog.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import os
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import xxhash
+
+from pipevault.catalog import objects as object_rows
+from pipevault.catalog import sessions as session_rows
+from pipevault.events import ItemWarning, Reporter
+from pipevault.format import (
+    ArchiveHeader,
+    ChunkEncoder,
+    ChunkFooter,
+    ChunkHeader,
+    Compression,
+    EncodedChunk,
+    ObjectStatus,
+    ObjectType,
+    SamplingSelector,
+    SessionHeader,
+    SessionKeys,
+    SessionStatus,
+    SessionWriter,
+    fixed,
+)
+from pipevault.media import SUPERBLOCK_SIZE
+from pipevault.mover import _wire as W
+from pipevault.mover.plan import Plan, entry_attributes, make_plan
+from pipevault.mover.site import Site
+from pipevault.mover.store import SessionStore
+from pipevault.mover.walk import Entry, data_extents, group_name, user_name
+from pipevault.pipe import Pipe, StageContext, StageSpec
+
+CHUNK = 1 << 20
+BUFFER = CHUNK + (64 << 10)  # a chunk, its prefix and its encoded header and footer
+EXTENTS_KEY = "pv.extents"
+_EXTENT = struct.Struct("<QQ")
+
+
+def pack_extents(extents: list[tuple[int, int]]) -> bytes:
+    """The options value describing a sparse file's data extents (offset, length pairs)."""
+    return b"".join(_EXTENT.pack(o, n) for o, n in extents)
+
+
+def unpack_extents(raw: bytes) -> list[tuple[int, int]]:
+    """Inverse of :func:`pack_extents`."""
+    return [_EXTENT.unpack_from(raw, i) for i in range(0, len(raw), _EXTENT.size)]
+
+
+@dataclass
+class BackupOptions:
+    """What to back up (or archive) and how."""
+
+    paths: list[str]
+    excludes: tuple[str, ...] = ()
+    full: bool = False
+    archive: bool = False
+    description: str = ""
+    class_name: str | None = None
+    expire_days: int | None = None
+    instances: int = 2
+    max_buffers: int = 32
+    one_file_system: bool = False
+
+
+@dataclass
+class BackupResult:
+    """What a backup did."""
+
+    session: uuid.UUID
+    examined: int
+    sent: int
+    unchanged: int
+    deleted: int
+    bytes_read: int
+    bytes_stored: int
+    elapsed_s: float
+    volumes: list[str]
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    stages: tuple[Any, ...] = ()
+    bottleneck: str | None = None
+
+
+# -- pipe modules ------------------------------------------------------------------------------
+
+
+class SourceReader:
+    """First stage: each entry of the plan as BEGIN, its data chunks, END. Result: warnings."""
+
+    def __init__(self, entries: list[Entry], class_name: str, reporter: Reporter | None, job: str) -> None:
+        self.entries, self.class_name, self.reporter, self.job = entries, class_name, reporter, job
+
+    def run(self, ctx: StageContext) -> list[tuple[str, str]]:
+        warnings: list[tuple[str, str]] = []
+        index = 0
+        for e in self.entries:
+            fd = -1
+            if e.kind == ObjectType.FILE:
+                try:
+                    fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY)
+                except OSError as exc:
+                    self._warn(warnings, e.path, f"not backed up: {exc.strerror}")
+                    continue
+            try:
+                self._object(ctx, e, index, fd, warnings)
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+            index += 1
+        return warnings
+
+    def _warn(self, warnings: list[tuple[str, str]], path: str, message: str) -> None:
+        warnings.append((path, message))
+        if self.reporter is not None:
+            self.reporter.emit(ItemWarning(self.job, path, "mover.source", message))
+
+    def _send_doc(self, ctx: StageContext, kind: int, index: int, doc: dict[str, Any]) -> None:
+        payload = W.dumps(doc)
+        buf = ctx.alloc_buf()
+        W.put_prefix(buf.data, kind, index, a=len(payload))
+        buf.data[W.PREFIX_LEN: W.PREFIX_LEN + len(payload)] = payload
+        buf.length = W.PREFIX_LEN + len(payload)
+        ctx.send_buf(buf)
+
+    def _object(self, ctx: StageContext, e: Entry, index: int, fd: int,
+                warnings: list[tuple[str, str]]) -> None:
+        st = e.st
+        extents = data_extents(fd, st.st_size, st) if fd >= 0 else []
+        sparse = fd >= 0 and extents != ([(0, st.st_size)] if st.st_size else [])
+        header = ArchiveHeader(
+            name=os.fsencode(e.rel), type=e.kind, size=st.st_size if e.kind == ObjectType.FILE else 0,
+            mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, owner=user_name(st.st_uid),
+            group=group_name(st.st_gid), mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
+            atime_ns=st.st_atime_ns, xattrs=e.xattrs, mgmt_class=self.class_name,
+            link_target=e.link_target if e.kind == ObjectType.SYMLINK else os.fsencode(e.hardlink_of or ""),
+            filespace=e.filespace)
+        self._send_doc(ctx, W.BEGIN, index, {"header": header, "extents": extents if sparse else None,
+                                             "entry": e.rel, "fs": e.filespace, "hl": e.hl, "ll": e.ll,
+                                             "attributes": entry_attributes(e)})
+        digest = xxhash.xxh3_128()
+        status = ObjectStatus.COMPLETE
+        stream = seq = 0
+        limit = ctx.pool.buffer_size - W.PREFIX_LEN
+        chunk = min(CHUNK, limit)
+        for offset, length in extents:
+            end = offset + length
+            pos = offset
+            while pos < end:
+                want = min(chunk, end - pos)
+                buf = ctx.alloc_buf()
+                view = buf.data[W.PREFIX_LEN: W.PREFIX_LEN + want]
+                try:
+                    n = os.preadv(fd, [view], pos)
+                except OSError as exc:
+                    ctx.free_buf(buf)
+                    self._warn(warnings, e.path, f"read error at byte {pos}: {exc.strerror}; stored up to it")
+                    status = ObjectStatus.CHANGED
+                    break
+                if n == 0:
+                    ctx.free_buf(buf)
+                    status = ObjectStatus.CHANGED
+                    self._warn(warnings, e.path, f"file shrank to {pos} bytes while it was read")
+                    break
+                digest.update(view[:n])
+                W.put_prefix(buf.data, W.CHUNK, index, seq, stream, n)
+                buf.length = W.PREFIX_LEN + n
+                ctx.send_buf(buf)
+                seq += 1
+                stream += n
+                pos += n
+            if status != ObjectStatus.COMPLETE:
+                break
+        if fd >= 0 and status == ObjectStatus.COMPLETE:
+            after = os.fstat(fd)
+            if after.st_mtime_ns != st.st_mtime_ns or after.st_size != st.st_size:
+                status = ObjectStatus.CHANGED
+                self._warn(warnings, e.path, "changed while it was read; the version kept may be inconsistent")
+        self._send_doc(ctx, W.END, index, {"status": status, "digest": digest.digest(), "stream": stream})
+
+
+class ChunkEncode:
+    """Middle stage (parallel, allocating): plaintext chunk buffer -> encoded chunk buffer."""
+
+    def __init__(self, session_id: uuid.UUID, key: bytes | None, compress: bool, dedup: bool) -> None:
+        self.session_id, self.key, self.compress, self.dedup = session_id, key, compress, dedup
+
+    def run(self, ctx: StageContext) -> None:
+        keys = SessionKeys.derive(self.key, self.session_id) if self.key is not None else None
+        selector = SamplingSelector() if self.compress else fixed(Compression.NONE)
+        encoder = ChunkEncoder(self.session_id, keys=keys, selector=selector, dedup=self.dedup)
+        P = W.PREFIX_LEN
+        while (buf := ctx.receive_buf()) is not None:
+            kind, index, seq, offset, n, _b, _c = W.get_prefix(buf.data)
+            if kind != W.CHUNK:
+                ctx.send_buf(buf)
+                continue
+            enc = encoder(buf.data[P: P + n], index, seq, offset)
+            head, foot = enc.header.pack(), enc.footer.pack()
+            stored = memoryview(enc.stored).cast("B")
+            out = ctx.alloc_buf()
+            d = out.data
+            W.put_prefix(d, W.ENCODED, index, seq, offset, len(head), len(stored), len(foot))
+            pos = P
+            d[pos: pos + len(head)] = head
+            pos += len(head)
+            d[pos: pos + len(stored)] = stored  # copies before the input buffer is freed
+            pos += len(stored)
+            d[pos: pos + len(foot)] = foot
+            out.length = pos + len(foot)
+            del stored, enc
+            ctx.free_buf(buf)
+            ctx.send_buf(out)
+
+
+class StoreStage:
+    """Tail: feeds the session store; closes the session at the end of the data."""
+
+    def __init__(self, store: SessionStore, archive: bool, description: str, expires: float | None,
+                 class_name: str) -> None:
+        self.store, self.archive, self.description = store, archive, description
+        self.expires, self.class_name = expires, class_name
+
+    def run(self, ctx: StageContext) -> None:
+        P = W.PREFIX_LEN
+        begun: dict[str, Any] = {}
+        while (buf := ctx.receive_buf()) is not None:
+            d = buf.data
+            kind, _index, _seq, _offset, a, b, c = W.get_prefix(d)
+            if kind == W.ENCODED:
+                header = ChunkHeader.unpack(d[P: P + a])
+                stored = d[P + a: P + a + b]
+                footer = ChunkFooter.unpack(d[P + a + b: P + a + b + c])
+                self.store.chunk(EncodedChunk(header, stored, footer))
+                del stored
+            elif kind == W.BEGIN:
+                begun = W.loads(d[P: P + a])
+                extents = begun["extents"]
+                self.store.begin(begun["header"], {EXTENTS_KEY: pack_extents(extents)} if extents else None)
+            else:
+                end = W.loads(d[P: P + a])
+                h: ArchiveHeader = begun["header"]
+                self.store.end(end["status"], {
+                    "filespace": begun["fs"], "hl": begun["hl"], "ll": begun["ll"], "size": h.size,
+                    "obj_type": h.type, "class_name": self.class_name, "digest": end["digest"],
+                    "archive": self.archive, "description": self.description, "expires": self.expires,
+                    "attributes": {**begun["attributes"], "stream": end["stream"],
+                                   "status": int(end["status"])}})
+            del d
+            ctx.free_buf(buf)
+        self.store.close(SessionStatus.COMPLETED)
+
+
+# -- the job -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def node_lock(site: Site) -> Iterator[None]:
+    """One backup or archive job per node at a time (waits for a running one)."""
+    path = site.home / "locks" / f"{site.node}.job"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fail_stale_sessions(site: Site) -> None:
+    """Sessions of this node still 'running' belong to a killed job (we hold the node lock)."""
+    with site.catalog.write() as conn:
+        for s in session_rows.list_sessions(conn, node=site.node):
+            if s.status == "running":
+                session_rows.end_session(conn, s.id, "failed", ended=site.clock.now())
+
+
+def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None,
+               plan: Plan | None = None) -> BackupResult:
+    """Back up (or archive) ``opts.paths``; returns when every sent object is catalogued.
+
+    Raises:
+        KeyMissing, WrongPassphrase: the class encrypts and the key cannot be unlocked.
+        PipevaultError: a media, catalog or pipe failure; the session is marked failed and no
+            object of it that was not yet durable is in the catalog.
+    """
+    t0 = time.perf_counter()
+    kind = "archive" if opts.archive else "backup"
+    mc = site.management_class(opts.class_name)
+    key = site.key(create=True) if mc.encrypt else None
+    with node_lock(site):
+        _fail_stale_sessions(site)
+        if plan is None:
+            plan = make_plan(site, opts.paths, opts.excludes, full=opts.full, archive=opts.archive,
+                             one_file_system=opts.one_file_system)
+        sid = uuid.uuid4()
+        now = site.clock.now()
+        expires = None
+        if opts.archive:
+            days = opts.expire_days if opts.expire_days is not None else mc.archive_days
+            expires = now + days * 86_400.0
+        with site.catalog.write() as conn:
+            cat_session = session_rows.begin_session(conn, site.node, kind, started=now,
+                                                     media_session=sid.int >> 65)
+        writer = SessionWriter(
+            SessionHeader(node=site.node, job=kind, kind=kind, host=socket.gethostname(),
+                          software="pipevault"),
+            session_id=sid, size=SUPERBLOCK_SIZE, key=key, dedup=mc.dedup, discard_duplicates=mc.dedup,
+            selector=SamplingSelector() if mc.compress else fixed(Compression.NONE), clock=site.clock)
+        store = SessionStore(site, writer, mc.destination_pool, cat_session, archive=opts.archive)
+        stages = [
+            StageSpec("read", functools.partial(SourceReader, plan.send, mc.name, reporter, kind)),
+            StageSpec("encode", functools.partial(ChunkEncode, sid, key, mc.compress, mc.dedup),
+                      instances=max(1, opts.instances), allocates=True),
+            StageSpec("store", functools.partial(StoreStage, store, opts.archive, opts.description,
+                                                 expires, mc.name)),
+        ]
+        pipe = Pipe(stages, buffer_size=BUFFER, max_buffers=max(opts.max_buffers, 8), reporter=reporter,
+                    total_bytes=plan.bytes_to_send, job=kind)
+        try:
+            result = pipe.run()
+        except BaseException:
+            store.abort()
+            with site.catalog.write() as conn:
+                session_rows.end_session(conn, cat_session, "failed", ended=site.clock.now())
+            raise
+        with site.catalog.write() as conn:
+            if not opts.archive:
+                for fs, hl, ll in plan.deleted:
+                    object_rows.mark_deleted(conn, site.node, fs, hl, ll, when=now)
+            session_rows.end_session(conn, cat_session, "completed", ended=site.clock.now())
+    warnings = list(plan.report.errors) + list(result.results["read"][0] or [])
+    return BackupResult(
+        session=sid, examined=len(plan.send) + plan.unchanged, sent=store.objects, unchanged=plan.unchanged,
+        deleted=len(plan.deleted), bytes_read=store.bytes, bytes_stored=writer.stored_bytes,
+        elapsed_s=time.perf_counter() - t0, volumes=store.volumes_used, warnings=warnings,
+        stages=tuple(s.figures() for s in result.status.stages),
+        bottleneck=result.status.bottleneck(result.elapsed_s))

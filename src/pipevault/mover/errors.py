@@ -1,0 +1,81 @@
+"""Errors of the data-mover jobs: backup, archive, restore, retrieve (exit codes 50-59).
+
+::
+
+    MoverError
+      UnsafePath            a name from the catalog or media would write outside the target
+      NothingMatched        no stored version matches what was asked for
+      WrongPassphrase       the passphrase does not unlock the node's key
+      KeyMissing            data is encrypted and no key is configured for the node
+      RestoreIncomplete     some objects could not be restored intact (each one is named)
+      SourceChanged         warnings-only outcome: files changed or vanished during backup
+      DestinationError      the restore target cannot be written
+"""
+
+from __future__ import annotations
+
+from pipevault.errors import PipevaultError
+
+
+class MoverError(PipevaultError):
+    """An error of a backup, archive, restore or retrieve job."""
+
+    code = "mover.error"
+    exit_code = 50
+
+
+class UnsafePath(MoverError):
+    """A stored name would be written outside the restore target; it was refused."""
+
+    code = "mover.unsafe_path"
+    exit_code = 51
+    hint = ("The name comes from the catalog or the media and may be malicious; nothing was "
+            "written for it. Restore other objects by name, or inspect the volume.")
+
+
+class NothingMatched(MoverError):
+    """No stored version matches the names, dates or descriptions given."""
+
+    code = "mover.nothing_matched"
+    exit_code = 52
+    hint = "Check the path and the date with `pipevault query`."
+
+
+class WrongPassphrase(MoverError):
+    """The passphrase does not unlock this node's encryption key."""
+
+    code = "mover.wrong_passphrase"
+    exit_code = 53
+    hint = "Give the passphrase used when the key was created (PIPEVAULT_PASSPHRASE or --passphrase-file)."
+
+
+class KeyMissing(MoverError):
+    """The data is encrypted, or the class asks for encryption, and no passphrase was given."""
+
+    code = "mover.key_missing"
+    exit_code = 54
+    hint = "Set PIPEVAULT_PASSPHRASE or pass --passphrase-file to unlock the node's key."
+
+
+class RestoreIncomplete(MoverError):
+    """Some objects could not be restored intact; every other object was restored."""
+
+    code = "mover.restore_incomplete"
+    exit_code = 55
+    hint = "The files named were not restored (or only in part); restore them from another copy or version."
+
+
+class DestinationError(MoverError):
+    """The restore target cannot be created or written."""
+
+    code = "mover.destination"
+    exit_code = 56
+    hint = "Check that the target directory is writable and has free space."
+
+
+class JobInterrupted(MoverError):
+    """The job stopped before the end; what was committed is complete, the rest is not kept."""
+
+    code = "mover.interrupted"
+    exit_code = 57
+    hint = "Run the same command again: completed objects are not sent twice."

@@ -1,0 +1,106 @@
+"""Deciding what a backup sends: the incremental comparison with the catalog.
+
+A file is sent again when it is new, or when its size, modification time, change time
+(which moves on chmod, chown, xattr changes and renames into place) or type differ from its
+active version; everything else is unchanged and not read. Active versions under a walked
+directory that the walk did not meet were deleted (or renamed away) on the node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from pipevault.catalog import objects as object_rows
+from pipevault.catalog.objects import VersionInfo
+from pipevault.format import ObjectType
+from pipevault.mover.site import Site
+from pipevault.mover.walk import Entry, WalkReport, walk
+
+Key = tuple[str, str, str]  # file space, high-level name, low-level name
+
+
+@dataclass
+class Plan:
+    """What to send, what is unchanged, what was deleted."""
+
+    send: list[Entry] = field(default_factory=list)
+    unchanged: int = 0
+    deleted: list[Key] = field(default_factory=list)
+    report: WalkReport = field(default_factory=WalkReport)
+
+    @property
+    def bytes_to_send(self) -> int:
+        """Logical bytes of the regular files to send."""
+        return sum(e.st.st_size for e in self.send if e.kind == ObjectType.FILE)
+
+
+def entry_attributes(e: Entry) -> dict[str, object]:
+    """The attributes kept in the catalog for an entry (compared by the next backup)."""
+    st = e.st
+    return {"type": e.kind, "mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid, "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "atime_ns": st.st_atime_ns,
+            "ino": st.st_ino, "nlink": st.st_nlink, "rdev": st.st_rdev,
+            "link_target": os.fsdecode(e.link_target) if e.link_target else None,
+            "hardlink_of": e.hardlink_of}
+
+
+def unchanged(prev: VersionInfo, e: Entry) -> bool:
+    """Whether the entry matches its active version closely enough not to send it again."""
+    try:
+        a = json.loads(prev.attributes)
+    except ValueError:
+        return False
+    st = e.st
+    return bool(a.get("type") == e.kind and a.get("size") == st.st_size and a.get("mtime_ns") == st.st_mtime_ns
+            and a.get("ctime_ns") == st.st_ctime_ns and a.get("mode") == st.st_mode
+            and a.get("hardlink_of") == e.hardlink_of)
+
+
+def filespace_of(root: str) -> str:
+    """The file space a root argument belongs to: the directory itself, or a file's directory."""
+    root = os.path.abspath(root)
+    return root if os.path.isdir(root) and not os.path.islink(root) else os.path.dirname(root)
+
+
+def make_plan(site: Site, roots: list[str], excludes: tuple[str, ...] = (), *, full: bool = False,
+              archive: bool = False, one_file_system: bool = False) -> Plan:
+    """Walk ``roots`` and compare with the catalog (``full`` or ``archive``: send everything)."""
+    plan = Plan()
+    active: dict[Key, VersionInfo] = {}
+    dir_roots: list[str] = []
+    if not archive:
+        with site.catalog.read() as conn:
+            for fs in sorted({filespace_of(r) for r in roots}):
+                for v in object_rows.query_versions(conn, site.node, fs, state="active"):
+                    active[(v.filespace, v.hl, v.ll)] = v
+    seen: set[Key] = set()
+    for e in walk(roots, excludes, plan.report, one_file_system):
+        key = (e.filespace, e.hl, e.ll)
+        seen.add(key)
+        if e.filespace == e.path:
+            dir_roots.append(e.path)
+        prev = active.get(key)
+        if archive or full or prev is None or not unchanged(prev, e):
+            plan.send.append(e)
+        else:
+            plan.unchanged += 1
+    for key in active:
+        if key in seen:
+            continue
+        fs, hl, _ll = key
+        # Only what lies under a walked directory can be known deleted; a root that is a file
+        # says nothing about its neighbours.
+        if fs in dir_roots and not any(hl.startswith(x) for x in _unreadable_dirs(plan.report, fs)):
+            plan.deleted.append(key)
+    return plan
+
+
+def _unreadable_dirs(report: WalkReport, fs: str) -> list[str]:
+    """High-level names under which the walk could not look (nothing there counts as deleted)."""
+    out = []
+    for path, _why in report.errors:
+        if path.startswith(fs.rstrip("/") + "/"):
+            out.append("/" + path[len(fs.rstrip("/")) + 1:])
+    return out

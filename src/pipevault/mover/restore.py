@@ -1,0 +1,503 @@
+"""The restore and retrieve job: stored versions back into files, verified, never outside the target.
+
+Versions are chosen in the catalog (latest, a point in time, a version id, archives by
+description); their superblocks are read volume by volume in position order by the first
+stage of a DataPipe, and the tail feeds them to the stream format's scanner, which verifies
+every checksum, decrypts and decompresses only the wanted objects, and reports damage
+precisely. Each object is written through :class:`~pipevault.mover.paths.TargetTree`;
+sparse files get their holes back; the whole-object xxh3 digest recorded at backup time is
+checked at the end. Objects that cannot be restored intact are removed and named, and the
+job then raises :class:`RestoreIncomplete` after restoring everything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import stat
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import xxhash
+
+from pipevault.catalog import locations as location_rows
+from pipevault.catalog import nodes as node_rows
+from pipevault.catalog import objects as object_rows
+from pipevault.catalog.objects import VersionInfo
+from pipevault.events import ItemWarning, Reporter
+from pipevault.format import (
+    ChunkFlags,
+    ChunkRead,
+    Damage,
+    ObjectEnded,
+    ObjectStarted,
+    ObjectStatus,
+    ObjectType,
+    OptionsRead,
+    Scanner,
+)
+from pipevault.format.errors import KeyRequiredError, WrongKeyError
+from pipevault.mover.backup import EXTENTS_KEY, unpack_extents
+from pipevault.mover.errors import (
+    KeyMissing,
+    NothingMatched,
+    RestoreIncomplete,
+    UnsafePath,
+    WrongPassphrase,
+)
+from pipevault.mover.keys import key_path
+from pipevault.mover.paths import TargetTree, check_filespace, check_name
+from pipevault.mover.site import Site
+from pipevault.pipe import Pipe, StageContext, StageSpec
+
+BLOCK_BUFFER = 256 << 10
+
+
+@dataclass
+class RestoreOptions:
+    """What to restore and where."""
+
+    paths: list[str]
+    to: str | None = None
+    point_in_time: float | None = None
+    version_id: int | None = None
+    inactive: bool = False
+    verify_only: bool = False
+    archive: bool = False
+    description: str | None = None
+
+
+@dataclass
+class RestoreResult:
+    """What a restore did; ``failed`` names every object not restored intact, with why."""
+
+    restored: int
+    bytes: int
+    elapsed_s: float
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    verified_only: bool = False
+    blocks_read: int = 0
+
+
+# -- choosing versions -----------------------------------------------------------------------
+
+
+def _rel(v: VersionInfo) -> str:
+    if not v.hl and not v.ll:
+        return ""
+    return (v.hl.strip("/") + "/" + v.ll).lstrip("/")
+
+
+def select_versions(site: Site, opts: RestoreOptions) -> list[VersionInfo]:
+    """The versions to restore, one per object, in name order.
+
+    Raises:
+        NothingMatched: nothing stored matches.
+    """
+    with site.catalog.read() as conn:
+        if opts.version_id is not None:
+            return [object_rows.get_version(conn, opts.version_id)]
+        spaces = next((n.filespaces for n in node_rows.list_nodes(conn) if n.name == site.node), ())
+        chosen: dict[tuple[str, str, str], VersionInfo] = {}
+        for path in opts.paths:
+            ap = os.path.normpath(os.path.abspath(path))
+            fs = max((f for f in spaces if ap == f or ap.startswith(f.rstrip("/") + "/")), key=len, default=None)
+            if fs is None:
+                raise NothingMatched(f"{ap} is in no file space of node {site.node}")
+            want = ap[len(fs):].strip("/")
+            if opts.archive:
+                found = object_rows.query_versions(conn, site.node, fs, state="archive",
+                                                   description=opts.description)
+            elif opts.point_in_time is not None:
+                found = object_rows.query_versions(conn, site.node, fs, point_in_time=opts.point_in_time)
+            else:
+                found = object_rows.query_versions(conn, site.node, fs,
+                                                   state="backup" if opts.inactive else "active")
+            for v in found:  # newest first within an object
+                rel = _rel(v)
+                if want and rel != want and not rel.startswith(want + "/"):
+                    continue
+                chosen.setdefault((v.filespace, v.hl, v.ll), v)
+    if not chosen:
+        raise NothingMatched("no stored version matches " + ", ".join(opts.paths))
+    return [chosen[k] for k in sorted(chosen)]
+
+
+# -- pipe modules ------------------------------------------------------------------------------
+
+
+class BlockReader:
+    """First stage: the planned superblocks, volume by volume, in position order."""
+
+    def __init__(self, site: Site, ranges: list[tuple[str, int, int]]) -> None:
+        self.site, self.ranges = site, ranges
+
+    def run(self, ctx: StageContext) -> int:
+        blocks = 0
+        for name, first, last in self.ranges:
+            volume = self.site.open_volume(name)
+            try:
+                for addr in range(first, last + 1):
+                    data = volume.read(addr)
+                    buf = ctx.alloc_buf()
+                    buf.set(data)
+                    ctx.send_buf(buf)
+                    blocks += 1
+            finally:
+                volume.close()
+        return blocks
+
+
+class RestoreSink:
+    """Tail: scans the superblocks and writes out the wanted objects."""
+
+    def __init__(self, writer: ObjectWriter) -> None:
+        self.writer = writer
+
+    def run(self, ctx: StageContext) -> None:
+        while (buf := ctx.receive_buf()) is not None:
+            self.writer.feed(buf.view)
+            ctx.free_buf(buf)
+        self.writer.finish()
+
+
+@dataclass
+class _Open:
+    version: VersionInfo
+    parts: tuple[str, ...]
+    kind: int
+    header: Any
+    fd: int = -1
+    extents: list[tuple[int, int, int]] | None = None  # (stream offset, file offset, length)
+    digest: Any = field(default_factory=xxhash.xxh3_128)
+    written: int = 0
+    chunks: dict[int, tuple[int, int]] = field(default_factory=dict)  # chunk seq -> (file offset, len)
+
+
+class ObjectWriter:
+    """Turns scanner events into restored objects. Used by one thread."""
+
+    def __init__(self, site: Site, wanted: dict[tuple[uuid.UUID, int], VersionInfo], key: bytes | None,
+                 target: TargetTree | None, base: dict[str, tuple[str, ...]], reporter: Reporter | None) -> None:
+        self.wanted = wanted
+        self.scanner = Scanner(key=key, sessions={sid for sid, _ in wanted},
+                               want=lambda sid, idx: (sid, idx) in wanted)
+        self.target = target
+        self.base = base  # file space -> parts under the target root
+        self.reporter = reporter
+        self.open: dict[tuple[uuid.UUID, int], _Open] = {}
+        self.done: set[tuple[uuid.UUID, int]] = set()
+        self.failed: dict[tuple[uuid.UUID, int], str] = {}
+        self.restored_paths: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.dirs: list[tuple[tuple[str, ...], Any]] = []
+        self.bytes = 0
+
+    # -- events ------------------------------------------------------------------------------
+
+    def feed(self, block: memoryview) -> None:
+        try:
+            events = self.scanner.feed(block)
+        except WrongKeyError as exc:
+            raise WrongPassphrase(f"the node's key does not decrypt this data: {exc.message}") from exc
+        except KeyRequiredError as exc:
+            raise KeyMissing(f"the data is encrypted: {exc.message}") from exc
+        for ev in events:
+            self._event(ev)
+
+    def finish(self) -> None:
+        for ev in self.scanner.finish():
+            self._event(ev)
+        for key in list(self.open):
+            self._fail(key, "the object's end is missing on the media")
+        for key, v in self.wanted.items():
+            if key not in self.done and key not in self.failed:
+                self.failed[key] = "not found on the media"
+                self._warn(v, "not found on the media")
+        if self.target is not None:
+            self._finish_dirs()
+
+    def _event(self, ev: object) -> None:
+        try:
+            if isinstance(ev, ObjectStarted):
+                self._started(ev)
+            elif isinstance(ev, OptionsRead):
+                o = self.open.get((ev.session_id, ev.options.object_index))
+                if o is not None:
+                    raw = dict(ev.options.items).get(EXTENTS_KEY)
+                    if raw is not None:
+                        o.extents, pos = [], 0
+                        for off, n in unpack_extents(raw):
+                            o.extents.append((pos, off, n))
+                            pos += n
+            elif isinstance(ev, ChunkRead):
+                self._chunk(ev)
+            elif isinstance(ev, ObjectEnded):
+                self._ended(ev)
+            elif isinstance(ev, Damage):
+                self._damage(ev)
+        except UnsafePath as exc:
+            key = _key_of(ev)
+            if key is not None and key in self.wanted:
+                self._fail(key, exc.message)
+
+    def _started(self, ev: ObjectStarted) -> None:
+        key = (ev.session_id, ev.header.object_index)
+        v = self.wanted.get(key)
+        if v is None or key in self.done:
+            return
+        h = ev.header
+        fs = h.filespace or v.filespace
+        parts = check_name(h.name) if h.name else ()
+        o = _Open(v, self.base[fs] + parts, h.type, h)
+        self.open[key] = o
+        if self.target is None:
+            return
+        t = self.target
+        if h.type == ObjectType.FILE:
+            o.fd = t.create_file(o.parts)
+        elif h.type == ObjectType.DIRECTORY:
+            t.make_dir(o.parts)
+        elif h.type == ObjectType.SYMLINK:
+            t.make_symlink(o.parts, h.link_target)
+        elif h.type == ObjectType.HARDLINK:
+            first = self.restored_paths.get((fs, os.fsdecode(h.link_target)))
+            if first is None:
+                raise UnsafePath(f"hard link {'/'.join(o.parts)}: its first link {os.fsdecode(h.link_target)} "
+                                 "is not restored in this run; restore them together")
+            t.make_hardlink(o.parts, first)
+        elif h.type in (ObjectType.FIFO, ObjectType.DEVICE):
+            try:
+                t.make_node(o.parts, h.mode, json.loads(v.attributes).get("rdev", 0))
+            except PermissionError:
+                self._warn(v, "device node not created (needs root)")
+
+    def _chunk(self, ev: ChunkRead) -> None:
+        key = (ev.session_id, ev.header.object_index)
+        o = self.open.get(key)
+        if o is None:
+            return
+        h = ev.header
+        data = ev.data
+        if data is None and h.flags & ChunkFlags.DUPLICATE:
+            data = self._duplicate(o, h)
+        if data is None:
+            return
+        view = memoryview(data).cast("B")
+        o.digest.update(view)
+        file_off = self._file_offset(o, h.object_offset)
+        o.chunks[h.chunk_seq] = (file_off, len(view))
+        if o.fd >= 0:
+            done = 0
+            while done < len(view):
+                done += os.pwrite(o.fd, view[done:], file_off + done)
+        o.written += len(view)
+
+    def _duplicate(self, o: _Open, h: Any) -> bytes:
+        """A discarded duplicate chunk: read the bytes back from where its original went."""
+        ref_obj, ref_seq = h.ref
+        source = self.open.get((self._sid_of(o), ref_obj))
+        if source is None or ref_seq not in source.chunks or source.fd < 0:
+            raise UnsafePath(f"{'/'.join(o.parts)} shares data with an object not restored in this run; "
+                             "restore the whole session to get it")
+        off, n = source.chunks[ref_seq]
+        return os.pread(source.fd, n, off)
+
+    def _sid_of(self, o: _Open) -> uuid.UUID:
+        return next(k[0] for k, v in self.open.items() if v is o)
+
+    @staticmethod
+    def _file_offset(o: _Open, stream_offset: int) -> int:
+        if o.extents is None:
+            return stream_offset
+        for s, f, n in o.extents:
+            if s <= stream_offset < s + n:
+                return f + (stream_offset - s)
+        return stream_offset
+
+    def _ended(self, ev: ObjectEnded) -> None:
+        key = (ev.session_id, ev.footer.object_index)
+        o = self.open.pop(key, None)
+        if o is None:
+            return
+        v = o.version
+        if ev.footer.status == ObjectStatus.ABORTED:
+            self._close(o, remove=True)
+            self.failed[key] = "the object was not stored completely"
+            return
+        if o.kind == ObjectType.FILE and v.digest is not None and o.digest.digest() != v.digest:
+            self._close(o, remove=True)
+            self.failed[key] = "content does not match the digest recorded at backup"
+            self._warn(v, self.failed[key])
+            return
+        self.done.add(key)
+        self.bytes += o.written
+        self.restored_paths[(v.filespace, _rel(v))] = o.parts
+        if self.target is not None:
+            self._apply(o)
+
+    def _damage(self, ev: Damage) -> None:
+        sid = ev.session_id
+        hit = []
+        for a in ev.affected:
+            if a.object_index is None:
+                hit += [k for k in self.wanted if k[0] == sid and k not in self.done]
+            elif sid is not None and (sid, a.object_index) in self.wanted and (sid, a.object_index) not in self.done:
+                hit.append((sid, a.object_index))
+        if not ev.affected and sid is not None:
+            hit += [k for k in self.open if k[0] == sid]
+        for key in hit:
+            self._fail(key, f"damaged media: {ev.kind}: {ev.message}")
+
+    def _fail(self, key: tuple[uuid.UUID, int], why: str) -> None:
+        if key in self.failed or key in self.done:
+            return
+        self.failed[key] = why
+        o = self.open.pop(key, None)
+        if o is not None:
+            self._close(o, remove=True)
+        self.done.discard(key)
+        self._warn(self.wanted[key], why)
+
+    def _warn(self, v: VersionInfo, why: str) -> None:
+        if self.reporter is not None:
+            self.reporter.emit(ItemWarning("restore", v.path, "mover.restore", why))
+
+    # -- attributes ------------------------------------------------------------------------------
+
+    def _close(self, o: _Open, remove: bool) -> None:
+        if o.fd >= 0:
+            os.close(o.fd)
+            o.fd = -1
+        if remove and self.target is not None and o.kind != ObjectType.DIRECTORY:
+            self.target.remove(o.parts)
+
+    def _apply(self, o: _Open) -> None:
+        h = o.header
+        assert self.target is not None
+        if o.kind == ObjectType.FILE:
+            fd = o.fd
+            os.ftruncate(fd, h.size)  # restores trailing holes; data extents are already written
+            for name, value in h.xattrs:
+                try:
+                    os.setxattr(fd, name, value)
+                except OSError as exc:
+                    self._warn(o.version, f"extended attribute {name!r} not restored: {exc.strerror}")
+            _owner(fd, h)
+            os.fchmod(fd, stat.S_IMODE(h.mode))
+            os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
+            self._close(o, remove=False)
+        elif o.kind == ObjectType.DIRECTORY:
+            self.dirs.append((o.parts, h))
+        elif o.kind == ObjectType.SYMLINK:
+            dfd = self.target.dir_fd(o.parts[:-1])
+            try:
+                os.chown(o.parts[-1], h.uid, h.gid, dir_fd=dfd, follow_symlinks=False)
+            except PermissionError:
+                pass
+            os.utime(o.parts[-1], ns=(h.atime_ns, h.mtime_ns), dir_fd=dfd, follow_symlinks=False)
+
+    def _finish_dirs(self) -> None:
+        assert self.target is not None
+        for parts, h in sorted(self.dirs, key=lambda d: -len(d[0])):
+            fd = self.target.dir_fd(parts)
+            for name, value in h.xattrs:
+                try:
+                    os.setxattr(fd, name, value)
+                except OSError:
+                    pass
+            _owner(fd, h)
+            os.fchmod(fd, stat.S_IMODE(h.mode))
+            os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
+
+
+def _owner(fd: int, h: Any) -> None:
+    try:
+        os.fchown(fd, h.uid, h.gid)
+    except PermissionError:
+        pass  # not root: the files stay the restoring user's
+
+
+def _key_of(ev: object) -> tuple[uuid.UUID, int] | None:
+    if isinstance(ev, ObjectStarted):
+        return (ev.session_id, ev.header.object_index)
+    if isinstance(ev, ChunkRead):
+        return (ev.session_id, ev.header.object_index)
+    if isinstance(ev, ObjectEnded):
+        return (ev.session_id, ev.footer.object_index)
+    return None
+
+
+# -- the job ---------------------------------------------------------------------------------------
+
+
+def _read_plan(versions: list[VersionInfo]) -> tuple[dict[tuple[uuid.UUID, int], VersionInfo],
+                                                     list[tuple[str, int, int]]]:
+    wanted: dict[tuple[uuid.UUID, int], VersionInfo] = {}
+    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for v in versions:
+        a = json.loads(v.attributes)
+        wanted[(uuid.UUID(a["session"]), int(a["object"]))] = v
+        for vol, (first, last) in a["spans"].items():
+            spans[vol].append((first, last))
+    ranges: list[tuple[str, int, int]] = []
+    for vol in sorted(spans):
+        merged: list[list[int]] = []
+        for first, last in sorted(spans[vol]):
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], last)
+            else:
+                merged.append([first, last])
+        ranges += [(vol, a, b) for a, b in merged]
+    return wanted, ranges
+
+
+def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = None) -> RestoreResult:
+    """Restore (or with ``verify_only`` check) the chosen versions.
+
+    Raises:
+        NothingMatched: nothing matches.
+        KeyMissing, WrongPassphrase: encrypted data and no (or a wrong) key.
+        RestoreIncomplete: some objects were not restored intact (all others were); the
+            exception's ``details["failed"]`` lists them.
+    """
+    t0 = time.perf_counter()
+    versions = select_versions(site, opts)
+    wanted, ranges = _read_plan(versions)
+    key = site.key(create=False) if key_path(site.home, site.node).exists() and site.passphrase else None
+    target: TargetTree | None = None
+    base: dict[str, tuple[str, ...]] = {}
+    for v in versions:
+        base[v.filespace] = () if opts.to is not None else check_filespace(v.filespace)
+    if not opts.verify_only:
+        target = TargetTree(opts.to if opts.to is not None else "/")
+    writer = ObjectWriter(site, wanted, key, target, base, reporter)
+    total = sum(last - first + 1 for _, first, last in ranges) * BLOCK_BUFFER
+    pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, ranges)),
+                 StageSpec("restore", functools.partial(RestoreSink, writer))],
+                buffer_size=BLOCK_BUFFER, max_buffers=32, reporter=reporter, total_bytes=total,
+                job="verify" if opts.verify_only else "restore")
+    try:
+        result = pipe.run()
+    finally:
+        if target is not None:
+            target.close()
+    failed = sorted((wanted[k].path, why) for k, why in writer.failed.items())
+    out = RestoreResult(len(writer.done), writer.bytes, time.perf_counter() - t0, failed,
+                        opts.verify_only, result.results["read"][0] or 0)
+    if failed:
+        err = RestoreIncomplete(f"{len(failed)} of {len(wanted)} objects were not restored intact: "
+                                + "; ".join(f"{p}: {why}" for p, why in failed[:10])
+                                + (" ..." if len(failed) > 10 else ""), failed=failed)
+        err.result = out  # type: ignore[attr-defined]
+        raise err
+    return out
+
+
+def locations_of(site: Site, versions: list[VersionInfo]) -> list[location_rows.Location]:
+    """The catalogued pieces of ``versions`` in the order a restore reads them."""
+    with site.catalog.read() as conn:
+        return location_rows.restore_plan(conn, [v.version_id for v in versions])

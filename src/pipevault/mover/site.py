@@ -1,0 +1,168 @@
+"""The storage site a job runs against: catalog, pools, classes and keys, with embedded defaults.
+
+With no configuration at all everything lives under ``PIPEVAULT_HOME``: the SQLite catalog
+(``catalog.db``), a disk pool ``disk`` whose volumes are files under ``pools/disk`` and the
+management class ``STANDARD``. Both defaults are created on first use.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipevault.catalog import classes as class_rows
+from pipevault.catalog import pools as pool_rows
+from pipevault.catalog import volumes as volume_rows
+from pipevault.catalog.database import Catalog
+from pipevault.catalog.errors import CatalogConflict, CatalogNotFound
+from pipevault.clock import SYSTEM, Clock
+from pipevault.config import Settings
+from pipevault.media import DiskPoolDirectory, DiskVolume
+from pipevault.mover import keys
+from pipevault.mover.errors import KeyMissing
+
+DEFAULT_POOL = "disk"
+DEFAULT_CLASS = "STANDARD"
+
+
+@dataclass
+class Site:
+    """An open site. Close it (or use it as a context manager) to release the catalog."""
+
+    home: Path
+    node: str
+    catalog: Catalog
+    volume_size: int
+    clock: Clock
+    passphrase: bytes | None
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Clock = SYSTEM, passphrase: bytes | None = None,
+             node: str | None = None) -> Site:
+        """Open the catalog the settings name and make sure the default pool and class exist.
+
+        ``passphrase`` unlocks the node's key; when None it is read from the file named by
+        the ``passphrase_file`` option, if any.
+        """
+        home = settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        catalog = Catalog.from_settings(settings, clock=clock)
+        if passphrase is None and settings["passphrase_file"]:
+            passphrase = Path(settings["passphrase_file"]).read_bytes().rstrip(b"\r\n")
+        site = cls(home, node or settings["node"], catalog, settings["volume_size"], clock, passphrase)
+        site._ensure_defaults()
+        return site
+
+    def __enter__(self) -> Site:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the catalog."""
+        self.catalog.close()
+
+    def _ensure_defaults(self) -> None:
+        now = self.clock.now()
+        with self.catalog.write() as conn:
+            try:
+                pool_rows.get_pool(conn, DEFAULT_POOL)
+            except CatalogNotFound:
+                pool_rows.define_pool(conn, DEFAULT_POOL, "disk", now=now,
+                                      description="embedded disk pool under PIPEVAULT_HOME")
+            try:
+                class_rows.get_class(conn, DEFAULT_CLASS)
+            except CatalogNotFound:
+                class_rows.define_class(conn, class_rows.DEFAULT_CLASS, now=now)
+
+    def management_class(self, name: str | None) -> class_rows.ManagementClass:
+        """The class ``name`` (the default class when None). Raises CatalogNotFound."""
+        with self.catalog.read() as conn:
+            return class_rows.get_class(conn, name or DEFAULT_CLASS)
+
+    def pool_directory(self, pool: str) -> DiskPoolDirectory:
+        """The directory of disk pool ``pool``."""
+        return DiskPoolDirectory(self.home / "pools" / pool, pool=pool, max_file_size=self.volume_size,
+                                 clock=self.clock)
+
+    def key(self, *, create: bool) -> bytes:
+        """The node's master key (created on first use when ``create``). Raises KeyMissing."""
+        if self.passphrase is None:
+            raise KeyMissing(f"node {self.node} needs its passphrase for encrypted data")
+        return keys.node_key(self.home, self.node, self.passphrase, create=create)
+
+    def open_volume(self, name: str) -> DiskVolume:
+        """Open catalogued disk volume ``name`` for reading."""
+        with self.catalog.read() as conn:
+            vol = volume_rows.get_volume(conn, name)
+        return self.pool_directory(vol.pool).open(name)
+
+    @contextmanager
+    def writable_volume(self, pool: str, exclude: set[str]) -> Iterator[DiskVolume]:
+        """A volume of ``pool`` to append to, locked against other writers while in use.
+
+        Takes the first filling (then scratch) volume not in ``exclude`` that no other job
+        holds; labels a new one when there is none. The lock is an exclusive ``flock`` on a
+        file beside the volume, so two backups never append to one volume at once.
+        """
+        directory = self.pool_directory(pool)
+        with self.catalog.read() as conn:
+            candidates = [v.name for state in ("filling", "scratch")
+                          for v in volume_rows.list_volumes(conn, pool=pool) if v.state == state]
+        for name in candidates:
+            if name in exclude:
+                continue
+            lock = _try_lock(directory.directory / f"{name}.lock")
+            if lock is None:
+                continue
+            try:
+                volume = directory.open(name) if directory.path_of(name).exists() else directory.create(name)
+                yield volume
+                return
+            finally:
+                os.close(lock)
+        name, lock = self._new_volume(directory, pool)
+        try:
+            volume = directory.create(name)
+            with self.catalog.write() as conn:
+                volume_rows.add_volume(conn, name, pool, volume.capabilities.capacity, now=self.clock.now(),
+                                       state="filling")
+            yield volume
+        finally:
+            os.close(lock)
+
+    def _new_volume(self, directory: DiskPoolDirectory, pool: str) -> tuple[str, int]:
+        prefix = "".join(c for c in pool.upper() if c.isalnum())[:8] or "VOL"
+        with self.catalog.read() as conn:
+            taken = {v.name for v in volume_rows.list_volumes(conn)}
+        n = len(taken) + 1
+        while True:
+            name = f"{prefix}{n:06d}"
+            if name not in taken and not directory.path_of(name).exists():
+                lock = _try_lock(directory.directory / f"{name}.lock")
+                if lock is not None:
+                    return name, lock
+            n += 1
+
+    def mark_volume(self, name: str, state: str) -> None:
+        """Set a volume's state in the catalog (``full`` when it ran out of space)."""
+        with self.catalog.write() as conn:
+            try:
+                volume_rows.set_state(conn, name, state)
+            except CatalogConflict:
+                pass
+
+
+def _try_lock(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

@@ -1,0 +1,227 @@
+"""Walking source trees: every entry with the attributes a backup keeps, in parallel.
+
+Directories are listed by a pool of threads (``os.scandir`` and ``lstat`` release the GIL, so
+a tree of many small files is not walked one system call at a time), and entries come out
+in a deterministic breadth-first order: a directory's entries sorted by name, directories
+in the order they were found.
+
+Names: an entry belongs to a *file space* (the root given, or the directory holding a root
+that is a file); its *high-level name* is its directory relative to the file space (``/`` at
+the top, ``/a/b`` below) and its *low-level name* its own name. The file space's own root
+directory is the entry with high- and low-level names both empty.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import grp
+import os
+import pwd
+import stat
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cache
+
+from pipevault.format import ObjectType
+
+WALK_THREADS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file-system entry to back up.
+
+    ``rel`` is the path relative to the file space (``""`` for its root); ``link_target``
+    is a symlink's target; ``hardlink_of`` names the ``rel`` of an earlier entry of this
+    walk that is the same inode (the later ones store no data).
+    """
+
+    path: str
+    filespace: str
+    rel: str
+    st: os.stat_result
+    kind: int
+    link_target: bytes = b""
+    xattrs: tuple[tuple[bytes, bytes], ...] = ()
+    hardlink_of: str | None = None
+
+    @property
+    def hl(self) -> str:
+        """High-level name: the directory part of ``rel``, rooted at ``/``."""
+        if not self.rel:
+            return ""
+        head = os.path.dirname(self.rel)
+        return "/" + head if head else "/"
+
+    @property
+    def ll(self) -> str:
+        """Low-level name: the entry's own name."""
+        return os.path.basename(self.rel)
+
+
+@dataclass
+class WalkReport:
+    """Entries that could not be read (the walk goes on without them)."""
+
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _kind(mode: int) -> int:
+    if stat.S_ISREG(mode):
+        return ObjectType.FILE
+    if stat.S_ISDIR(mode):
+        return ObjectType.DIRECTORY
+    if stat.S_ISLNK(mode):
+        return ObjectType.SYMLINK
+    if stat.S_ISFIFO(mode):
+        return ObjectType.FIFO
+    if stat.S_ISSOCK(mode):
+        return ObjectType.SOCKET
+    return ObjectType.DEVICE
+
+
+def read_xattrs(path: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The extended attributes of ``path`` (not following a symlink), sorted by name."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return ()
+    out = []
+    for name in sorted(names):
+        try:
+            out.append((name.encode(), os.getxattr(path, name, follow_symlinks=False)))
+        except OSError:
+            continue
+    return tuple(out)
+
+
+@cache
+def user_name(uid: int) -> str:
+    """The name of user ``uid``, or "" when it has none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@cache
+def group_name(gid: int) -> str:
+    """The name of group ``gid``, or "" when it has none."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+class Excluder:
+    """Exclude patterns (shell style) matched against an entry's full path and its name."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(patterns)
+
+    def __call__(self, path: str) -> bool:
+        name = os.path.basename(path)
+        return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+
+def _entry(path: str, filespace: str, rel: str, st: os.stat_result) -> Entry:
+    kind = _kind(st.st_mode)
+    target = os.readlink(os.fsencode(path)) if kind == ObjectType.SYMLINK else b""
+    return Entry(path, filespace, rel, st, kind, target, read_xattrs(path))
+
+
+def _list(path: str, filespace: str, rel: str, excluded: Excluder,
+          report: WalkReport) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """Entries of one directory (sorted) and its subdirectories to walk next."""
+    entries: list[Entry] = []
+    subdirs: list[tuple[str, str]] = []
+    try:
+        with os.scandir(path) as it:
+            items = sorted(it, key=lambda d: d.name)
+    except OSError as exc:
+        report.errors.append((path, exc.strerror or str(exc)))
+        return entries, subdirs
+    for d in items:
+        child = d.path
+        if excluded(child):
+            continue
+        child_rel = f"{rel}/{d.name}" if rel else d.name
+        try:
+            entry = _entry(child, filespace, child_rel, d.stat(follow_symlinks=False))
+        except OSError as exc:
+            report.errors.append((child, exc.strerror or str(exc)))
+            continue
+        entries.append(entry)
+        if entry.kind == ObjectType.DIRECTORY:
+            subdirs.append((child, child_rel))
+    return entries, subdirs
+
+
+def walk(roots: Iterable[str], excludes: Iterable[str] = (), report: WalkReport | None = None,
+         one_file_system: bool = False) -> Iterator[Entry]:
+    """Every entry under ``roots`` (each root itself first), hard links marked.
+
+    Unreadable entries are skipped and listed in ``report``. With ``one_file_system`` the walk
+    does not descend into other mounted file systems.
+    """
+    report = report if report is not None else WalkReport()
+    excluded = Excluder(excludes)
+    seen_inodes: dict[tuple[int, int], str] = {}
+
+    def mark(e: Entry) -> Entry:
+        if e.kind == ObjectType.FILE and e.st.st_nlink > 1:
+            key = (e.st.st_dev, e.st.st_ino)
+            first = seen_inodes.setdefault(key, e.rel)
+            if first != e.rel:
+                return Entry(e.path, e.filespace, e.rel, e.st, ObjectType.HARDLINK, b"", e.xattrs, first)
+        return e
+
+    with ThreadPoolExecutor(WALK_THREADS, thread_name_prefix="pv-walk") as pool:
+        for root in roots:
+            root = os.path.abspath(root)
+            try:
+                st = os.lstat(root)
+            except OSError as exc:
+                report.errors.append((root, exc.strerror or str(exc)))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                yield mark(_entry(root, os.path.dirname(root), os.path.basename(root), st))
+                continue
+            yield _entry(root, root, "", st)
+            pending: deque[Future[tuple[list[Entry], list[tuple[str, str]]]]] = deque()
+            pending.append(pool.submit(_list, root, root, "", excluded, report))
+            while pending:
+                entries, subdirs = pending.popleft().result()
+                for e in entries:
+                    yield mark(e)
+                for sub_path, sub_rel in subdirs:
+                    if one_file_system and os.lstat(sub_path).st_dev != st.st_dev:
+                        continue
+                    pending.append(pool.submit(_list, sub_path, root, sub_rel, excluded, report))
+
+
+def data_extents(fd: int, size: int, st: os.stat_result) -> list[tuple[int, int]]:
+    """The (offset, length) ranges of ``fd`` that hold data; holes are left out.
+
+    Only files with fewer allocated blocks than their size can have holes, so others are
+    one extent without any extra system call.
+    """
+    if size == 0:
+        return []
+    if st.st_blocks * 512 >= size:
+        return [(0, size)]
+    extents: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: only a hole remains
+            break
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        end = min(end, size)
+        if end > start:
+            extents.append((start, end - start))
+        pos = end
+    return extents
