@@ -90,3 +90,40 @@ def collect(events: Iterable[Event]) -> tuple[dict[uuid.UUID, SessionView], list
         elif isinstance(e, SessionEnded):
             v.complete = True
     return views, loose
+
+
+def worked_example() -> str:
+    """The hex example of docs/format.md §10, produced by the writer itself."""
+    from pipevault.clock import ManualClock
+    from pipevault.format import Compression, fixed, verify
+    from pipevault.format._records import RECORD_HEADER, RecordType
+
+    w = SessionWriter(SessionHeader(created_ns=1_795_400_000_000_000_000, node="n1", job="j1"),
+                      session_id=uuid.UUID("00112233-4455-6677-8899-aabbccddeeff"), size=1 << 16,
+                      selector=fixed(Compression.NONE), clock=ManualClock(1_795_400_060.0))
+    w.begin_object(ArchiveHeader(name=b"/etc/motd", size=13, mode=0o100644, mtime_ns=1_795_399_000_000_000_000))
+    w.write(b"Hello, tape!\n")
+    w.end_object()
+    w.close()
+    (block,) = w.take()
+    header, payload = verify(block)
+    lines = ["```", f"superblock header, 64 bytes (session {header.session_id}, seq {header.seq}, "
+             f"payload_len {header.payload_len}, size_log2 {header.size_log2}, flags {int(header.flags)})"]
+    lines += _hex(bytes(block[:64]), 0)
+    pos = 0
+    while pos < len(payload):
+        rtype, flags, _, length = RECORD_HEADER.unpack_from(payload, pos)
+        lines.append(f"record {RecordType(rtype).name} (type {rtype:#04x}, flags {flags}, length {length})")
+        lines += _hex(bytes(payload[pos:pos + 8 + length]), 64 + pos)
+        pos += 8 + length
+    lines.append(f"zero padding from offset {64 + len(payload):#06x} to {len(block):#06x}")
+    lines.append("```")
+    return "\n".join(lines) + "\n"
+
+
+def _hex(data: bytes, base: int) -> list[str]:
+    return [f"  {base + i:04x}: {data[i:i + 16].hex(' ')}" for i in range(0, len(data), 16)]
+
+
+if __name__ == "__main__":
+    print(worked_example(), end="")

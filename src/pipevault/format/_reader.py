@@ -31,6 +31,7 @@ from pipevault.format._fields import ArchiveFooter, ArchiveHeader, Options, Sess
 from pipevault.format._records import (
     ALL,
     RECORD_HEADER_LEN,
+    TAG,
     TAG_LEN,
     ChunkFlags,
     ChunkFooter,
@@ -38,7 +39,6 @@ from pipevault.format._records import (
     Encryption,
     RecordType,
     Resume,
-    Tag,
     read_record_header,
 )
 from pipevault.format._superblock import SuperblockFlags, SuperblockHeader
@@ -97,7 +97,7 @@ class SessionReader:
         self.next_object = 0
         self.chunk: ChunkHeader | None = None
         self._chunk_first_seq = 0
-        self._pieces: memoryview | None = None
+        self._pieces: memoryview | bytearray | None = None
         self._got = 0
         self._gap: _Gap | None = None
         self._delivered = (-1, -1)
@@ -287,12 +287,12 @@ class SessionReader:
     def _data(self, body: memoryview) -> None:
         if self._gap is not None:
             return  # the chunk it belongs to is part of the reported damage
-        tag = Tag.unpack(body)
+        if len(body) < TAG_LEN:
+            raise FormatError("data record too short for its tag header")
+        tag = TAG.unpack_from(body, 0)
         chunk = self.chunk
-        if chunk is None or (tag.object_index, tag.chunk_seq, tag.object_offset, tag.stored_offset) != (
-                chunk.object_index, chunk.chunk_seq, chunk.object_offset, self._got):
-            raise FormatError(f"data piece {tag.object_index}/{tag.chunk_seq}+{tag.stored_offset} "
-                              "does not continue the open chunk")
+        if chunk is None or tag != (chunk.object_index, chunk.chunk_seq, chunk.object_offset, self._got):
+            raise FormatError(f"data piece {tag[0]}/{tag[1]}+{tag[3]} does not continue the open chunk")
         data = body[TAG_LEN:]
         if self._got + len(data) > chunk.stored_len:
             raise FormatError(f"chunk {chunk.object_index}/{chunk.chunk_seq} has more data than announced")
@@ -300,11 +300,14 @@ class SessionReader:
             if self._got == 0 and len(data) == chunk.stored_len:
                 self._pieces = data  # the whole chunk in one superblock: no copy
             else:
-                if self._pieces is None:
-                    # A new buffer per chunk, never a reused one: data handed out must not
-                    # change under a caller that keeps it.
-                    self._pieces = memoryview(bytearray(chunk.stored_len))
-                self._pieces[self._got:self._got + len(data)] = data
+                # Copied now: the caller may reuse the superblock buffer after this feed. A
+                # new buffer per chunk, grown by appending (no zero-fill), never a reused one:
+                # data handed out must not change under a caller that keeps it.
+                if self._got == 0:
+                    self._pieces = bytearray(data)
+                else:
+                    assert isinstance(self._pieces, bytearray)
+                    self._pieces += data
         self._got += len(data)
 
     def _wanted(self, chunk: ChunkHeader) -> bool:

@@ -106,6 +106,10 @@ def read_record_header(payload: memoryview, pos: int) -> RecordHeader:
     return RecordHeader(rtype, flags, length)
 
 
+_COMPRESSION = list(Compression)
+_ENCRYPTION = list(Encryption)
+_DEDUP = list(DedupAlgo)
+_CHUNK_FLAGS = [ChunkFlags(v) for v in range(8)]
 _CHUNK_HEADER = struct.Struct("<IIQIIBbBBB3x12s4x16s32s")
 CHUNK_HEADER_LEN = _CHUNK_HEADER.size  # 96
 _REF = struct.Struct("<II4x")
@@ -155,14 +159,14 @@ class ChunkHeader:
         (oi, cs, off, plain, stored, comp, level, enc, flags, dedup, nonce, chash,
          dhash) = _CHUNK_HEADER.unpack_from(body, 0)
         try:
-            compression, encryption, algo = Compression(comp), Encryption(enc), DedupAlgo(dedup)
-        except ValueError as exc:
+            compression, encryption, algo = _COMPRESSION[comp], _ENCRYPTION[enc], _DEDUP[dedup]
+        except IndexError as exc:
             raise UnsupportedFeatureError(f"chunk {oi}/{cs} uses an unknown transform "
                                           f"(compression {comp}, encryption {enc}, dedup {dedup})") from exc
         if flags & ~7 or plain > MAX_CHUNK or stored > MAX_CHUNK + 64:
             raise FormatError(f"chunk {oi}/{cs} header out of range (flags {flags:#x}, "
                               f"lengths {plain}/{stored})")
-        cflags = ChunkFlags(flags)
+        cflags = _CHUNK_FLAGS[flags]
         ref = None
         if cflags & ChunkFlags.DUPLICATE:
             if stored:

@@ -68,6 +68,23 @@ class Optional(IntFlag):
 KNOWN_REQUIRED = Required.LZ4 | Required.ZSTD | Required.AES_GCM
 
 
+# Decoding a header happens for every superblock read: the flag values and the few session
+# ids in flight are made once, not per superblock.
+_FLAGS = [SuperblockFlags(v) for v in range(8)]
+_REQUIRED = [Required(v) for v in range(8)]
+_OPTIONAL = [Optional(v) for v in range(4)]
+_uuids: dict[bytes, uuid.UUID] = {}
+
+
+def _session_uuid(raw: bytes) -> uuid.UUID:
+    found = _uuids.get(raw)
+    if found is None:
+        if len(_uuids) >= 4096:
+            _uuids.clear()
+        found = _uuids[raw] = uuid.UUID(bytes=raw)
+    return found
+
+
 def size_log2_of(size: int) -> int:
     """``log2(size)`` for a legal superblock size.
 
@@ -145,9 +162,8 @@ def peek_header(buf: memoryview) -> SuperblockHeader:
         raise FormatError(f"payload length {payload_len} exceeds superblock size {1 << size_log2}")
     (checksum,) = _CHECKSUM.unpack_from(buf, CHECKSUM_OFFSET)
     return SuperblockHeader(
-        session_id=uuid.UUID(bytes=bytes(sid)), seq=seq, payload_len=payload_len, size_log2=size_log2,
-        flags=SuperblockFlags(flags & 7), required=Required(required & int(KNOWN_REQUIRED)),
-        optional=Optional(optional & int(Optional.DEDUP_HASH | Optional.DUPLICATES)),
+        session_id=_session_uuid(sid), seq=seq, payload_len=payload_len, size_log2=size_log2,
+        flags=_FLAGS[flags & 7], required=_REQUIRED[required & 7], optional=_OPTIONAL[optional & 3],
         version_minor=minor, header_len=header_len, checksum=checksum, version_major=_major,
         unknown_required=required & ~int(KNOWN_REQUIRED))
 
