@@ -128,6 +128,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("pool.volume_size", parse_size, 4 << 30,
            "Largest size of one disk volume file in the embedded disk pool.",
            _size_between(1 << 20, 1 << 50)),
+    Option("security.passphrase", str, "",
+           "Passphrase of this node's encryption key (prefer PIPEVAULT_PASSPHRASE or a file)."),
     Option("security.passphrase_file", str, "",
            "File holding the passphrase of this node's encryption key (PIPEVAULT_PASSPHRASE_FILE)."),
 )

@@ -14,7 +14,17 @@ from typing import NoReturn
 
 import click
 
-from pipevault.cli import bench_cmd, demo_cmd, errors_cmd, pipe_cmd  # noqa: F401  (registers commands)
+from pipevault.cli import (  # noqa: F401  (registers commands)
+    backup_cmd,
+    bench_cmd,
+    demo_cmd,
+    errors_cmd,
+    pipe_cmd,
+    query_cmd,
+    restore_cmd,
+)
+from pipevault.cli import serve_cmd as serve_cmd  # registers `serve`
+from pipevault.cli import status_cmd as status_cmd  # registers `status`
 from pipevault.cli._app import cli
 from pipevault.errors import EXIT_INTERRUPTED, Interrupted, PipevaultError
 

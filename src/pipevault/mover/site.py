@@ -51,6 +51,8 @@ class Site:
         home = settings.home
         home.mkdir(parents=True, exist_ok=True)
         catalog = Catalog.from_settings(settings, clock=clock)
+        if passphrase is None and settings["passphrase"]:
+            passphrase = settings["passphrase"].encode()
         if passphrase is None and settings["passphrase_file"]:
             passphrase = Path(settings["passphrase_file"]).read_bytes().rstrip(b"\r\n")
         site = cls(home, node or settings["node"], catalog, settings["volume_size"], clock, passphrase)
