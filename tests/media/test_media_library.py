@@ -142,3 +142,11 @@ def test_inventory_survives_reopening_the_library(tmp_path: Path) -> None:
 def test_a_library_needs_slots_and_drives(tmp_path: Path) -> None:
     with pytest.raises(LibraryError):
         TapeLibrary(tmp_path, slots=0, drives=1)
+
+
+def test_a_damaged_inventory_file_is_a_clear_error(tmp_path: Path) -> None:
+    lib, _ = _library(tmp_path)
+    lib.label_new("A00001")
+    (tmp_path / "lib" / "library.json").write_text("{not json")
+    with pytest.raises(LibraryError, match="inventory .* is unreadable"):
+        _library(tmp_path)

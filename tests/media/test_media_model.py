@@ -52,10 +52,9 @@ def test_random_operations_match_the_model(implementation: Implementation, ops: 
                 with pytest.raises(WriteOnceViolation):
                     vol.write(address, b"".join(blocks))
                 continue
-            if caps.append_only:
-                after = model[:address] + blocks
-            else:
-                after = model[:address] + blocks + model[address + n:]
+            # Sequential media forget what follows a write; rewritable media keep it.
+            kept: list[bytes | None] = [] if caps.append_only else model[address + n:]
+            after: list[bytes | None] = [*model[:address], *blocks, *kept]
             if data_blocks(after) > CAPACITY:
                 with pytest.raises(VolumeFull):
                     vol.write(address, b"".join(blocks))

@@ -153,3 +153,12 @@ def test_random_puts_and_updates_match_a_model(tmp_path_factory: pytest.TempPath
         assert fam.get(desc) == data
     assert sum(v.live_bytes for v in fam.volumes()) == sum(d.length for d in live)
     fam.close()
+
+
+def test_a_damaged_ledger_is_a_clear_error(tmp_path: Path) -> None:
+    fam = _family(tmp_path)
+    fam.put(b"x")
+    fam.close()
+    (tmp_path / "BLOBS.ledger.json").write_text('{"live": []}')
+    with pytest.raises(MediaCorrupt, match="ledger .* is unreadable"):
+        _family(tmp_path)

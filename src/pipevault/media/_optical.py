@@ -126,9 +126,13 @@ class OpticalFamily:
         self._expired: set[int] = set()
         ledger = self._ledger_path()
         if ledger.exists():
-            state = json.loads(ledger.read_text())
-            self._live = {int(k): int(v) for k, v in state["live"].items()}
-            self._expired = set(state["expired"])
+            try:
+                state = json.loads(ledger.read_text())
+                self._live = {int(k): int(v) for k, v in state["live"].items()}
+                self._expired = {int(v) for v in state["expired"]}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise MediaCorrupt(f"ledger {ledger} of family {family} is unreadable: {exc}",
+                                   family=family) from exc
         for seq in self._sequences_on_disk():
             self._live.setdefault(seq, 0)
 

@@ -83,11 +83,17 @@ class TapeLibrary:
     def _load_inventory(self) -> None:
         if not self._state_file.exists():
             return
-        state = json.loads(self._state_file.read_text())
-        for i, volser in enumerate(state.get("slots", [])[:len(self._slots)]):
-            if volser is not None and self._path(volser).exists():
+        try:
+            state = json.loads(self._state_file.read_text())
+            slots, scratch = list(state["slots"]), list(state["scratch"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LibraryError(f"library inventory {self._state_file} is unreadable: {exc}",
+                               hint="Move the file aside; the library restarts with empty slots and "
+                                    "cartridges can be imported again.") from exc
+        for i, volser in enumerate(slots[:len(self._slots)]):
+            if isinstance(volser, str) and self._path(volser).exists():
                 self._slots[i] = volser
-        self._scratch = {v for v in state.get("scratch", []) if v in self._slots}
+        self._scratch = {v for v in scratch if v in self._slots}
 
     def _save(self) -> None:
         tmp = self._state_file.with_suffix(".tmp")
