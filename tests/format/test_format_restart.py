@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pipevault.format import (
+    Affected,
     ArchiveHeader,
     Compression,
     Damage,
@@ -119,10 +120,15 @@ def test_resume_refusals() -> None:
         resume_point(damaged, w.session_id)
 
 
-def test_a_resumed_session_without_its_start_is_still_readable() -> None:
+def test_a_resumed_session_without_its_start_reports_what_is_missing() -> None:
     w, blocks = _first_run(None, 7)
     rest = _finish(blocks[:7], w.session_id, None)
     events = list(scan(rest))
     damages = [e for e in events if isinstance(e, Damage)]
-    assert damages == [] or all(d.kind in ("lost", "truncated") for d in damages)
-    assert any(isinstance(e, Resumed) for e in events)
+    (d,) = damages
+    resumed = next(e for e in events if isinstance(e, Resumed)).resume
+    assert d.kind == "lost" and (d.first_seq, d.last_seq) == (0, 6) and resumed.after_seq == 6
+    whole = [a.object_index for a in d.affected if a.start == 0 and a.end is None]
+    assert whole == list(range(resumed.object_index))
+    if resumed.object_offset:
+        assert d.affected[-1] == Affected(resumed.object_index, None, 0, resumed.object_offset)

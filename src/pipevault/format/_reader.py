@@ -52,6 +52,7 @@ from pipevault.format.errors import (
 
 Want = Callable[[int], bool]
 _RECENT = 256
+MAX_RECORD = 64 << 20  # a metadata record joined from continuations (names, xattrs) never needs more
 
 
 @dataclass
@@ -120,7 +121,7 @@ class SessionReader:
         out: list[Event] = []
         seq = header.seq
         if self.expected is None:
-            if seq != 0 and not header.flags & SuperblockFlags.RESUMED:
+            if seq != 0:
                 self._begin_gap(0, seq - 1, "lost", "the session's first superblocks were not seen", out)
         elif seq < self.expected:
             if self._recent.get(seq) == header.checksum:
@@ -151,11 +152,10 @@ class SessionReader:
         if self._gap is not None:
             self._resolve(None, None, out)
         elif self.footer is None:
-            affected: tuple[Affected, ...] = ()
+            affected: tuple[Affected, ...] = (Affected(None, None, 0, None),)
             if self.obj_index is not None:
                 name = self.obj.name if self.obj else None
-                affected = (Affected(self.obj_index, name, self.obj_offset, None),
-                            Affected(None, None, 0, None))
+                affected = (Affected(self.obj_index, name, self.obj_offset, None), *affected)
             out.append(Damage(self.session_id, "truncated", "the media end before the session footer",
                               self.last_seq + 1 if self.last_seq >= 0 else None, None, affected))
         return out
@@ -175,6 +175,8 @@ class SessionReader:
                 if self._cont is None:
                     continue  # its beginning was lost in a gap already reported
                 self._cont[1].extend(body)
+                if len(self._cont[1]) > MAX_RECORD:
+                    raise FormatError(f"a continued record grows past {MAX_RECORD} bytes")
                 if rh.continues:
                     return
                 rtype, joined = self._cont
