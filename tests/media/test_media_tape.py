@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipevault.clock import ManualClock
 from pipevault.media import TapeDrive, label_cartridge
@@ -258,3 +260,22 @@ def test_real_time_mode_sleeps_on_the_system_clock(tmp_path: Path) -> None:
     start = SYSTEM.monotonic()
     drive.load(path)
     assert SYSTEM.monotonic() - start >= fast.load_s
+
+
+@settings(max_examples=40, deadline=None)
+@given(rate=st.floats(1.0, 300.0), count=st.integers(50, 300))
+def test_streaming_model_properties(tmp_path_factory: pytest.TempPathFactory, rate: float, count: int) -> None:
+    drive, clock = _drive(tmp_path_factory.mktemp("tape"))
+    start = clock.monotonic()
+    _feed(drive, clock, count, rate)
+    drive.sync()
+    elapsed = clock.monotonic() - start
+    stats = drive.statistics()
+    min_rate = TEST_TAPE.min_speed / BS
+    # The drive never writes faster than native speed, and never stops while fed fast enough.
+    assert elapsed >= (count * BS - BS) / TEST_TAPE.native_speed
+    if rate >= min_rate * 1.001:
+        assert stats.backhitches == 0
+    elif rate <= min_rate * 0.9 and count * BS > 2 * TEST_TAPE.buffer_bytes:
+        assert stats.backhitches > 0
+    assert stats.backhitch_seconds == pytest.approx(stats.backhitches * TEST_TAPE.backhitch_s)
