@@ -51,6 +51,7 @@ from pipevault.format.errors import LimitError, WriterStateError
 
 Allocate = Callable[[int], memoryview]
 DEFAULT_CHUNK = 1 << 20
+DEDUP_INDEX_MAX = 1 << 20  # dedup hashes remembered per session (about 100 MB at most)
 
 
 def _allocate(size: int) -> memoryview:
@@ -189,6 +190,8 @@ class SessionWriter:
                                    f"expected {obj.object_index}/{self._chunk_seq}@{self._offset}")
         hashed = h.flags & ChunkFlags.HAS_DEDUP_HASH and not h.flags & ChunkFlags.DUPLICATE
         if self.discard_duplicates and hashed:
+            if len(self._seen) >= DEDUP_INDEX_MAX:
+                self._seen.clear()  # bounded memory: later duplicates of forgotten chunks are stored again
             first = self._seen.setdefault(h.dedup_hash, (h.object_index, h.chunk_seq))
             if first != (h.object_index, h.chunk_seq):
                 chunk = self.encoder.duplicate(h.object_index, h.chunk_seq, h.object_offset, h, first)
@@ -213,7 +216,10 @@ class SessionWriter:
         self.stored_bytes += h.stored_len
 
     def options(self, items: dict[str, bytes], *, chunk: bool = False) -> None:
-        """Write an options record for the open object (its next chunk with ``chunk``), else the session."""
+        """Write an options record for the open object (its next chunk with ``chunk``), else the session.
+
+        The record precedes what it applies to and names its scope itself.
+        """
         self._check_open()
         obj = self._object.object_index if self._object else ALL
         seq = self._chunk_seq if chunk and self._object else ALL
