@@ -1,0 +1,142 @@
+"""``pipevault bench catalog``: cataloguing objects with the batched writer vs baselines.
+
+Cases (each runs ours and its baseline in the same run, on SQLite files in ``workdir``):
+
+- ``write-vs-per-row``: :class:`BatchWriter` cataloguing N objects (one version and one
+  location each) against the naive way, the ``sqlite3`` module inserting each object's
+  rows in a transaction of its own (same schema, same WAL settings), on N/20 objects since
+  it is slow; both reported as objects per second.
+- ``write-vs-executemany``: the same writer against plain ``sqlite3`` ``executemany`` of
+  the same rows (the same columns bound) into the same schema in batches of the same size,
+  with no lookups of existing objects and no volume or session accounting: the floor a Python catalog on
+  SQLite can reach, so the ratio shows what the writer's bookkeeping costs.
+
+N is 1,000,000 (``--quick``: 50,000).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipevault.catalog import pools, sessions, volumes
+from pipevault.catalog.database import Catalog
+from pipevault.catalog.writer import BatchWriter, NewVersion, Piece
+from pipevault.events import BenchResult
+
+_BATCH = 10_000
+_FILES_PER_DIR = 100
+_CASES = ("write-vs-per-row", "write-vs-executemany")
+
+
+def _prepare(path: Path) -> tuple[Catalog, int]:
+    catalog = Catalog.open("sqlite:///" + str(path))
+    with catalog.write() as conn:
+        pools.define_pool(conn, "disk", "file", now=1.0)
+        volumes.add_volume(conn, "BENCH1", "disk", 1 << 50, now=1.0)
+        sid = sessions.begin_session(conn, "bench", "backup", started=2.0)
+    return catalog, sid
+
+
+def _ours(path: Path, n: int) -> float:
+    catalog, sid = _prepare(path)
+    try:
+        t0 = time.perf_counter()
+        with BatchWriter(catalog, sid, batch_size=_BATCH) as writer:
+            for i in range(n):
+                writer.add(NewVersion("/bench", f"/dir{i // _FILES_PER_DIR}", f"file{i}", 4096,
+                                      (Piece("BENCH1", i // 64, (i % 64) * 4096, 4096),), stored=3.0))
+        return n / (time.perf_counter() - t0)
+    finally:
+        catalog.close()
+
+
+# The baselines bind the same values the writer binds for these rows.
+_OBJECT = "INSERT INTO objects (id, filespace_id, hl, ll, obj_type) VALUES (?, ?, ?, ?, ?)"
+_VERSION = ("INSERT INTO versions (id, object_id, session_id, state, class_name, stored, size, "
+            "attributes, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_LOCATION = ("INSERT INTO locations (version_id, part, volume_id, superblock, \"offset\", length) "
+             "VALUES (?, ?, ?, ?, ?, ?)")
+
+
+def _object(i: int, fs: int) -> tuple[object, ...]:
+    return (i, fs, f"/dir{i // _FILES_PER_DIR}", f"file{i}", 1)
+
+
+def _version(i: int) -> tuple[object, ...]:
+    return (i, i, 1, "active", "STANDARD", 3.0, 4096, "{}", "")
+
+
+def _location(i: int) -> tuple[object, ...]:
+    return (i, 0, 1, i // 64, (i % 64) * 4096, 4096)
+
+
+def _raw(path: Path) -> tuple[sqlite3.Connection, int]:
+    catalog, _ = _prepare(path)
+    with catalog.write() as conn:
+        fs = conn.exec_driver_sql("INSERT INTO filespaces (node_id, name, created) "
+                                  "VALUES (1, '/bench', 1.0) RETURNING id").scalar_one()
+    catalog.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA cache_size = -65536")
+    db.execute("PRAGMA foreign_keys = ON")
+    return db, int(fs)
+
+
+def _per_row(path: Path, n: int) -> float:
+    db, fs = _raw(path)
+    try:
+        t0 = time.perf_counter()
+        for i in range(1, n + 1):
+            db.execute("BEGIN")
+            db.execute(_OBJECT, _object(i, fs))
+            db.execute(_VERSION, _version(i))
+            db.execute(_LOCATION, _location(i))
+            db.execute("COMMIT")
+        return n / (time.perf_counter() - t0)
+    finally:
+        db.close()
+
+
+def _executemany(path: Path, n: int) -> float:
+    db, fs = _raw(path)
+    try:
+        t0 = time.perf_counter()
+        for start in range(1, n + 1, _BATCH):
+            ids = range(start, min(start + _BATCH, n + 1))
+            db.execute("BEGIN")
+            db.executemany(_OBJECT, [_object(i, fs) for i in ids])
+            db.executemany(_VERSION, [_version(i) for i in ids])
+            db.executemany(_LOCATION, [_location(i) for i in ids])
+            db.execute("COMMIT")
+        return n / (time.perf_counter() - t0)
+    finally:
+        db.close()
+
+
+def run(quick: bool, workdir: Path, cases: tuple[str, ...] | None) -> Iterator[BenchResult]:
+    """Run the catalog benchmark cases (all, or those named in ``cases``)."""
+    n = 50_000 if quick else 1_000_000
+    wanted = cases or _CASES
+    files = iter(range(1_000))
+
+    def fresh() -> Path:
+        return workdir / f"catalog-{next(files)}.db"
+
+    if "write-vs-per-row" in wanted:
+        ours = _ours(fresh(), n)
+        base = _per_row(fresh(), n // 20)
+        yield BenchResult(suite="catalog", case="write-vs-per-row", ours=ours, baseline=base,
+                          baseline_name="sqlite3 one transaction per object", unit="objects/s",
+                          notes={"objects": n, "baseline_objects": n // 20, "batch": _BATCH})
+    if "write-vs-executemany" in wanted:
+        ours = _ours(fresh(), n)
+        base = _executemany(fresh(), n)
+        yield BenchResult(suite="catalog", case="write-vs-executemany", ours=ours, baseline=base,
+                          baseline_name="sqlite3 executemany, no lookups", unit="objects/s",
+                          notes={"objects": n, "batch": _BATCH,
+                                 "ours_seconds": round(n / ours, 1), "baseline_seconds": round(n / base, 1)})
