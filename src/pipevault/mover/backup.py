@@ -54,7 +54,7 @@ from pipevault.mover import _wire as W
 from pipevault.mover.plan import Plan, entry_attributes, make_plan
 from pipevault.mover.site import Site
 from pipevault.mover.store import SessionStore
-from pipevault.mover.walk import Entry, data_extents, group_name, user_name
+from pipevault.mover.walk import Entry, data_extents, group_name, to_text, user_name
 from pipevault.pipe import Pipe, StageContext, StageSpec
 
 CHUNK = 1 << 20
@@ -159,9 +159,9 @@ class SourceReader:
             group=group_name(st.st_gid), mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
             atime_ns=st.st_atime_ns, xattrs=e.xattrs, mgmt_class=self.class_name,
             link_target=e.link_target if e.kind == ObjectType.SYMLINK else os.fsencode(e.hardlink_of or ""),
-            filespace=e.filespace)
+            filespace=to_text(e.filespace))
         self._send_doc(ctx, W.BEGIN, index, {"header": header, "extents": extents if sparse else None,
-                                             "entry": e.rel, "fs": e.filespace, "hl": e.hl, "ll": e.ll,
+                                             "fs": header.filespace, "hl": e.hl, "ll": e.ll,
                                              "attributes": entry_attributes(e)})
         digest = xxhash.xxh3_128()
         status = ObjectStatus.COMPLETE

@@ -16,7 +16,7 @@ from pipevault.catalog import objects as object_rows
 from pipevault.catalog.objects import VersionInfo
 from pipevault.format import ObjectType
 from pipevault.mover.site import Site
-from pipevault.mover.walk import Entry, WalkReport, walk
+from pipevault.mover.walk import Entry, WalkReport, to_text, walk
 
 Key = tuple[str, str, str]  # file space, high-level name, low-level name
 
@@ -72,15 +72,15 @@ def make_plan(site: Site, roots: list[str], excludes: tuple[str, ...] = (), *, f
     dir_roots: list[str] = []
     if not archive:
         with site.catalog.read() as conn:
-            for fs in sorted({filespace_of(r) for r in roots}):
+            for fs in sorted({to_text(filespace_of(r)) for r in roots}):
                 for v in object_rows.query_versions(conn, site.node, fs, state="active"):
                     active[(v.filespace, v.hl, v.ll)] = v
     seen: set[Key] = set()
     for e in walk(roots, excludes, plan.report, one_file_system):
-        key = (e.filespace, e.hl, e.ll)
+        key = (to_text(e.filespace), e.hl, e.ll)
         seen.add(key)
         if e.filespace == e.path:
-            dir_roots.append(e.path)
+            dir_roots.append(key[0])
         prev = active.get(key)
         if archive or full or prev is None or not unchanged(prev, e):
             plan.send.append(e)
@@ -101,6 +101,7 @@ def _unreadable_dirs(report: WalkReport, fs: str) -> list[str]:
     """High-level names under which the walk could not look (nothing there counts as deleted)."""
     out = []
     for path, _why in report.errors:
-        if path.startswith(fs.rstrip("/") + "/"):
-            out.append("/" + path[len(fs.rstrip("/")) + 1:])
+        text = to_text(path)
+        if text.startswith(fs.rstrip("/") + "/"):
+            out.append("/" + text[len(fs.rstrip("/")) + 1:])
     return out

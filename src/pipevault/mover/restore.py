@@ -52,6 +52,7 @@ from pipevault.mover.errors import (
 from pipevault.mover.keys import key_path
 from pipevault.mover.paths import TargetTree, check_filespace, check_name
 from pipevault.mover.site import Site
+from pipevault.mover.walk import from_text, to_text
 from pipevault.pipe import Pipe, StageContext, StageSpec
 
 BLOCK_BUFFER = 256 << 10
@@ -182,8 +183,10 @@ class ObjectWriter:
     """Turns scanner events into restored objects. Used by one thread."""
 
     def __init__(self, site: Site, wanted: dict[tuple[uuid.UUID, int], VersionInfo], key: bytes | None,
-                 target: TargetTree | None, base: dict[str, tuple[str, ...]], reporter: Reporter | None) -> None:
+                 target: TargetTree | None, base: dict[str, tuple[str, ...]], reporter: Reporter | None,
+                 redirect: dict[tuple[uuid.UUID, int], VersionInfo] | None = None) -> None:
         self.wanted = wanted
+        self.redirect = redirect or {}
         self.scanner = Scanner(key=key, sessions={sid for sid, _ in wanted},
                                want=lambda sid, idx: (sid, idx) in wanted)
         self.target = target
@@ -192,7 +195,7 @@ class ObjectWriter:
         self.open: dict[tuple[uuid.UUID, int], _Open] = {}
         self.done: set[tuple[uuid.UUID, int]] = set()
         self.failed: dict[tuple[uuid.UUID, int], str] = {}
-        self.restored_paths: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.restored_paths: dict[tuple[str, bytes], tuple[str, ...]] = {}  # (file space, name) -> parts
         self.dirs: list[tuple[tuple[str, ...], Any]] = []
         self.bytes = 0
 
@@ -252,6 +255,9 @@ class ObjectWriter:
         h = ev.header
         fs = h.filespace or v.filespace
         parts = check_name(h.name) if h.name else ()
+        link = self.redirect.get(key)
+        if link is not None:  # a hard link's data, restored under the link's own name
+            parts = check_name(os.fsencode(from_text(_rel(link))))
         o = _Open(v, self.base[fs] + parts, h.type, h)
         self.open[key] = o
         if self.target is None:
@@ -264,7 +270,9 @@ class ObjectWriter:
         elif h.type == ObjectType.SYMLINK:
             t.make_symlink(o.parts, h.link_target)
         elif h.type == ObjectType.HARDLINK:
-            first = self.restored_paths.get((fs, os.fsdecode(h.link_target)))
+            first = self.restored_paths.get((fs, h.link_target))
+            if first == o.parts:
+                return  # this link received the data itself (its first link is not restored)
             if first is None:
                 raise UnsafePath(f"hard link {'/'.join(o.parts)}: its first link {os.fsdecode(h.link_target)} "
                                  "is not restored in this run; restore them together")
@@ -335,7 +343,7 @@ class ObjectWriter:
             return
         self.done.add(key)
         self.bytes += o.written
-        self.restored_paths[(v.filespace, _rel(v))] = o.parts
+        self.restored_paths[(o.header.filespace or v.filespace, o.header.name)] = o.parts
         if self.target is not None:
             self._apply(o)
 
@@ -392,13 +400,20 @@ class ObjectWriter:
             self._close(o, remove=False)
         elif o.kind == ObjectType.DIRECTORY:
             self.dirs.append((o.parts, h))
-        elif o.kind == ObjectType.SYMLINK:
+        elif o.kind in (ObjectType.SYMLINK, ObjectType.FIFO, ObjectType.DEVICE):
             dfd = self.target.dir_fd(o.parts[:-1])
+            name = o.parts[-1]
             try:
-                os.chown(o.parts[-1], h.uid, h.gid, dir_fd=dfd, follow_symlinks=False)
+                st = os.lstat(name, dir_fd=dfd)
+            except FileNotFoundError:
+                return  # a device node we could not create (not root): already warned
+            try:
+                os.chown(name, h.uid, h.gid, dir_fd=dfd, follow_symlinks=False)
             except PermissionError:
                 pass
-            os.utime(o.parts[-1], ns=(h.atime_ns, h.mtime_ns), dir_fd=dfd, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(name, stat.S_IMODE(h.mode), dir_fd=dfd)
+            os.utime(name, ns=(h.atime_ns, h.mtime_ns), dir_fd=dfd, follow_symlinks=False)
 
     def _finish_dirs(self) -> None:
         assert self.target is not None
@@ -455,6 +470,30 @@ def _read_plan(versions: list[VersionInfo]) -> tuple[dict[tuple[uuid.UUID, int],
     return wanted, ranges
 
 
+def _link_primaries(site: Site, versions: list[VersionInfo]) -> dict[tuple[uuid.UUID, int], VersionInfo]:
+    """For hard links whose first link (the one holding the data) is not being restored: the
+    first link's version, mapped to the link that should receive its data instead."""
+    selected = {(v.filespace, _rel(v)) for v in versions}
+    redirect: dict[tuple[uuid.UUID, int], VersionInfo] = {}
+    with site.catalog.read() as conn:
+        for v in versions:
+            if v.obj_type != ObjectType.HARDLINK:
+                continue
+            a = json.loads(v.attributes)
+            primary = a.get("hardlink_of") or ""
+            head, name = os.path.dirname(primary), os.path.basename(primary)
+            hl, ll = ("/" + to_text(head) if head else "/"), to_text(name)
+            if (v.filespace, (hl.strip("/") + "/" + ll).lstrip("/")) in selected:
+                continue
+            for p in object_rows.query_versions(conn, site.node, v.filespace, hl, ll, state="any"):
+                pa = json.loads(p.attributes)
+                if pa.get("session") == a.get("session"):
+                    redirect[(uuid.UUID(pa["session"]), int(pa["object"]))] = v
+                    versions.append(p)
+                    break
+    return redirect
+
+
 def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = None) -> RestoreResult:
     """Restore (or with ``verify_only`` check) the chosen versions.
 
@@ -466,15 +505,16 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     """
     t0 = time.perf_counter()
     versions = select_versions(site, opts)
+    redirect = _link_primaries(site, versions)
     wanted, ranges = _read_plan(versions)
     key = site.key(create=False) if key_path(site.home, site.node).exists() and site.passphrase else None
     target: TargetTree | None = None
     base: dict[str, tuple[str, ...]] = {}
     for v in versions:
-        base[v.filespace] = () if opts.to is not None else check_filespace(v.filespace)
+        base[v.filespace] = () if opts.to is not None else check_filespace(from_text(v.filespace))
     if not opts.verify_only:
         target = TargetTree(opts.to if opts.to is not None else "/")
-    writer = ObjectWriter(site, wanted, key, target, base, reporter)
+    writer = ObjectWriter(site, wanted, key, target, base, reporter, redirect)
     total = sum(last - first + 1 for _, first, last in ranges) * BLOCK_BUFFER
     pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, ranges)),
                  StageSpec("restore", functools.partial(RestoreSink, writer))],

@@ -29,6 +29,42 @@ from pipevault.format import ObjectType
 WALK_THREADS = 8
 
 
+def to_text(name: str) -> str:
+    """A file name as catalog text: names that are not valid UTF-8 (decoded by the OS with
+    surrogate escapes) get ``\\xNN`` for each undecodable byte, and backslashes are doubled,
+    so the mapping can be reversed by :func:`from_text`."""
+    if "\\" not in name and not any("\udc80" <= c <= "\udcff" for c in name):
+        return name
+    out = []
+    for c in name:
+        if c == "\\":
+            out.append("\\\\")
+        elif "\udc80" <= c <= "\udcff":
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def from_text(text: str) -> str:
+    """Inverse of :func:`to_text` (back to the OS's surrogate-escaped name)."""
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and text[i + 1: i + 2] == "\\":
+            out.append("\\")
+            i += 2
+        elif c == "\\" and text[i + 1: i + 2] == "x":
+            out.append(chr(0xDC00 + int(text[i + 2: i + 4], 16)))
+            i += 4
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One file-system entry to back up.
@@ -53,12 +89,12 @@ class Entry:
         if not self.rel:
             return ""
         head = os.path.dirname(self.rel)
-        return "/" + head if head else "/"
+        return "/" + to_text(head) if head else "/"
 
     @property
     def ll(self) -> str:
-        """Low-level name: the entry's own name."""
-        return os.path.basename(self.rel)
+        """Low-level name: the entry's own name (as catalog text)."""
+        return to_text(os.path.basename(self.rel))
 
 
 @dataclass
