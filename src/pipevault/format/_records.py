@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from typing import NamedTuple
 
 from pipevault.format.errors import FormatError, TruncatedError, UnsupportedFeatureError
 
@@ -72,9 +73,8 @@ class ChunkFlags(IntFlag):
     HAS_DEDUP_HASH = 4
 
 
-@dataclass(frozen=True, slots=True)
-class RecordHeader:
-    """The 8-byte header in front of every record."""
+class RecordHeader(NamedTuple):
+    """The 8-byte header in front of every record (a tuple: one is decoded per record read)."""
 
     type: int
     flags: int
