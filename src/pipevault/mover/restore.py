@@ -28,6 +28,7 @@ from pipevault.catalog import locations as location_rows
 from pipevault.catalog import nodes as node_rows
 from pipevault.catalog import objects as object_rows
 from pipevault.catalog.objects import VersionInfo
+from pipevault.errors import PipevaultError
 from pipevault.events import ItemWarning, Reporter
 from pipevault.format import (
     ChunkFlags,
@@ -41,6 +42,7 @@ from pipevault.format import (
     Scanner,
 )
 from pipevault.format.errors import KeyRequiredError, WrongKeyError
+from pipevault.media.errors import BadBlock, EndOfData, MediaCorrupt, MediaIOError
 from pipevault.mover.backup import EXTENTS_KEY, unpack_extents
 from pipevault.mover.errors import (
     KeyMissing,
@@ -82,6 +84,7 @@ class RestoreResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     verified_only: bool = False
     blocks_read: int = 0
+    media_problems: list[str] = field(default_factory=list)
 
 
 # -- choosing versions -----------------------------------------------------------------------
@@ -137,20 +140,31 @@ class BlockReader:
     def __init__(self, site: Site, ranges: list[tuple[str, int, int]]) -> None:
         self.site, self.ranges = site, ranges
 
-    def run(self, ctx: StageContext) -> int:
+    def run(self, ctx: StageContext) -> tuple[int, list[str]]:
+        """Returns the blocks read and what could not be read. An unreadable block is left
+        out: the scanner then reports exactly which objects lost bytes."""
         blocks = 0
+        problems: list[str] = []
         for name, first, last in self.ranges:
-            volume = self.site.open_volume(name)
+            try:
+                volume = self.site.open_volume(name)
+            except PipevaultError as exc:
+                problems.append(f"volume {name}: {exc.message}")
+                continue
             try:
                 for addr in range(first, last + 1):
-                    data = volume.read(addr)
+                    try:
+                        data = volume.read(addr)
+                    except (MediaCorrupt, MediaIOError, EndOfData, BadBlock) as exc:
+                        problems.append(f"volume {name} block {addr}: {exc.message}")
+                        continue
                     buf = ctx.alloc_buf()
                     buf.set(data)
                     ctx.send_buf(buf)
                     blocks += 1
             finally:
                 volume.close()
-        return blocks
+        return blocks, problems
 
 
 class RestoreSink:
@@ -526,8 +540,9 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
         if target is not None:
             target.close()
     failed = sorted((wanted[k].path, why) for k, why in writer.failed.items())
+    blocks, problems = result.results["read"][0]
     out = RestoreResult(len(writer.done), writer.bytes, time.perf_counter() - t0, failed,
-                        opts.verify_only, result.results["read"][0] or 0)
+                        opts.verify_only, blocks, problems)
     if failed:
         err = RestoreIncomplete(f"{len(failed)} of {len(wanted)} objects were not restored intact: "
                                 + "; ".join(f"{p}: {why}" for p, why in failed[:10])
