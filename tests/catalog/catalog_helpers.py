@@ -23,7 +23,7 @@ def make_pool(catalog: Catalog, name: str = "disk", volume_names: Iterable[str] 
 
 
 def backup(catalog: Catalog, node: str, items: Iterable[NewVersion], *, batch_size: int = 3,
-           kind: str = "backup", media_session: int | None = None) -> int:
+           kind: str = "backup", media_session: str | None = None) -> int:
     """Catalogue ``items`` as one completed session of ``node``; returns the session id."""
     with catalog.write() as conn:
         sid = sessions.begin_session(conn, node, kind, started=catalog.clock.now(),

@@ -1,9 +1,11 @@
 """Where object versions' data lies: pieces on volumes, and restore plans.
 
-A version's data is a sequence of pieces (``part`` 0, 1, ...), each a byte range inside one
-superblock run of one volume; an object written across the end of a volume continues on the
-next. A restore reads volumes one at a time and each volume front to back, so
-:func:`restore_plan` orders pieces by volume and position, never by object.
+A version's data is a sequence of pieces (``part`` 0, 1, ...), one per volume it lies on: the
+object's bytes ``offset .. offset + length`` are on that volume from the superblock at block
+number ``superblock`` on (reading that session's superblocks from there); an object written
+across the end of a volume continues on the next. A restore reads volumes one at a time and
+each volume front to back, so :func:`restore_plan` orders pieces by volume and position,
+never by object.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ _IDS = 5000
 
 @dataclass(frozen=True)
 class Location:
-    """One piece of a version's data: ``length`` bytes at ``offset`` within superblock
-    ``superblock`` of ``volume``; ``chunk_hash`` is set for a duplicate-discard chunk."""
+    """One piece of a version's data: its bytes ``offset .. offset + length`` lie on
+    ``volume`` from block ``superblock`` on; ``chunk_hash`` is set for a duplicate-discard
+    chunk."""
 
     version_id: int
     part: int

@@ -22,19 +22,26 @@ class Node:
 
 
 def ensure_node(conn: Connection, name: str, *, now: float) -> int:
-    """The id of node ``name``, registering it (created ``now``) if it is new."""
+    """The id of node ``name``, registering it (created ``now``) if it is new.
+
+    A node's creation date is the earliest ``now`` it was ensured with, so a catalog
+    rebuilt from media in any order of sessions dates it as the original did.
+    """
     found = conn.execute(sa.select(nodes.c.id).where(nodes.c.name == name)).scalar()
     if found is not None:
+        conn.execute(sa.update(nodes).where(nodes.c.id == found, nodes.c.created > now).values(created=now))
         return int(found)
     return int(conn.execute(sa.insert(nodes).values(name=name, created=now)
                             .returning(nodes.c.id)).scalar_one())
 
 
 def ensure_filespace(conn: Connection, node_id: int, name: str, *, now: float) -> int:
-    """The id of file space ``name`` of the node, registering it if it is new."""
+    """The id of file space ``name`` of the node, registering it if it is new (dated as nodes are)."""
     found = conn.execute(sa.select(filespaces.c.id).where(
         filespaces.c.node_id == node_id, filespaces.c.name == name)).scalar()
     if found is not None:
+        conn.execute(sa.update(filespaces).where(filespaces.c.id == found, filespaces.c.created > now)
+                     .values(created=now))
         return int(found)
     return int(conn.execute(sa.insert(filespaces).values(node_id=node_id, name=name, created=now)
                             .returning(filespaces.c.id)).scalar_one())

@@ -128,8 +128,8 @@ sessions = Table(
     "sessions", metadata,
     Column("id", Id, primary_key=True),
     Column("node_id", ForeignKey("nodes.id"), nullable=True, index=True),
-    # The session id written in every superblock header on media (pipevault.format).
-    Column("media_session", BigInteger, nullable=True, unique=True),
+    # The session's UUID, written in every superblock header on media (pipevault.format).
+    Column("media_session", String(36), nullable=True, unique=True),
     Column("kind", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("started", Float, nullable=False),
@@ -145,7 +145,8 @@ objects = Table(
     Column("filespace_id", ForeignKey("filespaces.id"), nullable=False),
     Column("hl", String(1024), nullable=False),
     Column("ll", String(256), nullable=False),
-    Column("obj_type", SmallInteger, nullable=False, server_default="1"),
+    # pipevault.format.ObjectType: 0 file, 1 directory, 2 symlink, ...
+    Column("obj_type", SmallInteger, nullable=False, server_default="0"),
     UniqueConstraint("filespace_id", "hl", "ll"),
 )
 
@@ -178,8 +179,8 @@ locations = Table(
     Column("version_id", ForeignKey("versions.id"), primary_key=True),
     Column("part", Integer, primary_key=True, autoincrement=False),
     Column("volume_id", ForeignKey("volumes.id"), nullable=False),
-    # Position of the superblock on the volume (its block number) and the byte offset of
-    # this piece inside that superblock's payload.
+    # The block number on the volume of the piece's first superblock, and the byte range of
+    # the object (offset into it, length) whose data lies on this volume from there on.
     Column("superblock", BigInteger, nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("length", BigInteger, nullable=False),

@@ -20,7 +20,7 @@ class Session:
 
     id: int
     node: str | None
-    media_session: int | None
+    media_session: str | None
     kind: str
     status: str
     started: float
@@ -30,7 +30,7 @@ class Session:
 
 
 def begin_session(conn: Connection, node: str, kind: str, *, started: float,
-                  media_session: int | None = None) -> int:
+                  media_session: str | None = None) -> int:
     """Record a running session of ``node`` (registered if new); returns its id.
 
     Raises:
@@ -47,7 +47,7 @@ def begin_session(conn: Connection, node: str, kind: str, *, started: float,
         objects=0, bytes=0).returning(sessions.c.id)).scalar_one())
 
 
-def end_session(conn: Connection, session_id: int, status: str, *, ended: float) -> None:
+def end_session(conn: Connection, session_id: int, status: str, *, ended: float | None) -> None:
     """Mark the session ended with ``status`` (``completed`` or ``failed``).
 
     Raises:

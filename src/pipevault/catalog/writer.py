@@ -34,11 +34,11 @@ _LOOKUP = 2000
 
 
 class Piece(NamedTuple):
-    """Where one piece of a version's data lies: ``length`` bytes from ``offset`` inside
-    superblock number ``superblock`` of ``volume``. A piece that is a duplicate-discard
-    chunk names its keyed hash; the first piece with a hash stores that chunk, later ones
-    reference it. (Named tuples: immutable, and built in a third of a frozen dataclass's
-    time, which shows at a million objects.)"""
+    """Where one piece of a version's data lies: the object's bytes ``offset`` to
+    ``offset + length`` are on ``volume``, from the superblock at block number ``superblock``
+    on. A piece that is a duplicate-discard chunk names its keyed hash; the first piece with
+    a hash stores that chunk, later ones reference it. (Named tuples: immutable, and built
+    in a third of a frozen dataclass's time, which shows at a million objects.)"""
 
     volume: str
     superblock: int
@@ -62,7 +62,7 @@ class NewVersion(NamedTuple):
     size: int
     pieces: tuple[Piece, ...] = ()
     stored: float | None = None
-    obj_type: int = 1
+    obj_type: int = 0
     class_name: str = "STANDARD"
     attributes: str = "{}"
     digest: bytes | None = None
@@ -216,7 +216,11 @@ class BatchWriter:
 
     def _write(self, conn: Connection, batch: list[tuple[NewVersion, float]]) -> None:
         now = self._catalog.clock.now()
-        fs_ids = self._filespace_ids(conn, {v.filespace for v, _ in batch}, now)
+        first_use: dict[str, float] = {}
+        for v, stored in batch:
+            if stored < first_use.get(v.filespace, float("inf")):
+                first_use[v.filespace] = stored
+        fs_ids = self._filespace_ids(conn, first_use)
         vol_ids = self._volume_ids(conn, {p.volume for v, _ in batch for p in v.pieces})
         keys = [(fs_ids[v.filespace], v.hl, v.ll) for v, _ in batch]
         object_ids, existing = self._object_ids(conn, batch, keys)
@@ -271,11 +275,13 @@ class BatchWriter:
             self._account_volumes(conn, volume_bytes, volume_last)
         session_rows.add_totals(conn, self._session_id, len(batch), total)
 
-    def _filespace_ids(self, conn: Connection, names: set[str], now: float) -> dict[str, int]:
-        for name in names - self._filespaces.keys():
+    def _filespace_ids(self, conn: Connection, first_use: dict[str, float]) -> dict[str, int]:
+        """Ids of the named file spaces, registered (dated by their first version) if new."""
+        for name in first_use.keys() - self._filespaces.keys():
             if self._node_id is None:
                 raise CatalogConflict(f"session {self._session_id} has no node to own file space {name!r}")
-            self._filespaces[name] = node_rows.ensure_filespace(conn, self._node_id, name, now=now)
+            self._filespaces[name] = node_rows.ensure_filespace(conn, self._node_id, name,
+                                                                now=first_use[name])
         return self._filespaces
 
     def _volume_ids(self, conn: Connection, names: set[str]) -> dict[str, int]:
