@@ -14,7 +14,7 @@ import pytest
 from mover_helpers import make_tree, open_site, snapshot
 
 from pipevault.mover import BackupOptions, RestoreOptions, run_backup, run_restore
-from pipevault.mover.errors import RestoreIncomplete, UnsafePath
+from pipevault.mover.errors import NothingMatched, RestoreIncomplete, UnsafePath
 from pipevault.mover.paths import TargetTree, check_name
 from pipevault.mover.plan import make_plan
 
@@ -61,7 +61,8 @@ def test_restore_of_a_missing_volume_names_every_object(tmp_path: Path) -> None:
     assert len(info.value.details["failed"]) == result.sent
 
 
-@pytest.mark.parametrize("name", [b"../escape", b"/etc/passwd-pv", b"a/../../b", b"a//b", b"./x", b"a\x00b", b""[:0] + b".."])
+@pytest.mark.parametrize("name", [b"../escape", b"/etc/passwd-pv", b"a/../../b", b"a//b", b"./x", b"a\x00b",
+                                  b".."])
 def test_hostile_names_are_refused(name: bytes) -> None:
     with pytest.raises(UnsafePath):
         check_name(name)
@@ -130,10 +131,8 @@ def test_a_killed_backup_leaves_no_partial_object_and_the_next_one_completes(tmp
     # Whatever the catalog holds is complete and intact on the media.
     with open_site(home) as site:
         try:
-            verified = run_restore(site, RestoreOptions([str(src)], verify_only=True))
-            catalogued = verified.restored
-        except Exception as exc:  # nothing catalogued yet is also a valid outcome
-            assert type(exc).__name__ == "NothingMatched"
+            catalogued = run_restore(site, RestoreOptions([str(src)], verify_only=True)).restored
+        except NothingMatched:  # nothing catalogued yet is also a valid outcome
             catalogued = 0
         assert catalogued < 41  # the kill came before the end
         again = run_backup(site, BackupOptions([str(src)]))

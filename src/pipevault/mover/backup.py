@@ -326,7 +326,7 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
             expires = now + days * 86_400.0
         with site.catalog.write() as conn:
             cat_session = session_rows.begin_session(conn, site.node, kind, started=now,
-                                                     media_session=sid.int >> 65)
+                                                     media_session=str(sid))
         writer = SessionWriter(
             SessionHeader(node=site.node, job=kind, kind=kind, host=socket.gethostname(),
                           software="pipevault"),
