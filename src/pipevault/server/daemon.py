@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipevault.clock import SYSTEM, Clock
-from pipevault.errors import PipevaultError
+from pipevault.errors import InternalError, PipevaultError
 from pipevault.pipe.net import wire
 from pipevault.pipe.net.auth import server_handshake
 from pipevault.pipe.net.client import parse_address
@@ -171,5 +171,9 @@ class Daemon:
                 reply = self.monitor.handle(node, peer, req)
             except PipevaultError as exc:
                 wire.send_json(sock, wire.K_ERROR, exc.to_dict())
+            except Exception as exc:
+                log.exception("request %r from %s failed", req.get("op"), peer)
+                wire.send_json(sock, wire.K_ERROR, InternalError(
+                    f"the server failed on {req.get('op')!r}: {type(exc).__name__}: {exc}").to_dict())
             else:
                 wire.send_json(sock, wire.K_REPLY, reply)

@@ -88,7 +88,10 @@ class Monitor:
             old = self._sessions.get(name)
             if old is not None and old.ended is None:
                 raise ServerError(f"pipe {name} already runs on this server")
-            half = halves.build(direction, module, hreq)
+            try:
+                half = halves.build(direction, module, hreq)
+            except OSError as exc:
+                raise ServerError(f"cannot prepare {direction} module {module}: {exc}") from exc
             session = Session(name, node, peer, direction, module, half, connections, buffer_size,
                               max_buffers, self.clock, self.attach_timeout)
             self._sessions[name] = session

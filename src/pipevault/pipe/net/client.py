@@ -16,9 +16,11 @@ local pipe starts with ``remote.agent_stage()``, the pseudo-head.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipevault.errors import PipevaultError, error_from_dict
@@ -44,6 +46,30 @@ class Credentials:
     secret: bytes
 
 
+def load_credentials(node: str | None = None, secret_file: str | None = None) -> Credentials:
+    """A node's credentials from arguments or ``PIPEVAULT_NODE`` / ``PIPEVAULT_SECRET_FILE``.
+
+    The secret file holds the secret as hex digits (as printed by ``pipevault serve
+    --add-node``); it should be readable by its owner only.
+
+    Raises:
+        NetError: no node or secret file given, or the file holds no hex secret.
+    """
+    node = node or os.environ.get("PIPEVAULT_NODE")
+    secret_file = secret_file or os.environ.get("PIPEVAULT_SECRET_FILE")
+    if not node or not secret_file:
+        raise NetError("a node name and its secret file are needed to reach a server",
+                       hint="Pass --node NAME --secret-file FILE (or set PIPEVAULT_NODE and "
+                            "PIPEVAULT_SECRET_FILE); the server prints the secret at --add-node.")
+    try:
+        secret = bytes.fromhex(Path(secret_file).read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise NetError(f"cannot read a hex secret from {secret_file}: {exc}") from exc
+    if len(secret) < 16:
+        raise NetError(f"the secret in {secret_file} is shorter than 16 bytes")
+    return Credentials(node, secret)
+
+
 def parse_address(address: str, listen: bool = False) -> tuple[str, int]:
     """``"host:port"`` or ``"[v6]:port"`` to ``(host, port)``; port 0 only to ``listen``.
 
@@ -62,20 +88,20 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S, window: int | None
     Raises:
         ConnectionLost: nothing listens there or the network refused (transient).
     """
-    try:
-        if address.startswith("unix:"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(address[5:])
-            return sock
+    if address.startswith("unix:"):
+        sock, target = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), address[5:]
+    else:
         host, port = parse_address(address)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        target = (host, port)  # type: ignore[assignment]
         if window:
             tune(sock, window)  # buffer sizes must be set before connect to bound the window
+    try:
         sock.settimeout(timeout)
-        sock.connect((host, port))
+        sock.connect(target)
         return sock
     except OSError as exc:
+        sock.close()
         raise ConnectionLost(f"cannot reach pipevault server at {address}: {exc}",
                              hint="Check the address and that `pipevault serve` runs there.") from exc
 

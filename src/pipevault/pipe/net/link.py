@@ -11,6 +11,7 @@ status`; they are plain integers written by the one thread using the connection.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pipevault.pipe.net import wire
 
 IO_TIMEOUT_S = 0.25  # how often a blocked agent looks at the pipe's state
 USER_TIMEOUT_MS = 60_000  # unacknowledged data this long means the peer is gone
+LINGER_S = 2.0  # after an ABORT, how long to wait for the peer to read it and close
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,12 @@ class DataLink:
 
     def __init__(self, sockets: list[socket.socket], peer: str, clock: Clock = SYSTEM) -> None:
         self.peer = peer
+        self.clock = clock
         self.connections = [Connection(i, s, clock) for i, s in enumerate(sockets)]
         self._lock = threading.Lock()
         self.acked = 0  # durable stream bytes the receiving half acknowledged (sender side)
         self.remote_result: dict[str, Any] | None = None  # the DONE payload (sender side)
+        self._aborted = False
 
     def __len__(self) -> int:
         return len(self.connections)
@@ -122,7 +126,13 @@ class DataLink:
         self._broadcast(wire.K_DONE, result)
 
     def abort(self, error: BaseException) -> None:
-        """Either owner: this half failed; tell the other half why (ABORT), best effort."""
+        """Either owner: this half failed; tell the other half why (ABORT), best effort.
+
+        The following :meth:`close` then lingers (up to :data:`LINGER_S`) reading what the
+        peer still sends, because closing a socket with unread data resets the connection
+        and the peer would lose the ABORT before reading it.
+        """
+        self._aborted = True
         if isinstance(error, PipevaultError):
             data = {"code": error.code, "message": error.message, "hint": error.advice}
         else:
@@ -141,7 +151,10 @@ class DataLink:
                 conn.send_lock.release()
 
     def close(self) -> None:
-        """Close every connection. Idempotent."""
+        """Close every connection (after an abort, once the peer closed or a moment passed).
+        Idempotent."""
+        if self._aborted:
+            self._linger()
         for conn in self.connections:
             if not conn.closed:
                 conn.closed = True
@@ -150,3 +163,23 @@ class DataLink:
                 except OSError:
                     pass  # already reset by the peer
                 conn.sock.close()
+
+    def _linger(self) -> None:
+        open_socks = []
+        for conn in self.connections:
+            if conn.closed:
+                continue
+            try:
+                conn.sock.shutdown(socket.SHUT_WR)
+                open_socks.append(conn.sock)
+            except OSError:
+                pass  # already reset
+        deadline = self.clock.monotonic() + LINGER_S
+        while open_socks and (left := deadline - self.clock.monotonic()) > 0:
+            ready, _, _ = select.select(open_socks, [], [], left)
+            for sock in ready:
+                try:
+                    if not sock.recv(1 << 16):
+                        open_socks.remove(sock)
+                except OSError:
+                    open_socks.remove(sock)
