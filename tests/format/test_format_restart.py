@@ -132,3 +132,22 @@ def test_a_resumed_session_without_its_start_reports_what_is_missing() -> None:
     assert whole == list(range(resumed.object_index))
     if resumed.object_offset:
         assert d.affected[-1] == Affected(resumed.object_index, None, 0, resumed.object_offset)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(encrypt=st.booleans(), dedup=st.booleans())
+def test_writer_knows_every_resume_point_the_media_would_give(encrypt: bool, dedup: bool) -> None:
+    big_xattrs = ((b"user.big", b"x" * 150_000),)
+    w = SessionWriter(SessionHeader(job="j"), size=SIZE, chunk_size=60_000, key=KEY if encrypt else None,
+                      selector=fixed(Compression.NONE), discard_duplicates=dedup)
+    for i, (name, data) in enumerate(OBJECTS):
+        w.begin_object(ArchiveHeader(name=name, size=len(data), xattrs=big_xattrs if i == 2 else ()))
+        w.write(data)
+        w.write(data[:60_000])  # a repeat: a duplicate when dedup is on
+        w.end_object()
+    w.close()
+    blocks = w.take()
+    for seq in range(len(blocks) - 1):
+        assert w.resume_point(seq) == resume_point(blocks[:seq + 1], w.session_id), seq
+    with pytest.raises(WriterStateError):
+        w.resume_point(len(blocks) + 5)

@@ -90,7 +90,8 @@ class SessionReader:
         self.footer: SessionFooter | None = None
         self.last_seq = -1
         self._recent: dict[int, int] = {}
-        self._cont: tuple[int, bytearray] | None = None
+        self._cont: tuple[int, bytearray, int] | None = None
+        self._record_seq = -1  # superblock where the record being decoded began
         self.obj_index: int | None = None
         self.obj: ArchiveHeader | None = None
         self.obj_offset = 0
@@ -134,7 +135,7 @@ class SessionReader:
             self._begin_gap(self.expected, seq - 1, "lost", f"superblocks {self.expected}..{seq - 1} are "
                             "missing or unreadable", out)
         self.expected = seq + 1
-        self.seq = seq
+        self.seq = self._record_seq = seq
         self.last_seq = max(self.last_seq, seq)
         self._recent[seq] = header.checksum
         self._recent.pop(seq - _RECENT, None)
@@ -179,9 +180,11 @@ class SessionReader:
                     raise FormatError(f"a continued record grows past {MAX_RECORD} bytes")
                 if rh.continues:
                     return
-                rtype, joined = self._cont
+                rtype, joined, started = self._cont
                 self._cont = None
+                self._record_seq = started
                 self._record(rtype, memoryview(joined), out)
+                self._record_seq = self.seq
             elif rh.type == RecordType.RESUME:
                 self._cont = None  # a restart abandons a record cut by the failure
                 self._record(rh.type, body, out)
@@ -191,7 +194,7 @@ class SessionReader:
             elif rh.continues:
                 if pos != len(payload):
                     raise FormatError("a continued record that does not end its superblock")
-                self._cont = (rh.type, bytearray(body))
+                self._cont = (rh.type, bytearray(body), self.seq)
             elif rh.type in RecordType._value2member_map_:
                 self._record(rh.type, body, out)
             first = False
@@ -208,7 +211,7 @@ class SessionReader:
         elif rtype == RecordType.ARCHIVE_FOOTER:
             self._archive_footer(ArchiveFooter.unpack(body), out)
         elif rtype == RecordType.OPTIONS:
-            out.append(OptionsRead(self.session_id, self.seq, Options.unpack(body)))
+            out.append(OptionsRead(self.session_id, self._record_seq, Options.unpack(body)))
         elif rtype == RecordType.SESSION_HEADER:
             self._session_header(SessionHeader.unpack(body), out)
         elif rtype == RecordType.SESSION_FOOTER:
@@ -223,13 +226,13 @@ class SessionReader:
             self._resume(Resume.unpack(body), out)
 
     def _session_header(self, header: SessionHeader, out: list[Event]) -> None:
-        if self.header is not None or self.seq != 0:
+        if self.header is not None or self._record_seq != 0:
             raise FormatError("a session header after the start of the session")
         self.header = header
         if self._decode and header.key_check:
             keys = SessionKeys.for_reading(self._key, self.session_id, header.key_check)
             self._decoder = ChunkDecoder(self.session_id, keys)
-        out.append(SessionStarted(self.session_id, self.seq, header))
+        out.append(SessionStarted(self.session_id, self._record_seq, header))
 
     def _archive_header(self, header: ArchiveHeader, out: list[Event]) -> None:
         if self._gap is not None:
@@ -240,7 +243,7 @@ class SessionReader:
         self._open(header.object_index, header, 0, 0)
         if header.object_index > self._started:
             self._started = header.object_index
-            out.append(ObjectStarted(self.session_id, self.seq, header))
+            out.append(ObjectStarted(self.session_id, self._record_seq, header))
 
     def _open(self, index: int, header: ArchiveHeader | None, chunk_seq: int, offset: int) -> None:
         self.obj_index, self.obj = index, header

@@ -92,9 +92,11 @@ def resume_point(blocks: Iterable[Buffer], session_id: uuid.UUID,
         raise WriterStateError(f"session {session_id} has no readable start on these media")
     if reader.footer is not None:
         raise WriterStateError(f"session {session_id} is complete; there is nothing to resume")
+    obj = reader.obj
     return ResumePoint(
         session_id=session_id, size=size, key_check=reader.header.key_check, required=required,
         next_seq=reader.expected, objects=objects, plain_bytes=plain, stored_bytes=stored, errors=errors,
-        duplicates=duplicates, next_object_index=reader.next_object, open_object=reader.obj,
-        object_first_seq=obj_first, chunk_seq=reader.next_chunk, object_offset=reader.obj_offset,
-        object_stored=obj_stored, object_duplicates=obj_dups)
+        duplicates=duplicates, next_object_index=reader.next_object, open_object=obj,
+        object_first_seq=obj_first if obj else 0, chunk_seq=reader.next_chunk if obj else 0,
+        object_offset=reader.obj_offset if obj else 0, object_stored=obj_stored if obj else 0,
+        object_duplicates=obj_dups if obj else 0)

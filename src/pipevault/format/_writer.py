@@ -52,6 +52,7 @@ from pipevault.format.errors import LimitError, WriterStateError
 Allocate = Callable[[int], memoryview]
 DEFAULT_CHUNK = 1 << 20
 DEDUP_INDEX_MAX = 1 << 20  # dedup hashes remembered per session (about 100 MB at most)
+KEEP_POINTS = 4096  # resume points kept: a tape drive buffer holds far fewer superblocks
 
 
 def _allocate(size: int) -> memoryview:
@@ -103,6 +104,9 @@ class SessionWriter:
         self._required = Required.AES_GCM if self.keys else Required.NONE
         self._optional = Optional.DEDUP_HASH if (dedup or discard_duplicates) else Optional.NONE
         self._seen: dict[bytes, tuple[int, int]] = {}
+        self._points: dict[int, ResumePoint] = {}
+        self._header_pending = False
+        self._obj_first_seq = self._chunk_seq = self._offset = self._obj_stored = self._obj_dups = 0
         self._object: ArchiveHeader | None = None
         self._closed = False
         if resume is None:
@@ -151,7 +155,10 @@ class SessionWriter:
         body = header.pack()
         self._reserve(len(body))
         self._open(header, self.seq, 0, 0, 0, 0)
+        # A header continued over superblocks is not durable until its last piece is.
+        self._header_pending = True
         self._put(RecordType.ARCHIVE_HEADER, body)
+        self._header_pending = False
         return index
 
     def _open(self, header: ArchiveHeader, first_seq: int, chunk_seq: int, offset: int, stored: int,
@@ -197,8 +204,6 @@ class SessionWriter:
                 chunk = self.encoder.duplicate(h.object_index, h.chunk_seq, h.object_offset, h, first)
                 h = chunk.header
         if h.flags & ChunkFlags.DUPLICATE:
-            self.duplicates += 1
-            self._obj_dups += 1
             self._optional |= Optional.DUPLICATES
         if h.compression is Compression.LZ4:
             self._required |= Required.LZ4
@@ -212,6 +217,9 @@ class SessionWriter:
         self._chunk_seq += 1
         self._offset += h.plain_len
         self._obj_stored += h.stored_len
+        if h.flags & ChunkFlags.DUPLICATE:
+            self.duplicates += 1
+            self._obj_dups += 1
         self.plain_bytes += h.plain_len
         self.stored_bytes += h.stored_len
 
@@ -256,6 +264,32 @@ class SessionWriter:
         """Seal the current superblock now, even if not full (a checkpoint before a sync)."""
         if self._buf is not None:
             self._seal()
+
+    def resume_point(self, durable_seq: int) -> ResumePoint:
+        """Where to continue if superblock ``durable_seq`` is the last one the medium keeps.
+
+        The same answer :func:`~pipevault.format.resume_point` computes from the media,
+        without reading them back; kept for the last 4096 superblocks sealed.
+
+        Raises:
+            WriterStateError: that superblock was not sealed, or is too old.
+        """
+        point = self._points.get(durable_seq)
+        if point is None:
+            raise WriterStateError(f"no resume point for superblock {durable_seq} of session "
+                                   f"{self.session_id} (sealed: up to {self.seq - 1})")
+        return point
+
+    def _point(self) -> ResumePoint:
+        obj = None if self._header_pending else self._object
+        return ResumePoint(
+            session_id=self.session_id, size=self.size, key_check=self.keys.key_check if self.keys else b"",
+            required=self._required, next_seq=self.seq + 1, objects=self.objects, plain_bytes=self.plain_bytes,
+            stored_bytes=self.stored_bytes, errors=self.errors, duplicates=self.duplicates,
+            next_object_index=self._next_object - 1 if self._header_pending else self._next_object,
+            open_object=obj, object_first_seq=self._obj_first_seq if obj else 0,
+            chunk_seq=self._chunk_seq if obj else 0, object_offset=self._offset if obj else 0,
+            object_stored=self._obj_stored if obj else 0, object_duplicates=self._obj_dups if obj else 0)
 
     def take(self) -> list[memoryview]:
         """The superblocks completed since the last call, in order; the caller now owns them."""
@@ -337,6 +371,8 @@ class SessionWriter:
         write_header(buf, SuperblockHeader(self.session_id, self.seq, self._pos - HEADER_LEN, self.size_log2,
                                            self._flags, self._required, self._optional))
         self._done.append(buf)
+        self._points[self.seq] = self._point()
+        self._points.pop(self.seq - KEEP_POINTS, None)
         self._buf = None
         self._flags = SuperblockFlags.NONE
         self.seq += 1
