@@ -12,6 +12,8 @@ from pipevault.catalog.database import Catalog
 from pipevault.catalog.schema import TABLES_IN_ORDER
 from pipevault.catalog.writer import BatchWriter, NewVersion, Piece
 
+START = 1_700_000_000.0
+
 
 def make_pool(catalog: Catalog, name: str = "disk", volume_names: Iterable[str] = ("V1", "V2"),
               *, capacity: int = 1 << 30, write_once: bool = False) -> None:

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from catalog_helpers import START
 
 from feature_gate import require_feature
 from pipevault.catalog.database import Catalog
 from pipevault.clock import ManualClock
-
-START = 1_700_000_000.0
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,7 @@ class BatchWriter:
         piece_rows: list[tuple[Any, ...]] = []
         volume_bytes: dict[int, int] = defaultdict(int)
         volume_last: dict[int, float] = {}
+        volume_first: dict[int, float] = {}
         chunk_refs: dict[bytes, list[Any]] = {}
         total = 0
         for (v, stored), vid in zip(batch, version_ids, strict=True):
@@ -255,6 +256,8 @@ class BatchWriter:
                 vol = vol_ids[p.volume]
                 if stored > volume_last.get(vol, -1.0):
                     volume_last[vol] = stored
+                if stored < volume_first.get(vol, float("inf")):
+                    volume_first[vol] = stored
                 if p.chunk_hash is None:
                     piece_rows.append((vid, part, vol, p.superblock, p.offset, p.length))
                     volume_bytes[vol] += p.length
@@ -272,7 +275,7 @@ class BatchWriter:
         if chunk_refs:
             self._add_chunk_refs(conn, chunk_refs, volume_bytes, now)
         if volume_last:
-            self._account_volumes(conn, volume_bytes, volume_last)
+            self._account_volumes(conn, volume_bytes, volume_first, volume_last)
         session_rows.add_totals(conn, self._session_id, len(batch), total)
 
     def _filespace_ids(self, conn: Connection, first_use: dict[str, float]) -> dict[str, int]:
@@ -361,15 +364,19 @@ class BatchWriter:
                                "created": now} for h, (n, vol, p) in refs.items()])
 
     @staticmethod
-    def _account_volumes(conn: Connection, volume_bytes: dict[int, int],
+    def _account_volumes(conn: Connection, volume_bytes: dict[int, int], volume_first: dict[int, float],
                          volume_last: dict[int, float]) -> None:
-        when: sa.BindParameter[float] = sa.bindparam("b_when")
+        # Earliest and latest dates, not first and last written: the same in whatever order
+        # sessions are catalogued (live, or rebuilt from media).
+        first: sa.BindParameter[float] = sa.bindparam("b_first")
+        last: sa.BindParameter[float] = sa.bindparam("b_last")
         conn.execute(
             sa.update(volumes).where(volumes.c.id == sa.bindparam("b_id")).values(
                 used=volumes.c.used + sa.bindparam("b_bytes"),
-                first_written=sa.func.coalesce(volumes.c.first_written, when),
-                last_written=sa.case((volumes.c.last_written > when, volumes.c.last_written),
-                                     else_=when),
+                first_written=sa.case((volumes.c.first_written < first, volumes.c.first_written),
+                                      else_=first),
+                last_written=sa.case((volumes.c.last_written > last, volumes.c.last_written),
+                                     else_=last),
                 state=sa.case((volumes.c.state == "scratch", "filling"), else_=volumes.c.state)),
-            [{"b_id": vol, "b_bytes": volume_bytes.get(vol, 0), "b_when": last}
-             for vol, last in volume_last.items()])
+            [{"b_id": vol, "b_bytes": volume_bytes.get(vol, 0), "b_first": volume_first[vol], "b_last": t}
+             for vol, t in volume_last.items()])
