@@ -11,6 +11,7 @@ Tree::
         CatalogConflict            a write contradicts what the catalog already holds
         CatalogBackupFailed        a catalog backup or restore could not be completed
         CatalogRebuildFailed       records from media could not be turned into catalog rows
+        CatalogInconsistent        a catalog check found rows that contradict each other
 
 Database driver exceptions never leave the package: :mod:`pipevault.catalog.database`
 translates them into these at the seam.
@@ -84,3 +85,11 @@ class CatalogRebuildFailed(CatalogError):
     code = "catalog.rebuild_failed"
     exit_code = 47
     hint = "Rebuild into an empty catalog, and scan every volume of the pools in write order."
+
+
+class CatalogInconsistent(CatalogError):
+    """A catalog check found rows that contradict each other."""
+
+    code = "catalog.inconsistent"
+    exit_code = 48
+    hint = "Restore the latest catalog backup, or rebuild the catalog from media."
