@@ -12,8 +12,11 @@ Every buffer starts with a 64-byte prefix, then its payload::
     u64 c           encoded: chunk footer length
     8   pad
 
-BEGIN and END payloads are pickled dictionaries (names, attributes, digests). The layout is
-private to one pipe on one machine; what reaches media is the stream format.
+BEGIN and END payloads are pickled dictionaries (names, attributes, digests). A whole small
+file travels in one buffer: SMALL carries ``begin | data | end`` (``a``, ``b``, ``c`` their
+lengths) and SMALL_ENCODED ``begin | chunk header | stored | chunk footer | end`` (the five
+lengths in ``seq``, ``offset``, ``a``, ``b``, ``c``). The layout is private to one pipe on
+one machine; what reaches media is the stream format.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ PREFIX = struct.Struct("<B7xQQQQQQ8x")
 PREFIX_LEN = 64
 assert PREFIX.size == PREFIX_LEN
 
-BEGIN, CHUNK, ENCODED, END = 1, 2, 3, 4
+BEGIN, CHUNK, ENCODED, END, SMALL, SMALL_ENCODED = 1, 2, 3, 4, 5, 6
 
 
 def put_prefix(view: memoryview, kind: int, index: int, seq: int = 0, offset: int = 0,

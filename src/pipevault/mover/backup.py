@@ -59,6 +59,7 @@ from pipevault.pipe import Pipe, StageContext, StageSpec
 
 CHUNK = 1 << 20
 BUFFER = CHUNK + (64 << 10)  # a chunk, its prefix and its encoded header and footer
+SMALL_FILE = 256 << 10  # files up to this size travel in one buffer with their metadata
 EXTENTS_KEY = "pv.extents"
 _EXTENT = struct.Struct("<QQ")
 
@@ -160,9 +161,11 @@ class SourceReader:
             atime_ns=st.st_atime_ns, xattrs=e.xattrs, mgmt_class=self.class_name,
             link_target=e.link_target if e.kind == ObjectType.SYMLINK else os.fsencode(e.hardlink_of or ""),
             filespace=to_text(e.filespace))
-        self._send_doc(ctx, W.BEGIN, index, {"header": header, "extents": extents if sparse else None,
-                                             "fs": header.filespace, "hl": e.hl, "ll": e.ll,
-                                             "attributes": entry_attributes(e)})
+        begin = {"header": header, "extents": extents if sparse else None, "fs": header.filespace, "hl": e.hl,
+                 "ll": e.ll, "attributes": entry_attributes(e)}
+        if not sparse and st.st_size <= SMALL_FILE and self._small(ctx, e, index, fd, begin, warnings):
+            return
+        self._send_doc(ctx, W.BEGIN, index, begin)
         digest = xxhash.xxh3_128()
         status = ObjectStatus.COMPLETE
         stream = seq = 0
@@ -204,6 +207,43 @@ class SourceReader:
         self._send_doc(ctx, W.END, index, {"status": status, "digest": digest.digest(), "stream": stream})
 
 
+    def _small(self, ctx: StageContext, e: Entry, index: int, fd: int, begin: dict[str, Any],
+               warnings: list[tuple[str, str]]) -> bool:
+        """A whole small object in one buffer (a third of the handoffs); False if it does not fit."""
+        head = W.dumps(begin)
+        size = e.st.st_size if fd >= 0 else 0
+        if W.PREFIX_LEN + len(head) + size + 4096 > ctx.pool.buffer_size:
+            return False
+        buf = ctx.alloc_buf()
+        d = buf.data
+        pos = W.PREFIX_LEN
+        d[pos: pos + len(head)] = head
+        pos += len(head)
+        n, status = 0, ObjectStatus.COMPLETE
+        if size:
+            view = d[pos: pos + size]
+            try:
+                n = os.preadv(fd, [view], 0)
+            except OSError as exc:
+                self._warn(warnings, e.path, f"read error: {exc.strerror}; stored empty")
+                status = ObjectStatus.CHANGED
+            if status == ObjectStatus.COMPLETE and (n != size or os.fstat(fd).st_mtime_ns != e.st.st_mtime_ns):
+                status = ObjectStatus.CHANGED
+                self._warn(warnings, e.path, "changed while it was read; the version kept may be inconsistent")
+            digest = xxhash.xxh3_128_digest(view[:n])
+            del view
+        else:
+            digest = xxhash.xxh3_128_digest(b"")
+        tail = W.dumps({"status": status, "digest": digest, "stream": n})
+        end = pos + n
+        d[end: end + len(tail)] = tail
+        W.put_prefix(d, W.SMALL, index, a=len(head), b=n, c=len(tail))
+        buf.length = end + len(tail)
+        del d
+        ctx.send_buf(buf)
+        return True
+
+
 class ChunkEncode:
     """Middle stage (parallel, allocating): plaintext chunk buffer -> encoded chunk buffer."""
 
@@ -216,7 +256,10 @@ class ChunkEncode:
         encoder = ChunkEncoder(self.session_id, keys=keys, selector=selector, dedup=self.dedup)
         P = W.PREFIX_LEN
         while (buf := ctx.receive_buf()) is not None:
-            kind, index, seq, offset, n, _b, _c = W.get_prefix(buf.data)
+            kind, index, seq, offset, n, b, c = W.get_prefix(buf.data)
+            if kind == W.SMALL:
+                self._small(ctx, encoder, buf, index, n, b, c)
+                continue
             if kind != W.CHUNK:
                 ctx.send_buf(buf)
                 continue
@@ -236,6 +279,33 @@ class ChunkEncode:
             del stored, enc
             ctx.free_buf(buf)
             ctx.send_buf(out)
+
+
+    @staticmethod
+    def _small(ctx: StageContext, encoder: ChunkEncoder, buf: Any, index: int, a: int, n: int, c: int) -> None:
+        """SMALL -> SMALL_ENCODED: the begin and end documents travel on with the encoded chunk."""
+        P = W.PREFIX_LEN
+        src = buf.data
+        if n == 0:  # nothing to encode: no chunk at all
+            W.put_prefix(src, W.SMALL_ENCODED, index, a, 0, 0, 0, c)
+            src[P + a: P + a + c] = bytes(src[P + a: P + a + c])
+            del src
+            ctx.send_buf(buf)
+            return
+        enc = encoder(src[P + a: P + a + n], index, 0, 0)
+        head, foot = enc.header.pack(), enc.footer.pack()
+        stored = memoryview(enc.stored).cast("B")
+        out = ctx.alloc_buf()
+        d = out.data
+        pos = P
+        for piece in (src[P: P + a], head, stored, foot, src[P + a + n: P + a + n + c]):
+            d[pos: pos + len(piece)] = piece
+            pos += len(piece)
+        W.put_prefix(d, W.SMALL_ENCODED, index, a, len(head), len(stored), len(foot), c)
+        out.length = pos
+        del d, src, stored, enc
+        ctx.free_buf(buf)
+        ctx.send_buf(out)
 
 
 class StoreStage:
@@ -258,22 +328,36 @@ class StoreStage:
                 footer = ChunkFooter.unpack(d[P + a + b: P + a + b + c])
                 self.store.chunk(EncodedChunk(header, stored, footer))
                 del stored
+            elif kind == W.SMALL_ENCODED:
+                lb, lh, ls, lf, le = _seq, _offset, a, b, c
+                begun = W.loads(d[P: P + lb])
+                self.store.begin(begun["header"], None)
+                pos = P + lb
+                if lh:
+                    header = ChunkHeader.unpack(d[pos: pos + lh])
+                    stored = d[pos + lh: pos + lh + ls]
+                    footer = ChunkFooter.unpack(d[pos + lh + ls: pos + lh + ls + lf])
+                    self.store.chunk(EncodedChunk(header, stored, footer))
+                    del stored
+                pos += lh + ls + lf
+                self._end(begun, W.loads(d[pos: pos + le]))
             elif kind == W.BEGIN:
                 begun = W.loads(d[P: P + a])
                 extents = begun["extents"]
                 self.store.begin(begun["header"], {EXTENTS_KEY: pack_extents(extents)} if extents else None)
             else:
-                end = W.loads(d[P: P + a])
-                h: ArchiveHeader = begun["header"]
-                self.store.end(end["status"], {
-                    "filespace": begun["fs"], "hl": begun["hl"], "ll": begun["ll"], "size": h.size,
-                    "obj_type": h.type, "class_name": self.class_name, "digest": end["digest"],
-                    "archive": self.archive, "description": self.description, "expires": self.expires,
-                    "attributes": {**begun["attributes"], "stream": end["stream"],
-                                   "status": int(end["status"])}})
+                self._end(begun, W.loads(d[P: P + a]))
             del d
             ctx.free_buf(buf)
         self.store.close(SessionStatus.COMPLETED)
+
+    def _end(self, begun: dict[str, Any], end: dict[str, Any]) -> None:
+        h: ArchiveHeader = begun["header"]
+        self.store.end(end["status"], {
+            "filespace": begun["fs"], "hl": begun["hl"], "ll": begun["ll"], "size": h.size,
+            "obj_type": h.type, "class_name": self.class_name, "digest": end["digest"],
+            "archive": self.archive, "description": self.description, "expires": self.expires,
+            "attributes": {**begun["attributes"], "stream": end["stream"], "status": int(end["status"])}})
 
 
 # -- the job -------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ leaves no object in the catalog whose data is not safely on media.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -72,7 +71,7 @@ class SessionStore:
     def begin(self, header: ArchiveHeader, options: dict[str, bytes] | None) -> int:
         """Open an object; returns its index in the session."""
         index = self.writer.begin_object(header)
-        self._open_header = dataclasses.replace(header, object_index=index)
+        self._open_header = header  # object_index is the writer's (the footer carries it)
         if options:
             self.writer.options(options)
         self._drain()

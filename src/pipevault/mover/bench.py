@@ -1,0 +1,190 @@
+"""``pipevault bench backup``: backup and full restore of a generated tree, against
+``tar | zstd -1 -T0`` and, when installed, restic and borg, in the same run.
+
+The tree (about 2 GiB; a tenth with ``--quick``): 20,000 small text files, 200 medium
+files, one 400 MiB random file, one 300 MiB log-like file and one 512 MiB sparse file.
+Every figure is timed up to a final ``sync`` (restic and borg fsync their writes), and CPU
+seconds include child processes. Cases:
+
+- ``backup``: MB/s of source data; ratio ours / tar|zstd. Notes carry each tool's MB/s,
+  output size and CPU seconds, and where our pipe's time went (each stage's waits).
+- ``restore``: MB/s of restored data; ratio ours / tar|zstd; notes as above.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pipevault import config
+from pipevault.events import BenchResult
+from pipevault.mover.backup import BackupOptions, run_backup
+from pipevault.mover.restore import RestoreOptions, run_restore
+from pipevault.mover.site import Site
+
+MB = 1e6
+
+
+def make_tree(root: Path, scale: float = 1.0, seed: int = 7) -> Path:
+    """Generate the benchmark tree under ``root`` (reused when already complete)."""
+    done = root / ".complete"
+    if done.exists():
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    rng = random.Random(seed)
+    words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10))) for _ in range(4000)]
+    small = root / "small"
+    for i in range(max(1, int(20_000 * scale))):
+        d = small / f"d{i // 500:03d}"
+        if i % 500 == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        n = rng.randint(20, 400)
+        (d / f"f{i:05d}.txt").write_bytes(b" ".join(rng.choice(words) for _ in range(n)) + b"\n")
+    medium = root / "medium"
+    medium.mkdir(parents=True)
+    block = rng.randbytes(1 << 20)
+    text = b"\n".join(b" ".join(rng.choice(words) for _ in range(12)) for _ in range(40_000))
+    for i in range(max(1, int(200 * scale))):
+        size = rng.randint(200_000, 2_000_000)
+        src = text if i % 2 else block
+        (medium / f"m{i:03d}.dat").write_bytes((src * (size // len(src) + 1))[:size])
+    with open(root / "random.bin", "wb") as f:
+        for _ in range(int(400 * scale)):
+            f.write(os.urandom(1 << 20))
+    with open(root / "app.log", "wb") as f:
+        written, k = 0, 0
+        while written < int(300 * scale) << 20:
+            line = (b"2026-11-23T02:%02d:%02d.%03d INFO worker-%d request id=%08x path=/api/v1/%s "
+                    b"status=%d bytes=%d ms=%d\n" % (k // 60 % 60, k % 60, k % 1000, k % 16, rng.getrandbits(32),
+                                                     rng.choice(words), rng.choice((200, 200, 200, 404, 500)),
+                                                     rng.randint(0, 99999), rng.randint(0, 999)))
+            f.write(line)
+            written += len(line)
+            k += 1
+    with open(root / "sparse.img", "wb") as f:
+        size = int(512 * scale) << 20
+        f.truncate(size)
+        for off in range(0, size, 64 << 20):
+            f.seek(off)
+            f.write(rng.randbytes(1 << 20))
+    done.write_text("ok\n")
+    return root
+
+
+def _cpu() -> float:
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def _measure(fn: Callable[[], Any]) -> tuple[float, float]:
+    """Wall and CPU seconds of ``fn`` followed by ``sync``."""
+    subprocess.run(["sync"], check=True)
+    c0, t0 = _cpu(), time.perf_counter()
+    fn()
+    subprocess.run(["sync"], check=True)
+    return time.perf_counter() - t0, _cpu() - c0
+
+
+def _du(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_blocks * 512
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
+
+
+def _logical_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != ".complete")
+
+
+def _sh(cmd: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, env={**os.environ, **(env or {})},
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run(quick: bool, workdir: Path, cases: tuple[str, ...] | None = None) -> Iterator[BenchResult]:
+    """Back up and restore the generated tree with every tool; yields the two cases."""
+    scale = 0.1 if quick else 1.0
+    tree = make_tree(workdir / "tree", scale)
+    data = _logical_size(tree)
+    figures: dict[str, dict[str, float]] = {}
+
+    def record(tool: str, op: str, wall: float, cpu: float, size: int | None = None) -> None:
+        f = figures.setdefault(tool, {})
+        f[f"{op}_mb_s"] = round(data / wall / MB, 1)
+        f[f"{op}_cpu_s"] = round(cpu, 2)
+        if size is not None:
+            f["output_mb"] = round(size / MB, 1)
+
+    # pipevault, embedded defaults in a fresh home
+    home = workdir / "pv-home"
+    env = {"PIPEVAULT_HOME": str(home), "PIPEVAULT_CONFIG": "/nonexistent"}
+    site = Site.open(config.load(env=env))
+    stages: dict[str, Any] = {}
+    try:
+        def ours_backup() -> None:
+            r = run_backup(site, BackupOptions([str(tree)], instances=2))
+            stages["backup"] = {s.name: {"wait_in_s": s.wait_input_s, "wait_buf_s": s.wait_alloc_s}
+                                for s in r.stages}
+            stages["backup_bottleneck"] = r.bottleneck
+        wall, cpu = _measure(ours_backup)
+        record("pipevault", "backup", wall, cpu, _du(home / "pools"))
+        out = workdir / "pv-out"
+        wall, cpu = _measure(lambda: run_restore(site, RestoreOptions([str(tree)], to=str(out))))
+        record("pipevault", "restore", wall, cpu)
+    finally:
+        site.close()
+    shutil.rmtree(workdir / "pv-out", ignore_errors=True)
+
+    # tar | zstd -1 -T0
+    tarball = workdir / "tree.tar.zst"
+    wall, cpu = _measure(lambda: _sh(f"tar -C {tree} -cf - . | zstd -q -1 -T0 -o {tarball}"))
+    record("tar|zstd", "backup", wall, cpu, tarball.stat().st_size)
+    tout = workdir / "tar-out"
+    tout.mkdir()
+    wall, cpu = _measure(lambda: _sh(f"zstd -q -d -c {tarball} | tar -C {tout} -xf -"))
+    record("tar|zstd", "restore", wall, cpu)
+    shutil.rmtree(tout)
+    tarball.unlink()
+
+    if shutil.which("restic"):
+        repo = workdir / "restic-repo"
+        renv = {"RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(repo), "RESTIC_CACHE_DIR": str(workdir / "rc")}
+        _sh("restic init", renv)
+        wall, cpu = _measure(lambda: _sh(f"restic backup -q {tree}", renv))
+        record("restic", "backup", wall, cpu, _du(repo))
+        rout = workdir / "restic-out"
+        wall, cpu = _measure(lambda: _sh(f"restic restore -q latest --target {rout}", renv))
+        record("restic", "restore", wall, cpu)
+        shutil.rmtree(repo)
+        shutil.rmtree(rout)
+    if shutil.which("borg"):
+        repo = workdir / "borg-repo"
+        benv = {"BORG_PASSPHRASE": "bench", "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+                "BORG_BASE_DIR": str(workdir / "borg-base")}
+        _sh(f"borg init -e repokey {repo}", benv)
+        wall, cpu = _measure(lambda: _sh(f"borg create --compression zstd,1 {repo}::a {tree}", benv))
+        record("borg", "backup", wall, cpu, _du(repo))
+        bout = workdir / "borg-out"
+        bout.mkdir()
+        wall, cpu = _measure(lambda: _sh(f"cd {bout} && borg extract {repo}::a", benv))
+        record("borg", "restore", wall, cpu)
+        shutil.rmtree(repo)
+        shutil.rmtree(bout)
+
+    notes: dict[str, Any] = {"data_mb": round(data / MB, 1), **figures}
+    for op in ("backup", "restore"):
+        if cases and op not in cases:
+            continue
+        extra = dict(notes)
+        if op == "backup":
+            extra["pipevault_stages"] = stages.get("backup")
+            extra["bottleneck"] = stages.get("backup_bottleneck")
+        yield BenchResult("backup", op, figures["pipevault"][f"{op}_mb_s"], figures["tar|zstd"][f"{op}_mb_s"],
+                          "tar -cf - | zstd -1 -T0", notes=extra)
