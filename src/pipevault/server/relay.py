@@ -38,6 +38,7 @@ class _Direction:
         self.moved = 0
         self.cond = threading.Condition()
         self.closed = False
+        self.cut = False
 
     def reader(self) -> None:
         clock, delay, window = self.relay.clock, self.relay.delay_s, self.relay.window
@@ -63,7 +64,7 @@ class _Direction:
                     self.cond.notify()
                 self.moved += len(data)
                 if self.cut_after is not None and self.moved >= self.cut_after:
-                    self.relay.reset(self.src, self.dst)
+                    self.cut = True  # the writer resets both sides once this much is through
                     break
         except OSError:
             pass  # the other side or a cut closed the socket
@@ -87,7 +88,10 @@ class _Direction:
                 with self.cond:
                     self.queue.popleft()
                 self.dst.sendall(data)
-            self.dst.shutdown(socket.SHUT_WR)
+            if self.cut:
+                self.relay.reset(self.src, self.dst)
+            else:
+                self.dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # reset by a cut, or the peer went away
 
@@ -129,6 +133,8 @@ class Relay:
         for s in socks:
             try:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # Wakes a thread blocked reading it, so the close below really happens (RST).
+                s.shutdown(socket.SHUT_RD)
                 s.close()
             except OSError:
                 pass
