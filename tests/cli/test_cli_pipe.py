@@ -81,8 +81,8 @@ def test_bad_configuration_names_its_source(data: Path) -> None:
 
 
 def test_demo_runs_and_verifies(tmp_path: Path) -> None:
-    out = pv("--json", "demo", "--size", "8M")
+    out = pv("--json", "demo", "--scale", "0.01")
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    assert summary["verified"] is True and summary["bytes"] == 8 << 20
-    assert summary["stored_bytes"] < summary["bytes"]
+    assert summary["verified"] is True and summary["entries_compared"] > 200
+    assert 0 < summary["stored_bytes"] < summary["bytes"]
