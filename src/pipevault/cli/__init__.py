@@ -17,6 +17,7 @@ import click
 from pipevault.cli import (  # noqa: F401  (registers commands)
     backup_cmd,
     bench_cmd,
+    catalog_cmd,
     demo_cmd,
     errors_cmd,
     pipe_cmd,
