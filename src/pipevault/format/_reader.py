@@ -30,7 +30,10 @@ from pipevault.format._events import (
 from pipevault.format._fields import ArchiveFooter, ArchiveHeader, Options, SessionFooter, SessionHeader
 from pipevault.format._records import (
     ALL,
+    CONTINUABLE,
+    FLAG_CONTINUES,
     RECORD_HEADER_LEN,
+    SKIPPABLE,
     TAG,
     TAG_LEN,
     ChunkFlags,
@@ -51,6 +54,9 @@ from pipevault.format.errors import (
 )
 
 Want = Callable[[int], bool]
+# Plain ints: compared once per record on the hot path.
+_DATA, _CONTINUATION, _RESUME = int(RecordType.DATA), int(RecordType.CONTINUATION), int(RecordType.RESUME)
+_CHUNK_HEADER, _CHUNK_FOOTER = int(RecordType.CHUNK_HEADER), int(RecordType.CHUNK_FOOTER)
 _RECENT = 256
 MAX_RECORD = 64 << 20  # a metadata record joined from continuations (names, xattrs) never needs more
 
@@ -167,10 +173,13 @@ class SessionReader:
         pos = 0
         first = True
         while pos < len(payload):
-            rh = read_record_header(payload, pos)
-            body = payload[pos + RECORD_HEADER_LEN:pos + RECORD_HEADER_LEN + rh.length]
-            pos += RECORD_HEADER_LEN + rh.length
-            if rh.type == RecordType.CONTINUATION:
+            rtype, flags, length = read_record_header(payload, pos)
+            start = pos + RECORD_HEADER_LEN
+            pos = start + length
+            body = payload[start:pos]
+            if rtype == _DATA and not flags and self._cont is None:
+                self._data(body)  # the common case first: one per chunk per superblock
+            elif rtype == _CONTINUATION:
                 if not first:
                     raise FormatError("a continuation record that does not open its superblock")
                 if self._cont is None:
@@ -178,34 +187,36 @@ class SessionReader:
                 self._cont[1].extend(body)
                 if len(self._cont[1]) > MAX_RECORD:
                     raise FormatError(f"a continued record grows past {MAX_RECORD} bytes")
-                if rh.continues:
+                if flags & FLAG_CONTINUES:
                     return
                 rtype, joined, started = self._cont
                 self._cont = None
                 self._record_seq = started
                 self._record(rtype, memoryview(joined), out)
                 self._record_seq = self.seq
-            elif rh.type == RecordType.RESUME:
+            elif rtype == _RESUME:
                 self._cont = None  # a restart abandons a record cut by the failure
-                self._record(rh.type, body, out)
+                self._record(rtype, body, out)
             elif self._cont is not None:
                 raise FormatError(f"record {self._cont[0]:#x} was to be continued but superblock "
                                   f"{self.seq} does not continue it")
-            elif rh.continues:
+            elif flags & FLAG_CONTINUES:
+                if rtype not in CONTINUABLE and rtype & SKIPPABLE == 0:
+                    raise FormatError(f"record type {rtype:#04x} may not be continued")
                 if pos != len(payload):
                     raise FormatError("a continued record that does not end its superblock")
-                self._cont = (rh.type, bytearray(body), self.seq)
-            elif rh.type in RecordType._value2member_map_:
-                self._record(rh.type, body, out)
+                self._cont = (rtype, bytearray(body), self.seq)
+            else:
+                self._record(rtype, body, out)
             first = False
 
     def _record(self, rtype: int, body: memoryview, out: list[Event]) -> None:
-        if rtype == RecordType.DATA:
-            self._data(body)
-        elif rtype == RecordType.CHUNK_HEADER:
+        if rtype == _CHUNK_HEADER:
             self._chunk_header(ChunkHeader.unpack(body), out)
-        elif rtype == RecordType.CHUNK_FOOTER:
+        elif rtype == _CHUNK_FOOTER:
             self._chunk_footer(ChunkFooter.unpack(body), out)
+        elif rtype == _DATA:
+            self._data(body)
         elif rtype == RecordType.ARCHIVE_HEADER:
             self._archive_header(ArchiveHeader.unpack(body), out)
         elif rtype == RecordType.ARCHIVE_FOOTER:
@@ -224,6 +235,7 @@ class SessionReader:
             out.append(SessionEnded(self.session_id, self.seq, footer))
         elif rtype == RecordType.RESUME:
             self._resume(Resume.unpack(body), out)
+        # Any other type has the skippable bit (read_record_header refused the rest): ignored.
 
     def _session_header(self, header: SessionHeader, out: list[Event]) -> None:
         if self.header is not None or self._record_seq != 0:

@@ -7,7 +7,6 @@ These are the per-chunk structures on the hot path, so they are fixed ``struct``
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import NamedTuple
 
@@ -115,8 +114,7 @@ CHUNK_HEADER_LEN = _CHUNK_HEADER.size  # 96
 _REF = struct.Struct("<II4x")
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkHeader:
+class ChunkHeader(NamedTuple):
     """How one chunk was transformed and where its bytes belong (docs/format.md §5.1).
 
     For a DUPLICATE chunk, ``ref`` names the earlier chunk (object index, chunk seq) whose
@@ -181,8 +179,7 @@ _CHUNK_FOOTER = struct.Struct("<III4x16s16s")
 CHUNK_FOOTER_LEN = _CHUNK_FOOTER.size  # 48
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkFooter:
+class ChunkFooter(NamedTuple):
     """Closes a chunk; carries the sealed content hash and GCM tag when encrypted (§5.3)."""
 
     object_index: int
@@ -209,8 +206,7 @@ TAG = struct.Struct("<IIQI4x")
 TAG_LEN = TAG.size  # 24
 
 
-@dataclass(frozen=True, slots=True)
-class Tag:
+class Tag(NamedTuple):
     """The tag header at the start of every DATA record (offset and block tagging, §5.2)."""
 
     object_index: int
@@ -230,8 +226,7 @@ _RESUME = struct.Struct("<QIIQq")
 RESUME_LEN = _RESUME.size  # 32
 
 
-@dataclass(frozen=True, slots=True)
-class Resume:
+class Resume(NamedTuple):
     """Marks where a restarted session continues (docs/format.md §9)."""
 
     after_seq: int

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass
 from enum import IntFlag
+from typing import NamedTuple
 
 import xxhash
 
@@ -97,9 +97,8 @@ def size_log2_of(size: int) -> int:
     return log2
 
 
-@dataclass(frozen=True, slots=True)
-class SuperblockHeader:
-    """The decoded 64-byte header of one superblock."""
+class SuperblockHeader(NamedTuple):
+    """The decoded 64-byte header of one superblock (a tuple: one is decoded per superblock read)."""
 
     session_id: uuid.UUID
     seq: int
