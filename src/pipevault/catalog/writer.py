@@ -180,7 +180,11 @@ class BatchWriter:
         self.written = 0
 
     def add(self, version: NewVersion) -> None:
-        """Queue one version; writes the batch when it is full."""
+        """Queue one version; writes the batch when it is full.
+
+        Backup versions of one object must come in the order they were stored: each one
+        deactivates the object's active version, as a newer backup does.
+        """
         stored = version.stored if version.stored is not None else self._catalog.clock.now()
         self._pending.append((version, stored))
         if len(self._pending) >= self._batch_size:
