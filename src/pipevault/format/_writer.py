@@ -109,6 +109,7 @@ class SessionWriter:
         self._obj_first_seq = self._chunk_seq = self._offset = self._obj_stored = self._obj_dups = 0
         self._object: ArchiveHeader | None = None
         self._closed = False
+        self.header: SessionHeader | None = None  # as written; None for a resumed session
         if resume is None:
             self.seq = 0
             self.objects = self.plain_bytes = self.stored_bytes = self.errors = self.duplicates = 0
