@@ -145,3 +145,16 @@ def test_codec_refusals() -> None:
         decompress(Compression.ZSTD, frame, 1 << 30)
     with pytest.raises(LimitError):
         ChunkEncoder(SID)(bytes(65 << 20), 0, 0, 0)
+
+
+def test_one_encoder_shared_by_threads_like_a_multi_instance_stage() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    keys = SessionKeys.derive(KEY, SID)
+    enc = ChunkEncoder(SID, keys=keys, selector=SamplingSelector(Compression.ZSTD, 3), dedup=True)
+    dec = ChunkDecoder(SID, keys)
+    inputs = [loglike(200_000, seed) for seed in range(16)]
+    with ThreadPoolExecutor(4) as pool:
+        chunks = list(pool.map(lambda i: enc(inputs[i], 0, i, i * 200_000), range(16)))
+        outputs = list(pool.map(lambda c: bytes(dec(c.header, c.stored, c.footer)), chunks))
+    assert outputs == inputs
+    assert len({c.header.nonce for c in chunks}) == 16
