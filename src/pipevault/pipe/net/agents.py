@@ -30,7 +30,7 @@ from pipevault.pipe.errors import PipeStopped
 from pipevault.pipe.net import wire
 from pipevault.pipe.net.checkpoint import Checkpoint
 from pipevault.pipe.net.errors import ConnectionLost, ProtocolError, RemoteFailed
-from pipevault.pipe.net.link import Connection, DataLink
+from pipevault.pipe.net.link import IO_TIMEOUT_S, Connection, DataLink
 
 
 def _check_stop(ctx: StageContext) -> None:
@@ -135,10 +135,15 @@ class NetSender:
 
 @dataclass
 class _Inbound:
-    """Receiving state of one connection."""
+    """Receiving state of one connection: a header being read, or a frame's payload."""
 
     conn: Connection
     header: bytearray
+    header_got: int = 0
+    buf: Buffer | None = None
+    seq: int = 0
+    length: int = 0
+    got: int = 0
     ended: bool = False
     frames_announced: int = -1
     frames_seen: int = 0
@@ -148,8 +153,10 @@ class _Inbound:
 class NetReceiver:
     """Pseudo-head: receives the stream from every connection of ``link`` in order.
 
-    ``checkpoint`` (if given) is the tail's durable counter; its advances go back to the
-    sender as ACK frames. Result: ``{"bytes": stream bytes, "frames": n}``.
+    Sockets are read without blocking: each readable connection gives what it has (a
+    header, or part of a payload straight into its pool buffer), so one slow connection
+    never holds up the others. ``checkpoint`` (if given) is the tail's durable counter;
+    its advances go back to the sender as ACK frames. Result: ``{"bytes", "frames"}``.
     """
 
     def __init__(self, link: DataLink, checkpoint: Checkpoint | None = None) -> None:
@@ -158,15 +165,16 @@ class NetReceiver:
         self._acked = -1
 
     def run(self, ctx: StageContext) -> dict[str, int]:
-        topo = ctx.pool.topology
         # Room to hold out-of-order frames: the quota, less one for the frame order waits for.
-        self._limit = max(0, topo.quota - 1)
+        self._limit = max(0, ctx.pool.topology.quota - 1)
+        self._ctx_send = ctx.send_buf
         self._held: dict[int, Buffer] = {}
         self._expected = 0
         self._bytes = 0
         sel = selectors.DefaultSelector()
         states = [_Inbound(c, bytearray(wire.HEADER_SIZE)) for c in self.link.connections]
         for st in states:
+            st.conn.sock.setblocking(False)
             sel.register(st.conn.sock, selectors.EVENT_READ, st)
         try:
             while not all(st.ended for st in states):
@@ -175,9 +183,8 @@ class NetReceiver:
                 for key, _ in sel.select(timeout=0.2):
                     st = key.data
                     if st.parked is None and not st.ended:
-                        self._read_one(ctx, sel, st)
+                        self._pump(ctx, sel, st)
                 self._unpark(ctx, sel, states)
-            self._unpark(ctx, sel, states)
             total = sum(st.frames_announced for st in states)
             if self._expected != total or self._held:
                 raise ProtocolError(f"stream ended with {self._expected} of {total} frames delivered "
@@ -186,6 +193,10 @@ class NetReceiver:
             return {"bytes": self._bytes, "frames": self._expected}
         finally:
             sel.close()
+            for st in states:
+                st.conn.sock.settimeout(IO_TIMEOUT_S)
+                if st.buf is not None:
+                    ctx.free_buf(st.buf)
             for buf in self._held.values():
                 ctx.free_buf(buf)
             self._held.clear()
@@ -197,12 +208,46 @@ class NetReceiver:
         frame = wire.header(wire.K_ACK, 0, self._acked)
         for conn in self.link.connections:
             with conn.send_lock:
-                wire.send_all(conn.sock, [frame])
+                conn.sock.settimeout(IO_TIMEOUT_S * 8)
+                try:
+                    wire.send_all(conn.sock, [frame])
+                finally:
+                    conn.sock.setblocking(False)
 
-    def _read_one(self, ctx: StageContext, sel: selectors.BaseSelector, st: _Inbound) -> None:
-        view = memoryview(st.header)
-        self._recv_exact(ctx, st.conn, view)
-        kind, length, seq = wire.parse_header(view)
+    def _recv(self, st: _Inbound, view: memoryview) -> int:
+        """Bytes read into ``view`` now (0 if none are waiting)."""
+        try:
+            k = st.conn.sock.recv_into(view, len(view))
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise ConnectionLost(f"connection {st.conn.index} from {self.link.peer} broke: {exc}") from exc
+        if k == 0:
+            raise ConnectionLost(f"{self.link.peer} closed connection {st.conn.index} mid-transfer "
+                                 f"({self._bytes} bytes received in order)")
+        return k
+
+    def _pump(self, ctx: StageContext, sel: selectors.BaseSelector, st: _Inbound) -> None:
+        """Read what ``st``'s socket holds, frame by frame, without blocking."""
+        while st.parked is None and not st.ended:
+            if st.buf is None:
+                k = self._recv(st, memoryview(st.header)[st.header_got:])
+                if not k:
+                    return
+                st.header_got += k
+                if st.header_got == wire.HEADER_SIZE:
+                    st.header_got = 0
+                    self._on_header(ctx, sel, st, *wire.parse_header(st.header))
+            else:
+                k = self._recv(st, st.buf.data[st.got: st.length])
+                if not k:
+                    return
+                st.got += k
+                if st.got == st.length:
+                    self._complete(st)
+
+    def _on_header(self, ctx: StageContext, sel: selectors.BaseSelector, st: _Inbound, kind: int,
+                   length: int, seq: int) -> None:
         if kind == wire.K_DATA:
             self._take(ctx, sel, st, length, seq)
         elif kind == wire.K_END:
@@ -212,8 +257,9 @@ class NetReceiver:
                 raise ProtocolError(f"connection {st.conn.index} announced {seq} frames but "
                                     f"carried {st.frames_seen}")
         elif kind == wire.K_ABORT:
+            st.conn.sock.settimeout(2.0)
             payload = bytearray(length)
-            self._recv_exact(ctx, st.conn, memoryview(payload))
+            wire.recv_into_exact(st.conn.sock, memoryview(payload))
             raise RemoteFailed.from_wire(f"{self.link.peer} stopped the pipe",
                                          wire.decode_json(kind, bytes(payload)))
         else:
@@ -222,26 +268,31 @@ class NetReceiver:
 
     def _take(self, ctx: StageContext, sel: selectors.BaseSelector, st: _Inbound, length: int,
               seq: int) -> None:
+        """Start receiving frame ``seq`` into a new buffer, or park the connection."""
         if seq < self._expected or seq in self._held:
             raise ProtocolError(f"frame {seq} arrived twice (connection {st.conn.index})")
         if seq != self._expected and len(self._held) >= self._limit:
             st.parked = (length, seq)
             sel.unregister(st.conn.sock)
             return
-        buf = ctx.alloc_buf()
-        try:
-            self._recv_exact(ctx, st.conn, buf.data[:length])
-        except BaseException:
-            ctx.free_buf(buf)
-            raise
-        buf.length = length
-        st.conn.count(length)
+        if length > ctx.pool.buffer_size:
+            raise ProtocolError(f"frame {seq} of {length} bytes exceeds the {ctx.pool.buffer_size}-byte "
+                                "buffers of this pipe")
+        st.buf, st.seq, st.length, st.got = ctx.alloc_buf(), seq, length, 0
+        if length == 0:
+            self._complete(st)
+
+    def _complete(self, st: _Inbound) -> None:
+        buf, st.buf = st.buf, None
+        assert buf is not None
+        buf.length = st.length
+        st.conn.count(st.length)
         st.frames_seen += 1
-        self._held[seq] = buf
+        self._held[st.seq] = buf
         while self._expected in self._held:
             out = self._held.pop(self._expected)
             self._bytes += out.length
-            ctx.send_buf(out)
+            self._ctx_send(out)
             self._expected += 1
 
     def _unpark(self, ctx: StageContext, sel: selectors.BaseSelector, states: list[_Inbound]) -> None:
@@ -256,19 +307,5 @@ class NetReceiver:
                     st.parked = None
                     sel.register(st.conn.sock, selectors.EVENT_READ, st)
                     self._take(ctx, sel, st, length, seq)
+                    self._pump(ctx, sel, st)
                     progressed = True
-
-    def _recv_exact(self, ctx: StageContext, conn: Connection, view: memoryview) -> None:
-        got, n = 0, len(view)
-        while got < n:
-            try:
-                k = conn.sock.recv_into(view[got:], n - got)
-            except TimeoutError:
-                _check_stop(ctx)
-                continue
-            except OSError as exc:
-                raise ConnectionLost(f"connection {conn.index} from {self.link.peer} broke: {exc}") from exc
-            if k == 0:
-                raise ConnectionLost(f"{self.link.peer} closed connection {conn.index} mid-transfer "
-                                     f"({self._bytes} bytes received in order)")
-            got += k

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,36 @@ class ControlClient:
         self.close()
 
 
+def _open_data_connections(server: str, creds: Credentials, transfer: str, n: int,
+                           window: int | None) -> list[socket.socket]:
+    """Connect, authenticate and attach ``n`` data connections, all at once (each costs
+    a few round trips, which on a long link would otherwise add up)."""
+    socks: list[socket.socket | None] = [None] * n
+    errors: list[BaseException] = []
+
+    def open_one(index: int) -> None:
+        try:
+            sock = connect(server, window=window)
+            socks[index] = sock
+            client_handshake(sock, creds.node, creds.secret, "data")
+            request(sock, "attach", transfer=transfer, index=index)
+            tune(sock, window)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(i,), name=f"pv-connect#{i}") for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    opened = [s for s in socks if s is not None]
+    if errors or len(opened) != n:
+        for s in opened:
+            s.close()
+        raise errors[0] if errors else NetError("a data connection did not open")
+    return opened
+
+
 class RemotePipe:
     """A pipe extended to a server (Extend_Pipe): the remote half runs there, ready for data.
 
@@ -199,18 +230,7 @@ class RemotePipe:
             reply = control.request("extend_pipe", pipe=name, direction=direction, module=module,
                                     params=dict(params or {}), connections=connections,
                                     resume=resume, buffer_size=buffer_size, max_buffers=max_buffers)
-        socks: list[socket.socket] = []
-        try:
-            for index in range(connections):
-                sock = connect(server, window=window)
-                socks.append(sock)
-                client_handshake(sock, creds.node, creds.secret, "data")
-                request(sock, "attach", transfer=reply["transfer"], index=index)
-                tune(sock, window)
-        except BaseException:
-            for s in socks:
-                s.close()
-            raise
+        socks = _open_data_connections(server, creds, str(reply["transfer"]), connections, window)
         return cls(server, direction, reply, DataLink(socks, server), buffer_size, max_buffers, name)
 
     def agent_stage(self, name: str = "net") -> StageSpec:

@@ -1,0 +1,165 @@
+"""``pipevault bench net``: the network agents against plain sockets, in the same run.
+
+Cases (one :class:`BenchResult` each):
+
+- ``loopback-Nconn`` (N = 1, 2, 4, 8): 4 GiB (1 GiB with --quick) from memory to memory
+  through the pipe (zeros source, N-connection pseudo-tail, the daemon's pseudo-head,
+  discard) over loopback, against one plain Python socket: ``sendall`` of a 1 MiB
+  memoryview into ``recv_into`` a 1 MiB bytearray, sender and receiver threads.
+- ``wan-Nconn`` (N = 2, 4, 8): across two network namespaces through a relay adding 50 ms
+  round-trip delay with a 256 KiB window per connection (and socket buffers clamped to
+  it), against the same pipe with one connection; the ratio is the gain from parallel
+  connections. Needs root and iproute2; skipped (no line) where namespaces cannot be made.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+from pipevault.clock import SYSTEM
+from pipevault.events import BenchResult
+from pipevault.pipe import Pipe, StageSpec
+from pipevault.pipe.net import Credentials, RemotePipe
+from pipevault.server.daemon import Daemon
+from pipevault.server.halves import Zeros
+from pipevault.server.netns import NetnsPair, netns_probe
+from pipevault.server.nodes import NodeRegistry
+
+MB = 1e6
+BUF = 1 << 20
+WAN_WINDOW = 256 << 10
+WAN_DELAY_MS = 25.0  # one way: 50 ms round trip
+WAN_BUFFER = 256 << 10  # smaller frames spread the stream evenly over slow connections
+
+
+def push_zeros(address: str, creds: Credentials, total: int, connections: int,
+               window: int | None = None, buffer_size: int = BUF) -> float:
+    """Seconds to push ``total`` bytes from a zeros head through the pipe to the server's
+    discard tail over ``connections`` connections."""
+    t0 = SYSTEM.monotonic()
+    remote = RemotePipe.extend(address, creds, direction="push", module="discard",
+                               connections=connections, buffer_size=buffer_size, max_buffers=64,
+                               window=window)
+    pipe = Pipe([StageSpec("zeros", partial(Zeros, total)), remote.agent_stage()],
+                buffer_size=buffer_size, max_buffers=64, name=remote.pipe_name)
+    remote.run(pipe)
+    return SYSTEM.monotonic() - t0
+
+
+def plain_socket(total: int) -> float:
+    """Seconds for one plain connection over loopback: sendall(memoryview) -> recv_into."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    got = [0]
+
+    def receive() -> None:
+        conn, _ = listener.accept()
+        buf = bytearray(BUF)
+        view = memoryview(buf)
+        with conn:
+            while got[0] < total:
+                n = conn.recv_into(view, BUF)
+                if not n:
+                    break
+                got[0] += n
+
+    t = threading.Thread(target=receive)
+    t.start()
+    t0 = SYSTEM.monotonic()
+    data = memoryview(bytearray(BUF))
+    with socket.create_connection(listener.getsockname()) as s:
+        left = total
+        while left > 0:
+            n = min(BUF, left)
+            s.sendall(data[:n])
+            left -= n
+        t.join()
+    listener.close()
+    return SYSTEM.monotonic() - t0
+
+
+def _loopback(quick: bool, workdir: Path, wanted: set[str] | None) -> Iterator[BenchResult]:
+    total = (1 if quick else 4) << 30
+    daemon = Daemon(workdir / "server", "127.0.0.1:0")
+    daemon.start()
+    try:
+        creds = Credentials("bench", daemon.nodes.add("bench"))
+        for n in (1, 2, 4, 8):
+            case = f"loopback-{n}conn"
+            if wanted is not None and case not in wanted:
+                continue
+            base_s = plain_socket(total)
+            ours_s = push_zeros(daemon.address, creds, total, n)
+            yield BenchResult("net", case, total / ours_s / MB, total / base_s / MB,
+                              "plain socket, 1 connection",
+                              notes={"bytes": total, "ours_s": round(ours_s, 3),
+                                     "baseline_s": round(base_s, 3)})
+    finally:
+        daemon.stop()
+
+
+def _wan(quick: bool, workdir: Path, wanted: set[str] | None) -> Iterator[BenchResult]:
+    cases = [n for n in (2, 4, 8) if wanted is None or f"wan-{n}conn" in wanted]
+    if not cases or netns_probe() is not None:
+        return
+    total = (32 if quick else 96) << 20
+    home = workdir / "wan-server"
+    secret = NodeRegistry(home / "nodes.json").add("bench")
+    with NetnsPair.create() as pair:
+        server = pair.popen_b([sys.executable, "-m", "pipevault", "--json", "serve", "--dir", str(home),
+                               "--listen", f"{pair.addr_b}:0", "--window", str(WAN_WINDOW)])
+        relay = None
+        try:
+            assert server.stdout is not None
+            address = json.loads(server.stdout.readline())["address"]
+            relay = pair.popen_b([sys.executable, "-m", "pipevault.server.relay", f"{pair.addr_b}:0",
+                                  address, "--delay-ms", str(WAN_DELAY_MS), "--window", str(WAN_WINDOW),
+                                  "--lifetime", "900"])
+            assert relay.stdout is not None
+            via = relay.stdout.readline().strip()
+
+            def seconds(n: int) -> float:
+                out = pair.run_a([sys.executable, "-m", "pipevault.server.bench", via, "bench",
+                                  secret.hex(), str(total), str(n), str(WAN_WINDOW)], timeout=600)
+                return float(json.loads(out.stdout)["seconds"])
+
+            one = seconds(1)
+            for n in cases:
+                s = seconds(n)
+                yield BenchResult("net", f"wan-{n}conn", total / s / MB, total / one / MB,
+                                  "pipe, 1 connection",
+                                  notes={"bytes": total, "rtt_ms": 2 * WAN_DELAY_MS, "window": WAN_WINDOW,
+                                         "buffer": WAN_BUFFER,
+                                         "ours_s": round(s, 3), "baseline_s": round(one, 3)})
+        finally:
+            for proc in (relay, server):
+                if proc is not None:
+                    proc.kill()
+                    proc.wait(10)
+                    if proc.stdout is not None:
+                        proc.stdout.close()
+
+
+def run(quick: bool, workdir: Path, cases: tuple[str, ...] | None = None) -> Iterator[BenchResult]:
+    """Every case of the suite (or those named in ``cases``)."""
+    wanted = set(cases) if cases else None
+    yield from _loopback(quick, workdir, wanted)
+    yield from _wan(quick, workdir, wanted)
+
+
+def _client_main(argv: list[str]) -> None:
+    """``python -m pipevault.server.bench ADDRESS NODE SECRET_HEX BYTES CONNECTIONS WINDOW``:
+    one timed push (run inside the client namespace); prints ``{"seconds": s}``."""
+    address, node, secret, total, n, window = argv
+    s = push_zeros(address, Credentials(node, bytes.fromhex(secret)), int(total), int(n), int(window),
+                   WAN_BUFFER)
+    print(json.dumps({"seconds": s}), flush=True)
+
+
+if __name__ == "__main__":
+    _client_main(sys.argv[1:])
