@@ -59,6 +59,7 @@ class TargetTree:
             raise DestinationError(f"cannot open the restore target {root}: {exc.strerror}") from exc
         self.root = root
         self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        self._created: set[tuple[str, ...]] = set()  # directories this run made: empty at birth
 
     def close(self) -> None:
         """Close every directory descriptor."""
@@ -87,6 +88,7 @@ class TargetTree:
                 raise
             try:
                 os.mkdir(name, 0o700, dir_fd=parent)
+                self._created.add(parts)
             except FileExistsError:
                 pass
             except OSError as exc:
@@ -118,14 +120,19 @@ class TargetTree:
     def create_file(self, parts: tuple[str, ...]) -> int:
         """Open a new regular file at ``parts`` for writing (replacing a non-directory)."""
         dfd = self.dir_fd(parts[:-1])
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+        if parts[:-1] in self._created:
+            flags |= os.O_EXCL  # our own new directory: nothing can be in the way
+        else:
+            try:
+                st = os.lstat(parts[-1], dir_fd=dfd)
+                if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                    self._clear(dfd, parts[-1])  # never write through a link of any kind
+            except FileNotFoundError:
+                pass
+            flags |= os.O_TRUNC
         try:
-            st = os.lstat(parts[-1], dir_fd=dfd)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-                self._clear(dfd, parts[-1])  # never write through a link of any kind
-        except FileNotFoundError:
-            pass
-        try:
-            return os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
+            return os.open(parts[-1], flags, 0o600, dir_fd=dfd)
         except OSError as exc:
             raise DestinationError(f"cannot create {'/'.join(parts)}: {exc.strerror}") from exc
 

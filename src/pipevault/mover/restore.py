@@ -45,6 +45,7 @@ from pipevault.format.errors import KeyRequiredError, WrongKeyError
 from pipevault.media.errors import BadBlock, EndOfData, MediaCorrupt, MediaIOError
 from pipevault.mover.backup import EXTENTS_KEY, unpack_extents
 from pipevault.mover.errors import (
+    DestinationError,
     KeyMissing,
     NothingMatched,
     RestoreIncomplete,
@@ -256,10 +257,12 @@ class ObjectWriter:
                 self._ended(ev)
             elif isinstance(ev, Damage):
                 self._damage(ev)
-        except UnsafePath as exc:
+        except (UnsafePath, DestinationError) as exc:
             key = _key_of(ev)
             if key is not None and key in self.wanted:
                 self._fail(key, exc.message)
+            elif isinstance(exc, DestinationError):
+                raise
 
     def _started(self, ev: ObjectStarted) -> None:
         key = (ev.session_id, ev.header.object_index)
@@ -314,8 +317,11 @@ class ObjectWriter:
         o.chunks[h.chunk_seq] = (file_off, len(view))
         if o.fd >= 0:
             done = 0
-            while done < len(view):
-                done += os.pwrite(o.fd, view[done:], file_off + done)
+            try:
+                while done < len(view):
+                    done += os.pwrite(o.fd, view[done:], file_off + done)
+            except OSError as exc:
+                raise DestinationError(f"cannot write {'/'.join(o.parts)}: {exc.strerror}") from exc
         o.written += len(view)
 
     def _duplicate(self, o: _Open, h: Any) -> bytes:
@@ -402,7 +408,8 @@ class ObjectWriter:
         assert self.target is not None
         if o.kind == ObjectType.FILE:
             fd = o.fd
-            os.ftruncate(fd, h.size)  # restores trailing holes; data extents are already written
+            if o.written != h.size:
+                os.ftruncate(fd, h.size)  # restores trailing holes; data extents are already written
             for name, value in h.xattrs:
                 try:
                     os.setxattr(fd, name, value)
@@ -443,7 +450,12 @@ class ObjectWriter:
             os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
 
 
+_EUID, _EGID = os.geteuid(), os.getegid()
+
+
 def _owner(fd: int, h: Any) -> None:
+    if h.uid == _EUID and h.gid == _EGID:
+        return  # a new file already belongs to us
     try:
         os.fchown(fd, h.uid, h.gid)
     except PermissionError:
