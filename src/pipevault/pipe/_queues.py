@@ -217,7 +217,7 @@ class SharedQueues(_Waiter):
     def put_in_order(self, q: int, idx: int, seq: int) -> None:
         n, ctl, base = self.n, self.ctl, self.base[q]
         held = base + QUEUE_HEADER + n
-        released = tokens = 0
+        released = skipped = 0
         lock = self.locks[q]
         assert lock is not None, "a reordering queue has several producers"
         self._wait(lock, -1)
@@ -225,27 +225,33 @@ class SharedQueues(_Waiter):
             if seq != ctl[base + Q_NEXTOUT]:
                 ctl[held + seq % n] = idx + 1 if idx >= 0 else -1
             else:
-                if idx >= 0:
-                    self._push(q, idx)
-                    released += 1
-                nxt = seq + 1
-                tokens += 1
-                while (h := ctl[held + nxt % n]) != 0:
-                    ctl[held + nxt % n] = 0
+                h, nxt = idx + 1 if idx >= 0 else -1, seq
+                while h != 0:
                     if h > 0:
                         self._push(q, h - 1)
                         released += 1
+                    else:
+                        skipped += 1
+                    ctl[held + nxt % n] = 0
                     nxt += 1
-                    tokens += 1
+                    h = ctl[held + nxt % n]
                 ctl[base + Q_NEXTOUT] = nxt
         finally:
             lock.release()
         for _ in range(released):
             self.items[q].release()
-        window = self.windows[q - 1]
-        assert window is not None, "a reordering queue always follows a sequencing one"
-        for _ in range(tokens):
-            window.release()
+        self._return_places(q, released, skipped)
+
+    def _return_places(self, q: int, released: int, skipped: int) -> None:
+        """Give window places back: for dropped items always, for released ones where they
+        leave their run of parallel stages."""
+        topo = self.pool.topology
+        places = skipped + (released if topo.closes_window(q) else 0)
+        if places:
+            window = self.windows[topo.window_of(q)]
+            assert window is not None, "a run of parallel stages always opens with a window"
+            for _ in range(places):
+                window.release()
 
     def take(self, q: int, counter: int) -> int:
         self._wait(self.items[q], counter)
@@ -393,7 +399,7 @@ class LocalQueues(_Waiter):
             self.queues[q].put(idx)
 
     def put_in_order(self, q: int, idx: int, seq: int) -> None:
-        tokens = 0
+        released = skipped = 0
         held = self.held[q]
         with self.locks[q]:
             if seq != self.next_out[q]:
@@ -407,14 +413,19 @@ class LocalQueues(_Waiter):
                             self.ctl[self.d_seq + item] = self.next_stamp[q]
                             self.next_stamp[q] += 1
                         self.queues[q].put(item)
+                        released += 1
+                    else:
+                        skipped += 1
                     nxt += 1
-                    tokens += 1
                     item = held.pop(nxt, None)
                 self.next_out[q] = nxt
-        window = self.windows[q - 1]
-        assert window is not None
-        for _ in range(tokens):
-            window.release()
+        topo = self.pool.topology
+        places = skipped + (released if topo.closes_window(q) else 0)
+        if places:
+            window = self.windows[topo.window_of(q)]
+            assert window is not None
+            for _ in range(places):
+                window.release()
 
     def producer_done(self, q: int) -> None:
         with self.locks[q]:

@@ -102,22 +102,42 @@ class Topology:
         return queue >= 1 and self.stages[queue].instances > 1
 
     def windowed(self, queue: int) -> bool:
-        """Whether producers of ``queue`` must take a reorder-window place before sending:
-        a sequencing queue whose stage has a resequencer after it."""
-        return self.stamps(queue) and queue < self.n_stages - 1
+        """Whether producers of ``queue`` take a place in a reorder window before sending.
+
+        A window covers a whole run of consecutive parallel stages: it opens at the queue
+        into the first of them and closes where the run's last resequencer lets items out.
+        Inside the run no further place is taken, so an item that is next in order never
+        waits for a place that out-of-order items hold (which would deadlock).
+        """
+        return self.stamps(queue) and queue < self.n_stages - 1 and not self.reorders(queue)
 
     def reorders(self, queue: int) -> bool:
         """Whether queue ``queue`` restores the order of a parallel stage's outputs."""
-        return queue >= 2 and self.windowed(queue - 1)
+        return queue >= 2 and self.stamps(queue - 1) and queue - 1 < self.n_stages - 1
+
+    def closes_window(self, queue: int) -> bool:
+        """Whether items leaving ``queue``'s resequencer leave their run of parallel stages."""
+        return self.reorders(queue) and not (self.stamps(queue) and queue < self.n_stages - 1)
+
+    def window_of(self, queue: int) -> int:
+        """The queue that opened the run of parallel stages a reordering ``queue`` belongs to."""
+        start = queue - 1
+        while self.reorders(start):
+            start -= 1
+        return start
 
     def window(self, queue: int) -> int:
-        """How many items may be between a sequencing queue and the resequencer after it.
+        """How many items may be inside the run of parallel stages opened at ``queue``.
 
         Bounded below the allocator quota so that out-of-order outputs waiting in the
-        resequencer can never use up the quota the head-of-line item needs (the deadlock
+        resequencers can never use up the quota the head-of-line item needs (the deadlock
         measured in research/pipebench.md section 6).
         """
-        return max(1, self.quota - self.stages[queue].instances)
+        widest, q = self.stages[queue].instances, queue + 1
+        while q < self.n_stages and self.reorders(q) and self.stamps(q):
+            widest = max(widest, self.stages[q].instances)
+            q += 1
+        return max(1, self.quota - widest)
 
     def to_json(self) -> bytes:
         """The topology serialised for the shared control area."""
