@@ -11,7 +11,7 @@ from pipevault.format._events import ChunkRead, Damage, ObjectEnded, ObjectStart
 from pipevault.format._fields import ArchiveHeader
 from pipevault.format._reader import SessionReader
 from pipevault.format._superblock import Required, peek_header, verify
-from pipevault.format.errors import FormatError, WriterStateError
+from pipevault.format.errors import FormatError, NothingToResumeError
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def resume_point(blocks: Iterable[Buffer], session_id: uuid.UUID,
     Raises:
         FormatError: the session's superblocks are damaged or incomplete before that point,
             so the place to continue is not known for certain.
-        WriterStateError: the session is already complete, or none of it was found.
+        NothingToResumeError: the session is already complete, or none of it was found.
     """
     reader = SessionReader(session_id, decode=False)
     size = 0
@@ -89,9 +89,9 @@ def resume_point(blocks: Iterable[Buffer], session_id: uuid.UUID,
                 objects += 1
                 errors += event.footer.status != 0
     if reader.header is None or reader.expected is None:
-        raise WriterStateError(f"session {session_id} has no readable start on these media")
+        raise NothingToResumeError(f"session {session_id} has no readable start on these media")
     if reader.footer is not None:
-        raise WriterStateError(f"session {session_id} is complete; there is nothing to resume")
+        raise NothingToResumeError(f"session {session_id} is complete; there is nothing to resume")
     obj = reader.obj
     return ResumePoint(
         session_id=session_id, size=size, key_check=reader.header.key_check, required=required,

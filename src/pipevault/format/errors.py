@@ -90,3 +90,12 @@ class LimitError(PipevaultError):
     code = "format.limit"
     exit_code = 29
     hint = "Use a value within the limits named in the message (see docs/format.md)."
+
+
+class NothingToResumeError(WriterStateError):
+    """A session cannot be resumed from these media: it is complete, or its start is not there."""
+
+    code = "format.nothing_to_resume"
+    exit_code = 28
+    hint = ("Check that the volumes given hold the session from its first superblock; a complete "
+            "session needs no restart.")
