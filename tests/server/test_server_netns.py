@@ -135,7 +135,7 @@ def test_dropped_connection_resumes_across_namespaces(server: Server, tmp_path: 
         relay.stdout.close()
     assert code in (61, 64), out
     record = Checkpoint.load(server.home / "nodes/n1/big.bin.ckpt")
-    assert record is not None and 0 < record["durable"] < size
+    assert record is not None and 0 < record["durable"] < size, (out, server.log.read_text())
     code, out = server.client("push", server.address, "n1", server.secret.hex(), str(src), "big.bin",
                               "--resume", "--connections", "4")
     assert code == 0, out

@@ -23,17 +23,20 @@ from typing import Any
 
 from pipevault.clock import SYSTEM, Clock
 from pipevault.errors import InternalError, PipevaultError
+from pipevault.pipe.errors import ModuleDied
 from pipevault.pipe.net import wire
 from pipevault.pipe.net.auth import server_handshake
 from pipevault.pipe.net.client import parse_address
 from pipevault.pipe.net.errors import AuthRefused, NetError
 from pipevault.pipe.net.link import tune
 from pipevault.server.errors import AccessDenied, ServerConfigError
+from pipevault.server.local import rebuild_error
 from pipevault.server.monitor import LOCAL, Monitor
 from pipevault.server.nodes import NodeRegistry
 
 log = logging.getLogger("pipevault.server")
 HANDSHAKE_TIMEOUT_S = 10.0
+IDENT_POLL_S = 0.5
 IDLE_TIMEOUT_S = 600.0  # a control connection with no request for this long is closed
 
 
@@ -138,13 +141,15 @@ class Daemon:
             _, req = wire.expect_json(sock, wire.K_REQUEST)
             if req.get("op") != "attach":
                 raise AccessDenied("a data connection must attach to a pipe first")
+            def accept() -> None:
+                tune(sock, self.window)
+                wire.send_json(sock, wire.K_REPLY, {"index": req["index"]})
+
             try:
-                session = self.monitor.attach(node, req, sock)
+                self.monitor.attach(node, req, sock, accept)
             except PipevaultError as exc:
                 wire.send_json(sock, wire.K_ERROR, exc.to_dict())
                 return False
-            tune(sock, self.window)
-            wire.send_json(sock, wire.K_REPLY, {"pipe": session.name, "index": req["index"]})
             return True  # the session owns the socket now
         self._requests(sock, node, peer)
         return False
@@ -160,6 +165,30 @@ class Daemon:
         self._requests(sock, LOCAL, f"local pid {pid}")
         return False
 
+    def _ident(self, sock: socket.socket, req: dict[str, Any]) -> None:
+        """SEND_IDENT: this connection becomes the unbound module's control socket."""
+        pipe, index, slot = self.monitor.send_ident(req)
+        wire.send_json(sock, wire.K_REPLY, {"pipe": pipe.name, "local_name": pipe.name, "stage": index,
+                                            "instance": slot.instance})
+        slot.attached.set()
+        sock.settimeout(IDENT_POLL_S)
+        while not slot.reported.is_set():
+            try:
+                _, report = wire.expect_json(sock, wire.K_REQUEST)
+            except NetError as exc:
+                if isinstance(exc.__cause__, TimeoutError):
+                    continue
+                slot.report(error=ModuleDied(f"unbound module {slot.stage}#{slot.instance} (pid "
+                                             f"{slot.claimed_by}) went away: {exc.message}"))
+                return
+            if report.get("op") == "done":
+                slot.report(result=report.get("result"))
+            elif report.get("op") == "failed":
+                slot.report(error=rebuild_error(report.get("error")))
+            else:
+                continue
+            wire.send_json(sock, wire.K_REPLY, {"ok": True})
+
     def _requests(self, sock: socket.socket, node: str, peer: str) -> None:
         sock.settimeout(IDLE_TIMEOUT_S)
         while not self._stop.is_set():
@@ -168,6 +197,9 @@ class Daemon:
             except NetError:
                 return  # the client closed its control connection
             try:
+                if req.get("op") == "send_ident" and node == LOCAL:
+                    self._ident(sock, req)
+                    return
                 reply = self.monitor.handle(node, peer, req)
             except PipevaultError as exc:
                 wire.send_json(sock, wire.K_ERROR, exc.to_dict())

@@ -6,7 +6,9 @@ object or raises a :class:`PipevaultError` that goes back as an ERROR frame.
 
 Operations (docs/protocol.md has every field): ``extend_pipe`` (Extend_Pipe: build this
 machine's half and wait for its data connections), ``stop_pipe`` (STOP_PIPE), ``status``
-and ``ping``; data connections send ``attach``. A node sees and stops only its own pipes;
+and ``ping``; data connections send ``attach``. On the local socket only:
+``initiate_pipe`` (Initiate_Pipe, possibly with unbound stages) and ``send_ident``
+(SEND_IDENT, handled with the connection by the daemon). A node sees and stops only its own pipes;
 the local socket sees every pipe, including pipes of this machine the daemon does not own.
 """
 
@@ -16,6 +18,7 @@ import logging
 import re
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from pipevault.pipe.errors import PipeNotFound
 from pipevault.pipe.net.errors import ProtocolError
 from pipevault.server import halves
 from pipevault.server.errors import AccessDenied, NoSuchPipe, ServerError
+from pipevault.server.local import IDENT_TIMEOUT_S, LocalPipe, UnboundSlot
 from pipevault.server.session import ATTACH_TIMEOUT_S, Session
 
 log = logging.getLogger("pipevault.server")
@@ -46,6 +50,7 @@ class Monitor:
         self.attach_timeout = attach_timeout
         self._sessions: dict[str, Session] = {}
         self._by_transfer: dict[str, Session] = {}
+        self._local: dict[str, LocalPipe] = {}
         self._lock = threading.Lock()
 
     def node_root(self, node: str) -> Path:
@@ -64,6 +69,8 @@ class Monitor:
             return self._stop(node, str(req.get("pipe", "")))
         if op == "status":
             return {"pipes": self.status(None if node == LOCAL else node)}
+        if op == "initiate_pipe":
+            return self._initiate(node, req)
         raise ProtocolError(f"unknown control operation {op!r}")
 
     def _extend(self, node: str, peer: str, req: dict[str, Any]) -> dict[str, Any]:
@@ -102,8 +109,10 @@ class Monitor:
                  f", resuming at {half.resume_from}" if half.resume_from else "")
         return {"pipe": name, "transfer": session.transfer, "resume_from": half.resume_from}
 
-    def attach(self, node: str, req: dict[str, Any], sock: socket.socket) -> Session:
-        """A data connection's ``attach``: hand ``sock`` to its session.
+    def attach(self, node: str, req: dict[str, Any], sock: socket.socket,
+               accept: Callable[[], None]) -> Session:
+        """A data connection's ``attach``: hand ``sock`` to its session (``accept`` answers
+        the client first).
 
         Raises:
             NoSuchPipe: unknown transfer token, or the slot is invalid or taken.
@@ -117,11 +126,49 @@ class Monitor:
             log.warning("node %s tried to attach to pipe %s of node %s", node, session.name, session.node)
             raise AccessDenied(f"pipe {session.name} is not node {node}'s")
         index = req.get("index")
-        if not isinstance(index, int) or not session.attach(index, sock):
+        if not isinstance(index, int) or not session.attach(index, sock, accept):
             raise NoSuchPipe(f"pipe {session.name} takes no data connection {index!r}")
         return session
 
+    def _initiate(self, node: str, req: dict[str, Any]) -> dict[str, Any]:
+        if node != LOCAL:
+            raise AccessDenied("Initiate_Pipe is taken on the local socket only")
+        stages = req.get("stages")
+        if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
+            raise ServerError("Initiate_Pipe needs a list of stage objects")
+        try:
+            pipe = LocalPipe(stages, int(req.get("buffer_size", 1 << 20)), int(req.get("max_buffers", 64)),
+                             float(req.get("ident_timeout", IDENT_TIMEOUT_S)))
+        except (TypeError, ValueError) as exc:
+            raise ServerError(f"bad Initiate_Pipe: {exc}") from exc
+        with self._lock:
+            self._local[pipe.name] = pipe
+        pipe.start()
+        log.info("initiated local pipe %s: %s", pipe.name, " -> ".join(str(s.get("name")) for s in stages))
+        return {"pipe": pipe.name, "unbound": [f"{s}#{k}" for s, k in pipe.slots]}
+
+    def send_ident(self, req: dict[str, Any]) -> tuple[LocalPipe, int, UnboundSlot]:
+        """SEND_IDENT of an unbound module: claim its slot in a local pipe.
+
+        Raises:
+            NoSuchPipe: no such pipe, or the slot is unknown or taken.
+        """
+        with self._lock:
+            pipe = self._local.get(str(req.get("pipe", "")))
+        if pipe is None:
+            raise NoSuchPipe(f"no local pipe {req.get('pipe')!r} on this machine")
+        index, slot = pipe.claim(str(req.get("stage", "")), int(req.get("instance", 0)),
+                                 int(req.get("pid", 0)))
+        log.info("pid %s attached to pipe %s as unbound %s#%d", req.get("pid"), pipe.name, slot.stage,
+                 slot.instance)
+        return pipe, index, slot
+
     def _stop(self, node: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            local = self._local.get(name)
+        if local is not None and node == LOCAL:
+            local.pipe.stop()
+            return {"pipe": name, "stopping": True}
         with self._lock:
             session = self._sessions.get(name)
         if session is None:
@@ -139,7 +186,10 @@ class Monitor:
             sessions = [s for s in self._sessions.values() if node is None or s.node == node]
         out = [s.status() for s in sessions]
         if node is None:
-            owned = {s.name for s in sessions}
+            with self._lock:
+                local = list(self._local.values())
+            out.extend(p.status() for p in local)
+            owned = {s.local_name or s.name for s in sessions} | {p.name for p in local}
             out.extend(local_pipes(exclude=owned))
         return out
 
@@ -147,11 +197,14 @@ class Monitor:
         """Stop every running session and wait (briefly) for their threads."""
         with self._lock:
             sessions = list(self._sessions.values())
+            local = list(self._local.values())
         for s in sessions:
             s.stop()
-        for s in sessions:
-            if s.thread.is_alive():
-                s.thread.join(5)
+        for p in local:
+            p.pipe.stop()
+        for t in [s.thread for s in sessions] + [p.thread for p in local]:
+            if t.is_alive():
+                t.join(5)
 
     def _prune(self) -> None:
         now = self.clock.monotonic()
@@ -160,6 +213,9 @@ class Monitor:
                 if s.ended is not None and now - s.ended > LINGER_S:
                     del self._sessions[name]
                     self._by_transfer.pop(s.transfer, None)
+            for name, p in list(self._local.items()):
+                if p.ended is not None and now - p.ended > LINGER_S:
+                    del self._local[name]
 
 
 def local_pipes(exclude: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:

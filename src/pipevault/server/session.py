@@ -14,6 +14,7 @@ import logging
 import secrets
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 from typing import Any
@@ -66,11 +67,16 @@ class Session:
         """Start the session's thread (it waits for the connections, then runs the pipe)."""
         self.thread.start()
 
-    def attach(self, index: int, sock: socket.socket) -> bool:
-        """Hand over data connection ``index``; False if the slot is invalid or taken."""
+    def attach(self, index: int, sock: socket.socket, accept: Callable[[], None]) -> bool:
+        """Hand over data connection ``index``; False if the slot is invalid or taken.
+
+        ``accept`` (which answers the client) runs before the socket is handed over, so the
+        pipe never starts on a connection whose answer is still being written.
+        """
         with self._lock:
             if self.state != "waiting" or not 0 <= index < self.n_connections or index in self._socks:
                 return False
+            accept()
             self._socks[index] = sock
             if len(self._socks) == self.n_connections:
                 self._all_attached.set()
