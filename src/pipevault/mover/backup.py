@@ -114,8 +114,10 @@ class BackupResult:
 class SourceReader:
     """First stage: each entry of the plan as BEGIN, its data chunks, END. Result: warnings."""
 
-    def __init__(self, entries: list[Entry], class_name: str, reporter: Reporter | None, job: str) -> None:
+    def __init__(self, entries: list[Entry], class_name: str, reporter: Reporter | None, job: str,
+                 stored_ns: int = 0) -> None:
         self.entries, self.class_name, self.reporter, self.job = entries, class_name, reporter, job
+        self.stored_ns = stored_ns
 
     def run(self, ctx: StageContext) -> list[tuple[str, str]]:
         warnings: list[tuple[str, str]] = []
@@ -155,12 +157,13 @@ class SourceReader:
         extents = data_extents(fd, st.st_size, st) if fd >= 0 else []
         sparse = fd >= 0 and extents != ([(0, st.st_size)] if st.st_size else [])
         header = ArchiveHeader(
-            name=os.fsencode(e.rel), type=e.kind, size=st.st_size if e.kind == ObjectType.FILE else 0,
+            name=os.fsencode("/" + e.rel), type=e.kind, size=st.st_size if e.kind == ObjectType.FILE else 0,
             mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, owner=user_name(st.st_uid),
             group=group_name(st.st_gid), mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
             atime_ns=st.st_atime_ns, xattrs=e.xattrs, mgmt_class=self.class_name,
-            link_target=e.link_target if e.kind == ObjectType.SYMLINK else os.fsencode(e.hardlink_of or ""),
-            filespace=to_text(e.filespace))
+            link_target=(e.link_target if e.kind == ObjectType.SYMLINK
+                         else os.fsencode("/" + e.hardlink_of) if e.hardlink_of else b""),
+            filespace=to_text(e.filespace), stored_ns=self.stored_ns)
         begin = {"header": header, "extents": extents if sparse else None, "fs": header.filespace, "hl": e.hl,
                  "ll": e.ll, "attributes": entry_attributes(e)}
         if not sparse and st.st_size <= SMALL_FILE and self._small(ctx, e, index, fd, begin, warnings):
@@ -355,6 +358,7 @@ class StoreStage:
         h: ArchiveHeader = begun["header"]
         self.store.end(end["status"], {
             "filespace": begun["fs"], "hl": begun["hl"], "ll": begun["ll"], "size": h.size,
+            "stored": h.stored_ns / 1e9 if h.stored_ns else None,
             "obj_type": h.type, "class_name": self.class_name, "digest": end["digest"],
             "archive": self.archive, "description": self.description, "expires": self.expires,
             "attributes": {**begun["attributes"], "stream": end["stream"], "status": int(end["status"])}})
@@ -418,7 +422,7 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
             selector=SamplingSelector() if mc.compress else fixed(Compression.NONE), clock=site.clock)
         store = SessionStore(site, writer, mc.destination_pool, cat_session, archive=opts.archive)
         stages = [
-            StageSpec("read", functools.partial(SourceReader, plan.send, mc.name, reporter, kind)),
+            StageSpec("read", functools.partial(SourceReader, plan.send, mc.name, reporter, kind, int(now * 1e9))),
             StageSpec("encode", functools.partial(ChunkEncode, sid, key, mc.compress, mc.dedup),
                       instances=max(1, opts.instances), allocates=True),
             StageSpec("store", functools.partial(StoreStage, store, opts.archive, opts.description,

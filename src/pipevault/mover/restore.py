@@ -27,7 +27,9 @@ import xxhash
 from pipevault.catalog import locations as location_rows
 from pipevault.catalog import nodes as node_rows
 from pipevault.catalog import objects as object_rows
+from pipevault.catalog import sessions as session_rows
 from pipevault.catalog.objects import VersionInfo
+from pipevault.catalog.rebuild import split_name
 from pipevault.errors import PipevaultError
 from pipevault.events import ItemWarning, Reporter
 from pipevault.format import (
@@ -59,6 +61,7 @@ from pipevault.mover.walk import from_text, to_text
 from pipevault.pipe import Pipe, StageContext, StageSpec
 
 BLOCK_BUFFER = 256 << 10
+Key = tuple[uuid.UUID, str, str, str]  # media session, file space, high-level name, low-level name
 
 
 @dataclass
@@ -136,36 +139,60 @@ def select_versions(site: Site, opts: RestoreOptions) -> list[VersionInfo]:
 
 
 class BlockReader:
-    """First stage: the planned superblocks, volume by volume, in position order."""
+    """First stage: superblocks in position order, skipping what no wanted object needs.
 
-    def __init__(self, site: Site, ranges: list[tuple[str, int, int]]) -> None:
-        self.site, self.ranges = site, ranges
+    For each volume it starts at the first block of the first wanted object there and reads
+    on while any object that started at or before the position is unfinished; once all are
+    (the tail marks them in ``done``), it jumps to the next wanted object's first block. The
+    tail's view lags by the blocks in flight, so a few blocks past an object may be read.
+    """
+
+    def __init__(self, site: Site, starts: list[tuple[str, list[tuple[int, Key]]]], done: set[Key]) -> None:
+        self.site, self.starts, self.done = site, starts, done
 
     def run(self, ctx: StageContext) -> tuple[int, list[str]]:
         """Returns the blocks read and what could not be read. An unreadable block is left
         out: the scanner then reports exactly which objects lost bytes."""
         blocks = 0
         problems: list[str] = []
-        for name, first, last in self.ranges:
+        for name, starts in self.starts:
             try:
                 volume = self.site.open_volume(name)
             except PipevaultError as exc:
                 problems.append(f"volume {name}: {exc.message}")
                 continue
             try:
-                for addr in range(first, last + 1):
-                    try:
-                        data = volume.read(addr)
-                    except (MediaCorrupt, MediaIOError, EndOfData, BadBlock) as exc:
-                        problems.append(f"volume {name} block {addr}: {exc.message}")
-                        continue
-                    buf = ctx.alloc_buf()
-                    buf.set(data)
-                    ctx.send_buf(buf)
-                    blocks += 1
+                blocks += self._volume(ctx, volume, starts, problems)
             finally:
                 volume.close()
         return blocks, problems
+
+    def _volume(self, ctx: StageContext, volume: Any, starts: list[tuple[int, Key]], problems: list[str]) -> int:
+        blocks, j, addr = 0, 0, starts[0][0]
+        active: list[Key] = []
+        while True:
+            while j < len(starts) and starts[j][0] <= addr:
+                active.append(starts[j][1])
+                j += 1
+            active = [k for k in active if k not in self.done]
+            if not active:
+                if j == len(starts):
+                    return blocks
+                addr = max(addr, starts[j][0])
+                continue
+            try:
+                data = volume.read(addr)
+            except EndOfData:
+                return blocks
+            except (MediaCorrupt, MediaIOError, BadBlock) as exc:
+                problems.append(f"volume {volume.name} block {addr}: {exc.message}")
+                addr += 1
+                continue
+            buf = ctx.alloc_buf()
+            buf.set(data)
+            ctx.send_buf(buf)
+            blocks += 1
+            addr += 1
 
 
 class RestoreSink:
@@ -183,6 +210,7 @@ class RestoreSink:
 
 @dataclass
 class _Open:
+    key: Key
     version: VersionInfo
     parts: tuple[str, ...]
     kind: int
@@ -195,21 +223,29 @@ class _Open:
 
 
 class ObjectWriter:
-    """Turns scanner events into restored objects. Used by one thread."""
+    """Turns scanner events into restored objects. Used by one thread (the pipe's tail).
 
-    def __init__(self, site: Site, wanted: dict[tuple[uuid.UUID, int], VersionInfo], key: bytes | None,
-                 target: TargetTree | None, base: dict[str, tuple[str, ...]], reporter: Reporter | None,
-                 redirect: dict[tuple[uuid.UUID, int], VersionInfo] | None = None) -> None:
+    Objects are recognised by session and name (``/`` + path in the file space, as the
+    catalog names them), or, when the catalog recorded it, by their index in the session,
+    which also lets the scanner skip decoding everything else.
+    """
+
+    def __init__(self, wanted: dict[Key, VersionInfo], by_index: dict[tuple[uuid.UUID, int], Key],
+                 key: bytes | None, target: TargetTree | None, base: dict[str, tuple[str, ...]],
+                 reporter: Reporter | None, redirect: dict[Key, VersionInfo] | None = None) -> None:
         self.wanted = wanted
+        self.by_index = dict(by_index)
         self.redirect = redirect or {}
-        self.scanner = Scanner(key=key, sessions={sid for sid, _ in wanted},
-                               want=lambda sid, idx: (sid, idx) in wanted)
+        precise = len(by_index) == len(wanted)
+        self.scanner = Scanner(key=key, sessions={k[0] for k in wanted},
+                               want=(lambda sid, idx: (sid, idx) in self.by_index) if precise else None)
         self.target = target
         self.base = base  # file space -> parts under the target root
         self.reporter = reporter
         self.open: dict[tuple[uuid.UUID, int], _Open] = {}
-        self.done: set[tuple[uuid.UUID, int]] = set()
-        self.failed: dict[tuple[uuid.UUID, int], str] = {}
+        self.done: set[Key] = set()  # restored or given up: shared with the reader
+        self.restored: set[Key] = set()
+        self.failed: dict[Key, str] = {}
         self.restored_paths: dict[tuple[str, bytes], tuple[str, ...]] = {}  # (file space, name) -> parts
         self.dirs: list[tuple[tuple[str, ...], Any]] = []
         self.bytes = 0
@@ -229,12 +265,11 @@ class ObjectWriter:
     def finish(self) -> None:
         for ev in self.scanner.finish():
             self._event(ev)
-        for key in list(self.open):
-            self._fail(key, "the object's end is missing on the media")
-        for key, v in self.wanted.items():
-            if key not in self.done and key not in self.failed:
-                self.failed[key] = "not found on the media"
-                self._warn(v, "not found on the media")
+        for o in list(self.open.values()):
+            self._fail(o.key, "the object's end is missing on the media")
+        for key in self.wanted:
+            if key not in self.done:
+                self._fail(key, "not found on the media")
         if self.target is not None:
             self._finish_dirs()
 
@@ -258,25 +293,33 @@ class ObjectWriter:
             elif isinstance(ev, Damage):
                 self._damage(ev)
         except (UnsafePath, DestinationError) as exc:
-            key = _key_of(ev)
-            if key is not None and key in self.wanted:
+            slot = _slot_of(ev)
+            key = self.by_index.get(slot) if slot is not None else None
+            if key is not None:
                 self._fail(key, exc.message)
             elif isinstance(exc, DestinationError):
                 raise
 
     def _started(self, ev: ObjectStarted) -> None:
-        key = (ev.session_id, ev.header.object_index)
-        v = self.wanted.get(key)
-        if v is None or key in self.done:
-            return
         h = ev.header
+        slot = (ev.session_id, h.object_index)
+        key = self.by_index.get(slot)
+        if key is None:
+            hl, ll = split_name(h.name)
+            key = (ev.session_id, h.filespace, hl, ll)
+            if key not in self.wanted:
+                return
+            self.by_index[slot] = key
+        v = self.wanted[key]
+        if key in self.done:
+            return
         fs = h.filespace or v.filespace
-        parts = check_name(h.name) if h.name else ()
+        parts = check_name(h.name.lstrip(b"/"))
         link = self.redirect.get(key)
         if link is not None:  # a hard link's data, restored under the link's own name
             parts = check_name(os.fsencode(from_text(_rel(link))))
-        o = _Open(v, self.base[fs] + parts, h.type, h)
-        self.open[key] = o
+        o = _Open(key, v, self.base[fs] + parts, h.type, h)
+        self.open[slot] = o
         if self.target is None:
             return
         t = self.target
@@ -327,15 +370,12 @@ class ObjectWriter:
     def _duplicate(self, o: _Open, h: Any) -> bytes:
         """A discarded duplicate chunk: read the bytes back from where its original went."""
         ref_obj, ref_seq = h.ref
-        source = self.open.get((self._sid_of(o), ref_obj))
+        source = self.open.get((o.key[0], ref_obj))
         if source is None or ref_seq not in source.chunks or source.fd < 0:
             raise UnsafePath(f"{'/'.join(o.parts)} shares data with an object not restored in this run; "
                              "restore the whole session to get it")
         off, n = source.chunks[ref_seq]
         return os.pread(source.fd, n, off)
-
-    def _sid_of(self, o: _Open) -> uuid.UUID:
-        return next(k[0] for k, v in self.open.items() if v is o)
 
     @staticmethod
     def _file_offset(o: _Open, stream_offset: int) -> int:
@@ -347,21 +387,20 @@ class ObjectWriter:
         return stream_offset
 
     def _ended(self, ev: ObjectEnded) -> None:
-        key = (ev.session_id, ev.footer.object_index)
-        o = self.open.pop(key, None)
+        o = self.open.pop((ev.session_id, ev.footer.object_index), None)
         if o is None:
             return
         v = o.version
         if ev.footer.status == ObjectStatus.ABORTED:
             self._close(o, remove=True)
-            self.failed[key] = "the object was not stored completely"
+            self._fail(o.key, "the object was not stored completely")
             return
         if o.kind == ObjectType.FILE and v.digest is not None and o.digest.digest() != v.digest:
             self._close(o, remove=True)
-            self.failed[key] = "content does not match the digest recorded at backup"
-            self._warn(v, self.failed[key])
+            self._fail(o.key, "content does not match the digest recorded at backup")
             return
-        self.done.add(key)
+        self.done.add(o.key)
+        self.restored.add(o.key)
         self.bytes += o.written
         self.restored_paths[(o.header.filespace or v.filespace, o.header.name)] = o.parts
         if self.target is not None:
@@ -369,25 +408,26 @@ class ObjectWriter:
 
     def _damage(self, ev: Damage) -> None:
         sid = ev.session_id
-        hit = []
+        hit: list[Key] = []
         for a in ev.affected:
             if a.object_index is None:
-                hit += [k for k in self.wanted if k[0] == sid and k not in self.done]
-            elif sid is not None and (sid, a.object_index) in self.wanted and (sid, a.object_index) not in self.done:
-                hit.append((sid, a.object_index))
+                hit += [k for k in self.wanted if k[0] == sid]
+            elif sid is not None and (key := self.by_index.get((sid, a.object_index))) is not None:
+                hit.append(key)
         if not ev.affected and sid is not None:
-            hit += [k for k in self.open if k[0] == sid]
+            hit += [o.key for slot, o in self.open.items() if slot[0] == sid]
         for key in hit:
             self._fail(key, f"damaged media: {ev.kind}: {ev.message}")
 
-    def _fail(self, key: tuple[uuid.UUID, int], why: str) -> None:
-        if key in self.failed or key in self.done:
+    def _fail(self, key: Key, why: str) -> None:
+        if key in self.done:
             return
         self.failed[key] = why
-        o = self.open.pop(key, None)
-        if o is not None:
-            self._close(o, remove=True)
-        self.done.discard(key)
+        self.done.add(key)
+        for slot, o in list(self.open.items()):
+            if o.key == key:
+                del self.open[slot]
+                self._close(o, remove=True)
         self._warn(self.wanted[key], why)
 
     def _warn(self, v: VersionInfo, why: str) -> None:
@@ -462,7 +502,8 @@ def _owner(fd: int, h: Any) -> None:
         pass  # not root: the files stay the restoring user's
 
 
-def _key_of(ev: object) -> tuple[uuid.UUID, int] | None:
+def _slot_of(ev: object) -> tuple[uuid.UUID, int] | None:
+    """(session, object index) an event is about."""
     if isinstance(ev, ObjectStarted):
         return (ev.session_id, ev.header.object_index)
     if isinstance(ev, ChunkRead):
@@ -475,46 +516,63 @@ def _key_of(ev: object) -> tuple[uuid.UUID, int] | None:
 # -- the job ---------------------------------------------------------------------------------------
 
 
-def _read_plan(versions: list[VersionInfo]) -> tuple[dict[tuple[uuid.UUID, int], VersionInfo],
-                                                     list[tuple[str, int, int]]]:
-    wanted: dict[tuple[uuid.UUID, int], VersionInfo] = {}
-    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for v in versions:
-        a = json.loads(v.attributes)
-        wanted[(uuid.UUID(a["session"]), int(a["object"]))] = v
-        for vol, (first, last) in a["spans"].items():
-            spans[vol].append((first, last))
-    ranges: list[tuple[str, int, int]] = []
-    for vol in sorted(spans):
-        merged: list[list[int]] = []
-        for first, last in sorted(spans[vol]):
-            if merged and first <= merged[-1][1] + 1:
-                merged[-1][1] = max(merged[-1][1], last)
-            else:
-                merged.append([first, last])
-        ranges += [(vol, a, b) for a, b in merged]
-    return wanted, ranges
+@dataclass
+class _Plan:
+    wanted: dict[Key, VersionInfo]
+    by_index: dict[tuple[uuid.UUID, int], Key]
+    starts: list[tuple[str, list[tuple[int, Key]]]]  # per volume, in read order: (first block, object)
+    blocks: int
 
 
-def _link_primaries(site: Site, versions: list[VersionInfo]) -> dict[tuple[uuid.UUID, int], VersionInfo]:
+def _plan(site: Site, versions: list[VersionInfo]) -> _Plan:
+    """Which object of which session each version is, and where each starts on which volume."""
+    wanted: dict[Key, VersionInfo] = {}
+    by_index: dict[tuple[uuid.UUID, int], Key] = {}
+    per_volume: dict[str, list[tuple[int, Key]]] = defaultdict(list)
+    with site.catalog.read() as conn:
+        media: dict[int, uuid.UUID] = {}
+        for v in versions:
+            if v.session_id is None:
+                continue
+            if v.session_id not in media:
+                ms = session_rows.get_session(conn, v.session_id).media_session
+                if ms is None:
+                    continue
+                media[v.session_id] = uuid.UUID(ms)
+            key = (media[v.session_id], v.filespace, v.hl, v.ll)
+            wanted[key] = v
+            attrs = json.loads(v.attributes)
+            if "object" in attrs and attrs.get("session") == str(key[0]):
+                by_index[(key[0], int(attrs["object"]))] = key
+        pieces = location_rows.restore_plan(conn, [v.version_id for v in wanted.values()])
+    ids = {v.version_id: k for k, v in wanted.items()}
+    firsts: dict[tuple[str, Key], int] = {}
+    for p in pieces:
+        k = ids[p.version_id]
+        firsts[(p.volume, k)] = min(p.superblock, firsts.get((p.volume, k), p.superblock))
+    for (vol, k), block in firsts.items():
+        per_volume[vol].append((block, k))
+    starts = [(vol, sorted(per_volume[vol], key=lambda s: s[0])) for vol in sorted(per_volume)]
+    return _Plan(wanted, by_index, starts, len(firsts))
+
+
+def _link_primaries(site: Site, versions: list[VersionInfo]) -> dict[VersionInfo, VersionInfo]:
     """For hard links whose first link (the one holding the data) is not being restored: the
     first link's version, mapped to the link that should receive its data instead."""
     selected = {(v.filespace, _rel(v)) for v in versions}
-    redirect: dict[tuple[uuid.UUID, int], VersionInfo] = {}
+    redirect: dict[VersionInfo, VersionInfo] = {}
     with site.catalog.read() as conn:
-        for v in versions:
+        for v in list(versions):
             if v.obj_type != ObjectType.HARDLINK:
                 continue
-            a = json.loads(v.attributes)
-            primary = a.get("hardlink_of") or ""
+            primary = json.loads(v.attributes).get("hardlink_of") or ""
             head, name = os.path.dirname(primary), os.path.basename(primary)
             hl, ll = ("/" + to_text(head) if head else "/"), to_text(name)
-            if (v.filespace, (hl.strip("/") + "/" + ll).lstrip("/")) in selected:
+            if not primary or (v.filespace, (hl.strip("/") + "/" + ll).lstrip("/")) in selected:
                 continue
             for p in object_rows.query_versions(conn, site.node, v.filespace, hl, ll, state="any"):
-                pa = json.loads(p.attributes)
-                if pa.get("session") == a.get("session"):
-                    redirect[(uuid.UUID(pa["session"]), int(pa["object"]))] = v
+                if p.session_id == v.session_id:
+                    redirect[p] = v
                     versions.append(p)
                     break
     return redirect
@@ -531,8 +589,10 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     """
     t0 = time.perf_counter()
     versions = select_versions(site, opts)
-    redirect = _link_primaries(site, versions)
-    wanted, ranges = _read_plan(versions)
+    links = _link_primaries(site, versions)
+    plan = _plan(site, versions)
+    by_version = {v.version_id: k for k, v in plan.wanted.items()}
+    redirect = {by_version[p.version_id]: link for p, link in links.items() if p.version_id in by_version}
     key = site.key(create=False) if key_path(site.home, site.node).exists() and site.passphrase else None
     target: TargetTree | None = None
     base: dict[str, tuple[str, ...]] = {}
@@ -540,23 +600,23 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
         base[v.filespace] = () if opts.to is not None else check_filespace(from_text(v.filespace))
     if not opts.verify_only:
         target = TargetTree(opts.to if opts.to is not None else "/")
-    writer = ObjectWriter(site, wanted, key, target, base, reporter, redirect)
-    total = sum(last - first + 1 for _, first, last in ranges) * BLOCK_BUFFER
-    pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, ranges)),
+    writer = ObjectWriter(plan.wanted, plan.by_index, key, target, base, reporter, redirect)
+    pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, plan.starts, writer.done)),
                  StageSpec("restore", functools.partial(RestoreSink, writer))],
-                buffer_size=BLOCK_BUFFER, max_buffers=32, reporter=reporter, total_bytes=total,
+                buffer_size=BLOCK_BUFFER, max_buffers=32, reporter=reporter,
+                total_bytes=sum(v.size for v in plan.wanted.values()),
                 job="verify" if opts.verify_only else "restore")
     try:
         result = pipe.run()
     finally:
         if target is not None:
             target.close()
-    failed = sorted((wanted[k].path, why) for k, why in writer.failed.items())
+    failed = sorted((plan.wanted[k].path, why) for k, why in writer.failed.items())
     blocks, problems = result.results["read"][0]
-    out = RestoreResult(len(writer.done), writer.bytes, time.perf_counter() - t0, failed,
+    out = RestoreResult(len(writer.restored), writer.bytes, time.perf_counter() - t0, failed,
                         opts.verify_only, blocks, problems)
     if failed:
-        err = RestoreIncomplete(f"{len(failed)} of {len(wanted)} objects were not restored intact: "
+        err = RestoreIncomplete(f"{len(failed)} of {len(plan.wanted)} objects were not restored intact: "
                                 + "; ".join(f"{p}: {why}" for p, why in failed[:10])
                                 + (" ..." if len(failed) > 10 else ""), failed=failed)
         err.result = out  # type: ignore[attr-defined]

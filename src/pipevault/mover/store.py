@@ -154,12 +154,11 @@ class SessionStore:
         for seq in range(p.footer.first_seq, p.footer.last_seq + 1):
             vol, addr = self.placed[seq]
             span = spans.setdefault(vol, [addr, addr])
-            span[0], span[1] = min(span[0], addr), max(span[1], addr)
+            span[0], span[1] = min(span[0], addr), max(span[1], addr)  # first and last block there
         stored = p.footer.stored_bytes
         share = stored // max(1, len(spans))
         pieces = tuple(Piece(vol, first, 0, share) for vol, (first, _last) in spans.items())
         v = dict(p.version)
         attrs = dict(v.pop("attributes"))
-        attrs.update(session=str(self.writer.session_id), object=p.footer.object_index,
-                     seqs=[p.footer.first_seq, p.footer.last_seq], spans=spans)
+        attrs.update(session=str(self.writer.session_id), object=p.footer.object_index)
         return NewVersion(pieces=pieces, attributes=json.dumps(attrs, separators=(",", ":")), **v)

@@ -8,7 +8,10 @@ in the order they were found.
 Names: an entry belongs to a *file space* (the root given, or the directory holding a root
 that is a file); its *high-level name* is its directory relative to the file space (``/`` at
 the top, ``/a/b`` below) and its *low-level name* its own name. The file space's own root
-directory is the entry with high- and low-level names both empty.
+directory is the entry with high-level name ``/`` and an empty low-level name. On media an
+object's name is ``/`` + its path relative to the file space, which splits back into the same
+two names (``pipevault.catalog.rebuild.split_name``), so a catalog rebuilt from media alone
+names every object as the backup did.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ class Entry:
     def hl(self) -> str:
         """High-level name: the directory part of ``rel``, rooted at ``/``."""
         if not self.rel:
-            return ""
+            return "/"
         head = os.path.dirname(self.rel)
         return "/" + to_text(head) if head else "/"
 
