@@ -146,3 +146,29 @@ def test_volumes_fill_and_continue_on_the_next(tmp_path: Path, tree: Path) -> No
         out = tmp_path / "out"
         run_restore(site, RestoreOptions([str(tree)], to=str(out)))
     assert snapshot(out) == snapshot(tree)
+
+
+def test_catalog_rebuilt_from_media_alone_restores_every_version(tmp_path: Path, tree: Path) -> None:
+    from pipevault.mover.rebuild import rebuild_from_media
+
+    home = tmp_path / "home"
+    with open_site(home) as site:
+        run_backup(site, BackupOptions([str(tree)]))
+        state1 = snapshot(tree)
+        time.sleep(0.05)
+        t1 = time.time()
+        time.sleep(0.05)
+        (tree / "docs" / "note00.txt").write_text("second version\n")
+        (tree / "added.txt").write_text("added later\n")
+        run_backup(site, BackupOptions([str(tree)]))
+        state2 = snapshot(tree)
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (home / name).unlink(missing_ok=True)
+    with open_site(home) as site:
+        report = rebuild_from_media(site)
+        assert report.sessions == 2 and not report.skipped and not report.damage
+        latest, old = tmp_path / "latest", tmp_path / "old"
+        run_restore(site, RestoreOptions([str(tree)], to=str(latest)))
+        run_restore(site, RestoreOptions([str(tree)], to=str(old), point_in_time=t1))
+    assert snapshot(latest) == state2
+    assert snapshot(old) == state1

@@ -22,6 +22,7 @@ from pipevault.cli import (  # noqa: F401  (registers commands)
     errors_cmd,
     pipe_cmd,
     query_cmd,
+    rebuild_cmd,
     restore_cmd,
 )
 from pipevault.cli import serve_cmd as serve_cmd  # registers `serve`
