@@ -86,6 +86,26 @@ class JobFinished(Event):
         return self.bytes_done / self.elapsed_s / 1e6 if self.elapsed_s > 0 else 0.0
 
 
+class ItemCounter:
+    """A reporter in front of another that fills in progress events' item counts.
+
+    ``count`` and ``total`` are read when an event passes, so the job can keep counting in
+    its own thread (the number of files done) while the pipe reports bytes.
+    """
+
+    def __init__(self, inner: Reporter, total: int | None = None) -> None:
+        self.inner = inner
+        self.count = 0
+        self.total = total
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            event = dataclasses.replace(event, items_done=self.count, total_items=self.total)
+        elif isinstance(event, JobFinished):
+            event = dataclasses.replace(event, items_done=self.count)
+        self.inner.emit(event)
+
+
 class Reporter(Protocol):
     """Receives events. ``emit`` may be called from any thread and must not block for long."""
 

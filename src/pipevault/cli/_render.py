@@ -25,9 +25,9 @@ class ProgressBar:
 
     def __init__(self, console: Console, description: str, total: int | None) -> None:
         self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                  DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                                  console=console, transient=False)
-        self._task = self._progress.add_task(description, total=total)
+                                  DownloadColumn(), TransferSpeedColumn(), TextColumn("{task.fields[items]}"),
+                                  TimeRemainingColumn(), console=console, transient=False)
+        self._task = self._progress.add_task(description, total=total, items="")
         self._lock = threading.Lock()
 
     def __enter__(self) -> ProgressBar:
@@ -40,7 +40,12 @@ class ProgressBar:
     def emit(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, ProgressEvent):
-                self._progress.update(self._task, completed=event.bytes_done)
+                items = ""
+                if event.total_items:
+                    items = f"{event.items_done}/{event.total_items} files"
+                elif event.items_done:
+                    items = f"{event.items_done} files"
+                self._progress.update(self._task, completed=event.bytes_done, items=items)
             elif isinstance(event, JobFinished):
                 self._progress.update(self._task, completed=event.bytes_done,
                                       total=event.bytes_done)

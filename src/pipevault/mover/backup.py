@@ -32,7 +32,7 @@ import xxhash
 
 from pipevault.catalog import objects as object_rows
 from pipevault.catalog import sessions as session_rows
-from pipevault.events import ItemWarning, Reporter
+from pipevault.events import ItemCounter, ItemWarning, Reporter
 from pipevault.format import (
     ArchiveHeader,
     ChunkEncoder,
@@ -428,7 +428,9 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
             StageSpec("store", functools.partial(StoreStage, store, opts.archive, opts.description,
                                                  expires, mc.name)),
         ]
-        pipe = Pipe(stages, buffer_size=BUFFER, max_buffers=max(opts.max_buffers, 8), reporter=reporter,
+        counter = ItemCounter(reporter, len(plan.send)) if reporter is not None else None
+        store.on_object = counter
+        pipe = Pipe(stages, buffer_size=BUFFER, max_buffers=max(opts.max_buffers, 8), reporter=counter,
                     total_bytes=plan.bytes_to_send, job=kind)
         try:
             result = pipe.run()

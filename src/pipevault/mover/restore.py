@@ -31,7 +31,7 @@ from pipevault.catalog import sessions as session_rows
 from pipevault.catalog.objects import VersionInfo
 from pipevault.catalog.rebuild import split_name
 from pipevault.errors import PipevaultError
-from pipevault.events import ItemWarning, Reporter
+from pipevault.events import ItemCounter, ItemWarning, Reporter
 from pipevault.format import (
     ChunkFlags,
     ChunkRead,
@@ -232,8 +232,10 @@ class ObjectWriter:
 
     def __init__(self, wanted: dict[Key, VersionInfo], by_index: dict[tuple[uuid.UUID, int], Key],
                  key: bytes | None, target: TargetTree | None, base: dict[str, tuple[str, ...]],
-                 reporter: Reporter | None, redirect: dict[Key, VersionInfo] | None = None) -> None:
+                 reporter: Reporter | None, redirect: dict[Key, VersionInfo] | None = None,
+                 counter: ItemCounter | None = None) -> None:
         self.wanted = wanted
+        self.counter = counter
         self.by_index = dict(by_index)
         self.redirect = redirect or {}
         precise = len(by_index) == len(wanted)
@@ -401,6 +403,8 @@ class ObjectWriter:
             return
         self.done.add(o.key)
         self.restored.add(o.key)
+        if self.counter is not None:
+            self.counter.count += 1
         self.bytes += o.written
         self.restored_paths[(o.header.filespace or v.filespace, o.header.name)] = o.parts
         if self.target is not None:
@@ -600,10 +604,11 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
         base[v.filespace] = () if opts.to is not None else check_filespace(from_text(v.filespace))
     if not opts.verify_only:
         target = TargetTree(opts.to if opts.to is not None else "/")
-    writer = ObjectWriter(plan.wanted, plan.by_index, key, target, base, reporter, redirect)
+    counter = ItemCounter(reporter, len(plan.wanted)) if reporter is not None else None
+    writer = ObjectWriter(plan.wanted, plan.by_index, key, target, base, reporter, redirect, counter)
     pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, plan.starts, writer.done)),
                  StageSpec("restore", functools.partial(RestoreSink, writer))],
-                buffer_size=BLOCK_BUFFER, max_buffers=32, reporter=reporter,
+                buffer_size=BLOCK_BUFFER, max_buffers=32, reporter=counter,
                 total_bytes=sum(v.size for v in plan.wanted.values()),
                 job="verify" if opts.verify_only else "restore")
     try:

@@ -64,6 +64,7 @@ class SessionStore:
         self._batch = BatchWriter(site.catalog, session_id, batch_size=5000)
         self.objects = 0
         self.bytes = 0
+        self.on_object: Any = None  # an ItemCounter to count ended objects on, if any
         self.volumes_used: list[str] = []
 
     # -- feeding --------------------------------------------------------------------------
@@ -86,6 +87,8 @@ class SessionStore:
         """Close the open object; it is catalogued once durable (``version`` = catalog fields)."""
         footer = self.writer.end_object(status)
         self._pending.append(PendingObject(self._open_header, footer, version))
+        if self.on_object is not None:
+            self.on_object.count += 1
         self._drain()
         return footer
 

@@ -3,9 +3,9 @@
 Cases (one :class:`BenchResult` each):
 
 - ``loopback-Nconn`` (N = 1, 2, 4, 8): 4 GiB (1 GiB with --quick) from memory to memory
-  through the pipe (zeros source, N-connection pseudo-tail, the daemon's pseudo-head,
+  through the pipe (zeros source, N-connection pseudo-tail, a daemon process's pseudo-head,
   discard) over loopback, against one plain Python socket: ``sendall`` of a 1 MiB
-  memoryview into ``recv_into`` a 1 MiB bytearray, sender and receiver threads.
+  memoryview into ``recv_into`` a 1 MiB bytearray in another process.
 - ``wan-Nconn`` (N = 2, 4, 8): across two network namespaces through a relay adding 50 ms
   round-trip delay with a 256 KiB window per connection (and socket buffers clamped to
   it), against the same pipe with one connection; the ratio is the gain from parallel
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,6 @@ from pipevault.clock import SYSTEM
 from pipevault.events import BenchResult
 from pipevault.pipe import Pipe, StageSpec
 from pipevault.pipe.net import Credentials, RemotePipe
-from pipevault.server.daemon import Daemon
 from pipevault.server.halves import Zeros
 from pipevault.server.netns import NetnsPair, netns_probe
 from pipevault.server.nodes import NodeRegistry
@@ -39,68 +38,97 @@ WAN_BUFFER = 256 << 10  # smaller frames spread the stream evenly over slow conn
 
 
 def push_zeros(address: str, creds: Credentials, total: int, connections: int,
-               window: int | None = None, buffer_size: int = BUF) -> float:
+               window: int | None = None, buffer_size: int = BUF, max_buffers: int = 64) -> float:
     """Seconds to push ``total`` bytes from a zeros head through the pipe to the server's
     discard tail over ``connections`` connections."""
     t0 = SYSTEM.monotonic()
     remote = RemotePipe.extend(address, creds, direction="push", module="discard",
-                               connections=connections, buffer_size=buffer_size, max_buffers=64,
+                               connections=connections, buffer_size=buffer_size, max_buffers=max_buffers,
                                window=window)
     pipe = Pipe([StageSpec("zeros", partial(Zeros, total)), remote.agent_stage()],
-                buffer_size=buffer_size, max_buffers=64, name=remote.pipe_name)
+                buffer_size=buffer_size, max_buffers=max_buffers, name=remote.pipe_name)
     remote.run(pipe)
     return SYSTEM.monotonic() - t0
 
 
 def plain_socket(total: int) -> float:
-    """Seconds for one plain connection over loopback: sendall(memoryview) -> recv_into."""
+    """Seconds for one plain connection over loopback: ``sendall`` of a 1 MiB memoryview
+    here into ``recv_into`` a 1 MiB bytearray in another process."""
+    recv = subprocess.Popen([sys.executable, "-m", "pipevault.server.bench", "plain-recv", str(total)],
+                            stdout=subprocess.PIPE, text=True)
+    assert recv.stdout is not None
+    try:
+        port = int(recv.stdout.readline())
+        t0 = SYSTEM.monotonic()
+        data = memoryview(bytearray(BUF))
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            left = total
+            while left > 0:
+                n = min(BUF, left)
+                s.sendall(data[:n])
+                left -= n
+            done = recv.stdout.readline()  # the receiver has every byte
+        assert done.strip() == "done", done
+        return SYSTEM.monotonic() - t0
+    finally:
+        recv.kill()
+        recv.wait(10)
+        recv.stdout.close()
+
+
+def _plain_receive(total: int) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
-    got = [0]
+    print(listener.getsockname()[1], flush=True)
+    conn, _ = listener.accept()
+    view = memoryview(bytearray(BUF))
+    got = 0
+    with conn:
+        while got < total:
+            n = conn.recv_into(view, BUF)
+            if not n:
+                break
+            got += n
+    print("done" if got == total else f"short {got}", flush=True)
 
-    def receive() -> None:
-        conn, _ = listener.accept()
-        buf = bytearray(BUF)
-        view = memoryview(buf)
-        with conn:
-            while got[0] < total:
-                n = conn.recv_into(view, BUF)
-                if not n:
-                    break
-                got[0] += n
 
-    t = threading.Thread(target=receive)
-    t.start()
-    t0 = SYSTEM.monotonic()
-    data = memoryview(bytearray(BUF))
-    with socket.create_connection(listener.getsockname()) as s:
-        left = total
-        while left > 0:
-            n = min(BUF, left)
-            s.sendall(data[:n])
-            left -= n
-        t.join()
-    listener.close()
-    return SYSTEM.monotonic() - t0
+def _serve(pair: NetnsPair | None, home: Path, listen: str, window: int | None = None,
+           ) -> tuple[subprocess.Popen[str], str]:
+    """A daemon process (in namespace b of ``pair`` if given) and its address."""
+    cmd = [sys.executable, "-m", "pipevault", "--json", "serve", "--dir", str(home), "--listen", listen]
+    if window:
+        cmd += ["--window", str(window)]
+    proc = pair.popen_b(cmd) if pair else subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, str(json.loads(proc.stdout.readline())["address"])
+
+
+def _end(*procs: subprocess.Popen[str] | None) -> None:
+    for proc in procs:
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def _loopback(quick: bool, workdir: Path, wanted: set[str] | None) -> Iterator[BenchResult]:
     total = (1 if quick else 4) << 30
-    daemon = Daemon(workdir / "server", "127.0.0.1:0")
-    daemon.start()
+    home = workdir / "server"
+    creds = Credentials("bench", NodeRegistry(home / "nodes.json").add("bench"))
+    server, address = _serve(None, home, "127.0.0.1:0")
     try:
-        creds = Credentials("bench", daemon.nodes.add("bench"))
         for n in (1, 2, 4, 8):
             case = f"loopback-{n}conn"
             if wanted is not None and case not in wanted:
                 continue
             base_s = plain_socket(total)
-            ours_s = push_zeros(daemon.address, creds, total, n)
+            ours_s = push_zeros(address, creds, total, n)
             yield BenchResult("net", case, total / ours_s / MB, total / base_s / MB,
                               "plain socket, 1 connection",
                               notes={"bytes": total, "ours_s": round(ours_s, 3),
                                      "baseline_s": round(base_s, 3)})
     finally:
-        daemon.stop()
+        _end(server)
 
 
 def _wan(quick: bool, workdir: Path, wanted: set[str] | None) -> Iterator[BenchResult]:
@@ -111,12 +139,9 @@ def _wan(quick: bool, workdir: Path, wanted: set[str] | None) -> Iterator[BenchR
     home = workdir / "wan-server"
     secret = NodeRegistry(home / "nodes.json").add("bench")
     with NetnsPair.create() as pair:
-        server = pair.popen_b([sys.executable, "-m", "pipevault", "--json", "serve", "--dir", str(home),
-                               "--listen", f"{pair.addr_b}:0", "--window", str(WAN_WINDOW)])
-        relay = None
+        server, relay = None, None
         try:
-            assert server.stdout is not None
-            address = json.loads(server.stdout.readline())["address"]
+            server, address = _serve(pair, home, f"{pair.addr_b}:0", WAN_WINDOW)
             relay = pair.popen_b([sys.executable, "-m", "pipevault.server.relay", f"{pair.addr_b}:0",
                                   address, "--delay-ms", str(WAN_DELAY_MS), "--window", str(WAN_WINDOW),
                                   "--lifetime", "900"])
@@ -124,7 +149,7 @@ def _wan(quick: bool, workdir: Path, wanted: set[str] | None) -> Iterator[BenchR
             via = relay.stdout.readline().strip()
 
             def seconds(n: int) -> float:
-                out = pair.run_a([sys.executable, "-m", "pipevault.server.bench", via, "bench",
+                out = pair.run_a([sys.executable, "-m", "pipevault.server.bench", "push", via, "bench",
                                   secret.hex(), str(total), str(n), str(WAN_WINDOW)], timeout=600)
                 return float(json.loads(out.stdout)["seconds"])
 
@@ -134,15 +159,10 @@ def _wan(quick: bool, workdir: Path, wanted: set[str] | None) -> Iterator[BenchR
                 yield BenchResult("net", f"wan-{n}conn", total / s / MB, total / one / MB,
                                   "pipe, 1 connection",
                                   notes={"bytes": total, "rtt_ms": 2 * WAN_DELAY_MS, "window": WAN_WINDOW,
-                                         "buffer": WAN_BUFFER,
-                                         "ours_s": round(s, 3), "baseline_s": round(one, 3)})
+                                         "buffer": WAN_BUFFER, "ours_s": round(s, 3),
+                                         "baseline_s": round(one, 3)})
         finally:
-            for proc in (relay, server):
-                if proc is not None:
-                    proc.kill()
-                    proc.wait(10)
-                    if proc.stdout is not None:
-                        proc.stdout.close()
+            _end(relay, server)
 
 
 def run(quick: bool, workdir: Path, cases: tuple[str, ...] | None = None) -> Iterator[BenchResult]:
@@ -152,14 +172,18 @@ def run(quick: bool, workdir: Path, cases: tuple[str, ...] | None = None) -> Ite
     yield from _wan(quick, workdir, wanted)
 
 
-def _client_main(argv: list[str]) -> None:
-    """``python -m pipevault.server.bench ADDRESS NODE SECRET_HEX BYTES CONNECTIONS WINDOW``:
-    one timed push (run inside the client namespace); prints ``{"seconds": s}``."""
-    address, node, secret, total, n, window = argv
+def _main(argv: list[str]) -> None:
+    """Helper processes of the suite: ``push ADDRESS NODE SECRET_HEX BYTES CONNECTIONS
+    WINDOW`` (one timed push, run inside the client namespace; prints ``{"seconds": s}``)
+    and ``plain-recv BYTES`` (the baseline's receiver; prints its port, then "done")."""
+    if argv[0] == "plain-recv":
+        _plain_receive(int(argv[1]))
+        return
+    address, node, secret, total, n, window = argv[1:]
     s = push_zeros(address, Credentials(node, bytes.fromhex(secret)), int(total), int(n), int(window),
                    WAN_BUFFER)
     print(json.dumps({"seconds": s}), flush=True)
 
 
 if __name__ == "__main__":
-    _client_main(sys.argv[1:])
+    _main(sys.argv[1:])

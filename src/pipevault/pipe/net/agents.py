@@ -10,7 +10,8 @@
   every connection with a selector. It reads each frame's payload with ``recv_into``
   directly into a pool buffer and sends the buffers on in sequence order, holding
   out-of-order ones only while the allocator quota leaves room for the one it waits for
-  (a connection whose next frame would exceed that is parked until order catches up).
+  (a connection whose next frame would exceed that, counting the buffers other
+  connections are still filling, is parked until order catches up).
 
 Both poll the pipe's state every :data:`~pipevault.pipe.net.link.IO_TIMEOUT_S` while
 blocked, so a stop anywhere is noticed promptly. An ABORT from the other half raises
@@ -169,6 +170,7 @@ class NetReceiver:
         self._limit = max(0, ctx.pool.topology.quota - 1)
         self._ctx_send = ctx.send_buf
         self._held: dict[int, Buffer] = {}
+        self._partial = 0  # buffers being filled by connections (each holds one)
         self._expected = 0
         self._bytes = 0
         sel = selectors.DefaultSelector()
@@ -279,12 +281,14 @@ class NetReceiver:
             raise ProtocolError(f"frame {seq} of {length} bytes exceeds the {ctx.pool.buffer_size}-byte "
                                 "buffers of this pipe")
         st.buf, st.seq, st.length, st.got = ctx.alloc_buf(), seq, length, 0
+        self._partial += 1
         if length == 0:
             self._complete(st)
 
     def _complete(self, st: _Inbound) -> None:
         buf, st.buf = st.buf, None
         assert buf is not None
+        self._partial -= 1
         buf.length = st.length
         st.conn.count(st.length)
         st.frames_seen += 1
