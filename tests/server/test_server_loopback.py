@@ -4,6 +4,7 @@ side, STOP_PIPE, status, and a dropped connection resumed from its checkpoint.""
 from __future__ import annotations
 
 import logging
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from pipevault.pipe.net import ControlClient, Credentials, RemotePipe
 from pipevault.pipe.net.checkpoint import Checkpoint
 from pipevault.pipe.net.errors import AuthRefused, ConnectionLost, RemoteFailed
 from pipevault.server import halves
+from pipevault.server.bench import push_zeros
 from pipevault.server.daemon import Daemon
 from pipevault.server.errors import AccessDenied, NoSuchPipe, ServerError, UnknownModule
 from pipevault.server.relay import Relay
@@ -64,6 +66,24 @@ def test_resequencing_with_a_pool_smaller_than_the_reorder_need(daemon: Daemon, 
     src = random_file(tmp_path / "src.bin", 2 << 20)
     push(daemon.address, creds, src, "small.bin", connections=8, max_buffers=16)
     assert (daemon.home / "nodes/n1/small.bin").read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize(("connections", "max_buffers"), [(8, 16), (4, 8), (3, 64)])
+def test_many_frames_over_many_connections_never_deadlock(daemon: Daemon, creds: Credentials,
+                                                          connections: int, max_buffers: int) -> None:
+    # Out-of-order frames plus frames half received on other connections must never take
+    # the buffer the next in-order frame needs.
+    total = 48 << 20
+    done: list[float] = []
+    t = threading.Thread(target=lambda: done.append(push_zeros(
+        daemon.address, creds, total, connections, buffer_size=64 << 10, max_buffers=max_buffers)))
+    t.start()
+    t.join(60)
+    assert not t.is_alive() and done, "the transfer stalled"
+    with ControlClient(f"unix:{daemon.socket_path}") as control:
+        assert wait_for(lambda: any(p["node"] == "n1" and p["state"] == "finished"
+                                    and p["result"]["bytes"] == total
+                                    for p in control.request("status")["pipes"]))
 
 
 def test_unknown_node_and_wrong_secret_are_refused_and_logged(
@@ -176,7 +196,6 @@ def test_stop_pipe_and_status_while_running(daemon: Daemon, creds: Credentials, 
         except BaseException as exc:
             errors.append(exc)
 
-    import threading
     t = threading.Thread(target=client)
     t.start()
     with ControlClient(f"unix:{daemon.socket_path}") as control:

@@ -273,7 +273,7 @@ class NetReceiver:
         """Start receiving frame ``seq`` into a new buffer, or park the connection."""
         if seq < self._expected or seq in self._held:
             raise ProtocolError(f"frame {seq} arrived twice (connection {st.conn.index})")
-        if seq != self._expected and len(self._held) >= self._limit:
+        if seq != self._expected and len(self._held) + self._partial >= self._limit:
             st.parked = (length, seq)
             sel.unregister(st.conn.sock)
             return
@@ -307,7 +307,7 @@ class NetReceiver:
                 if st.parked is None:
                     continue
                 length, seq = st.parked
-                if seq == self._expected or len(self._held) < self._limit:
+                if seq == self._expected or len(self._held) + self._partial < self._limit:
                     st.parked = None
                     sel.register(st.conn.sock, selectors.EVENT_READ, st)
                     self._take(ctx, sel, st, length, seq)
