@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from pipevault.clock import SYSTEM, Clock
 from pipevault.format._chunk import ChunkEncoder, EncodedChunk
@@ -104,7 +105,8 @@ class SessionWriter:
         self._required = Required.AES_GCM if self.keys else Required.NONE
         self._optional = Optional.DEDUP_HASH if (dedup or discard_duplicates) else Optional.NONE
         self._seen: dict[bytes, tuple[int, int]] = {}
-        self._points: dict[int, ResumePoint] = {}
+        self._points: dict[int, tuple[Any, ...]] = {}
+        self._zeros = memoryview(bytes(self.size))
         self._header_pending = False
         self._obj_first_seq = self._chunk_seq = self._offset = self._obj_stored = self._obj_dups = 0
         self._object: ArchiveHeader | None = None
@@ -275,22 +277,28 @@ class SessionWriter:
         Raises:
             WriterStateError: that superblock was not sealed, or is too old.
         """
-        point = self._points.get(durable_seq)
-        if point is None:
+        state = self._points.get(durable_seq)
+        if state is None:
             raise WriterStateError(f"no resume point for superblock {durable_seq} of session "
                                    f"{self.session_id} (sealed: up to {self.seq - 1})")
-        return point
-
-    def _point(self) -> ResumePoint:
-        obj = None if self._header_pending else self._object
+        (required, objects, plain, stored, errors, dups, next_object, obj, first_seq, chunk_seq, offset,
+         obj_stored, obj_dups) = state
         return ResumePoint(
             session_id=self.session_id, size=self.size, key_check=self.keys.key_check if self.keys else b"",
-            required=self._required, next_seq=self.seq + 1, objects=self.objects, plain_bytes=self.plain_bytes,
-            stored_bytes=self.stored_bytes, errors=self.errors, duplicates=self.duplicates,
-            next_object_index=self._next_object - 1 if self._header_pending else self._next_object,
-            open_object=obj, object_first_seq=self._obj_first_seq if obj else 0,
-            chunk_seq=self._chunk_seq if obj else 0, object_offset=self._offset if obj else 0,
-            object_stored=self._obj_stored if obj else 0, object_duplicates=self._obj_dups if obj else 0)
+            required=required, next_seq=durable_seq + 1, objects=objects, plain_bytes=plain,
+            stored_bytes=stored, errors=errors, duplicates=dups, next_object_index=next_object,
+            open_object=obj, object_first_seq=first_seq, chunk_seq=chunk_seq, object_offset=offset,
+            object_stored=obj_stored, object_duplicates=obj_dups)
+
+    def _point(self) -> tuple[Any, ...]:
+        """The writer's state at a seal, kept raw: a ResumePoint is built only when asked for."""
+        obj = None if self._header_pending else self._object
+        if obj is None:
+            return (self._required, self.objects, self.plain_bytes, self.stored_bytes, self.errors,
+                    self.duplicates, self._next_object - self._header_pending, None, 0, 0, 0, 0, 0)
+        return (self._required, self.objects, self.plain_bytes, self.stored_bytes, self.errors,
+                self.duplicates, self._next_object, obj, self._obj_first_seq, self._chunk_seq, self._offset,
+                self._obj_stored, self._obj_dups)
 
     def take(self) -> list[memoryview]:
         """The superblocks completed since the last call, in order; the caller now owns them."""
@@ -368,7 +376,7 @@ class SessionWriter:
         buf = self._current()
         if self._pos < self.size:
             # Pool buffers are reused: the padding must not leak earlier contents.
-            buf[self._pos:] = bytes(self.size - self._pos)
+            buf[self._pos:] = self._zeros[:self.size - self._pos]
         write_header(buf, SuperblockHeader(self.session_id, self.seq, self._pos - HEADER_LEN, self.size_log2,
                                            self._flags, self._required, self._optional))
         self._done.append(buf)
