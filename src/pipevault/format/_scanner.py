@@ -84,12 +84,13 @@ class Scanner:
         return out
 
 
-def scan(blocks: Iterable[Buffer | Damage], **options: object) -> Iterator[Event]:
+def scan(blocks: Iterable[Buffer | Damage], *, key: Keys = None, sessions: Collection[uuid.UUID] | None = None,
+         decode: bool = True, want: Callable[[uuid.UUID, int], bool] | None = None) -> Iterator[Event]:
     """Scan ``blocks`` (superblocks, or damage notes from :func:`split`) and yield all events.
 
-    ``options`` are those of :class:`Scanner`.
+    The options are those of :class:`Scanner`; the errors those of :meth:`Scanner.feed`.
     """
-    scanner = Scanner(**options)  # type: ignore[arg-type]
+    scanner = Scanner(key=key, sessions=sessions, decode=decode, want=want)
     for block in blocks:
         if isinstance(block, Damage):
             yield block
