@@ -199,8 +199,10 @@ class Pipe:
     def _record_error(self, pool: P.BufferPool, slot: int, exc: BaseException) -> None:
         with self._lock:
             self._errors[slot] = exc
-        if not (isinstance(exc, PipeStopped) and pool.state != P.RUNNING):
-            pool.set_state(P.FAILED, slot)
+            if self._pool is not pool:
+                return  # a straggler thread failed after teardown: the pool is gone, nothing to stop
+            if not (isinstance(exc, PipeStopped) and pool.state != P.RUNNING):
+                pool.set_state(P.FAILED, slot)
 
     def _watch(self, pool: P.BufferPool, threads: list[threading.Thread],
                procs: dict[int, tuple[BaseProcess, multiprocessing.connection.Connection]],
