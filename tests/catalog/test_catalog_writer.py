@@ -147,3 +147,31 @@ def test_exactly_the_newest_backup_of_each_object_is_active(
             assert [v.size for v in got if v.state == "active"] == [newest[ll]]
             inactive = [v for v in got if v.state == "inactive"]
             assert all(v.deactivated is not None and v.deactivated > v.stored for v in inactive)
+
+
+def test_concurrent_sessions_on_the_same_objects_leave_one_active_version_each(catalog: Catalog) -> None:
+    import threading
+
+    make_pool(catalog)
+    names = [f"f{i}" for i in range(60)]
+    errors: list[BaseException] = []
+
+    def session(seed: int) -> None:
+        try:
+            order = sorted(names, key=lambda n: hash((n, seed)))
+            backup(catalog, f"node{seed % 2}", [file("/shared", n, stored=1.0 + seed) for n in order],
+                   batch_size=7)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    with catalog.read() as conn:
+        for node in ("node0", "node1"):
+            got = objects.query_versions(conn, node, "/home", "/shared", "*", state="backup")
+            assert len(got) == 2 * len(names)
+            assert sorted(v.ll for v in got if v.state == "active") == sorted(names)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from pipevault.catalog.errors import CatalogNotFound
@@ -27,24 +29,33 @@ def ensure_node(conn: Connection, name: str, *, now: float) -> int:
     A node's creation date is the earliest ``now`` it was ensured with, so a catalog
     rebuilt from media in any order of sessions dates it as the original did.
     """
-    found = conn.execute(sa.select(nodes.c.id).where(nodes.c.name == name)).scalar()
+    where = nodes.c.name == name
+    found = conn.execute(sa.select(nodes.c.id).where(where)).scalar()
     if found is not None:
         conn.execute(sa.update(nodes).where(nodes.c.id == found, nodes.c.created > now).values(created=now))
         return int(found)
-    return int(conn.execute(sa.insert(nodes).values(name=name, created=now)
-                            .returning(nodes.c.id)).scalar_one())
+    return _insert_or_get(conn, nodes, {"name": name, "created": now}, [nodes.c.name], where)
 
 
 def ensure_filespace(conn: Connection, node_id: int, name: str, *, now: float) -> int:
     """The id of file space ``name`` of the node, registering it if it is new (dated as nodes are)."""
-    found = conn.execute(sa.select(filespaces.c.id).where(
-        filespaces.c.node_id == node_id, filespaces.c.name == name)).scalar()
+    where = sa.and_(filespaces.c.node_id == node_id, filespaces.c.name == name)
+    found = conn.execute(sa.select(filespaces.c.id).where(where)).scalar()
     if found is not None:
         conn.execute(sa.update(filespaces).where(filespaces.c.id == found, filespaces.c.created > now)
                      .values(created=now))
         return int(found)
-    return int(conn.execute(sa.insert(filespaces).values(node_id=node_id, name=name, created=now)
-                            .returning(filespaces.c.id)).scalar_one())
+    return _insert_or_get(conn, filespaces, {"node_id": node_id, "name": name, "created": now},
+                          [filespaces.c.node_id, filespaces.c.name], where)
+
+
+def _insert_or_get(conn: Connection, table: sa.Table, values: dict[str, object],
+                   unique: list[sa.Column[Any]], where: sa.ColumnElement[bool]) -> int:
+    """Insert the row unless a concurrent session just did; its id either way."""
+    insert = (postgresql.insert(table) if conn.dialect.name == "postgresql"
+              else sqlite.insert(table)).values(**values).on_conflict_do_nothing(index_elements=unique)
+    conn.execute(insert)
+    return int(conn.execute(sa.select(table.c.id).where(where)).scalar_one())
 
 
 def node_id(conn: Connection, name: str) -> int:

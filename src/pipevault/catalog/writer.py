@@ -319,14 +319,29 @@ class BatchWriter:
             found = self._lookup(conn, unique)
             created = set(fresh)
             return [found[k] for k in keys], {i for i in found.values() if i not in created}
+        # PostgreSQL, with concurrent writers: look up first (in an incremental backup most
+        # objects exist), insert the rest skipping any another session inserted meanwhile
+        # (the insert waits for that session's outcome), then look those up.
         found = self._lookup(conn, unique)
-        existing = set(found.values())
         new_keys = [k for k in unique if k not in found]
         if new_keys:
             new_ids = allocate_ids(conn, objects, len(new_keys))
+            pg_stmt = postgresql.insert(objects).on_conflict_do_nothing(
+                index_elements=[objects.c.filespace_id, objects.c.hl, objects.c.ll])
             insert_rows(conn, objects, _OBJECT_COLUMNS,
-                        [(i, *k, obj_type[k]) for i, k in zip(new_ids, new_keys, strict=True)])
-            found.update(zip(new_keys, new_ids, strict=True))
+                        [(i, *k, obj_type[k]) for i, k in zip(new_ids, new_keys, strict=True)],
+                        statement=pg_stmt)
+            found.update(self._lookup(conn, new_keys))
+            created = set(new_ids)
+        else:
+            created = set()
+        existing = {i for i in found.values() if i not in created}
+        if existing:
+            # Hold the existing objects until commit, in id order (no deadlock between two
+            # writers): a concurrent session's new active version is then committed and
+            # seen by the deactivation that follows, so an object never has two.
+            conn.execute(sa.select(objects.c.id).where(objects.c.id.in_(sorted(existing)))
+                         .order_by(objects.c.id).with_for_update())
         return [found[k] for k in keys], existing
 
     @staticmethod
