@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from catalog_helpers import backup, file, make_pool
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipevault.catalog import classes, objects, volumes
 from pipevault.catalog.classes import DAY, ManagementClass
@@ -126,3 +130,63 @@ def test_expired_data_frees_chunks_and_volumes(catalog: Catalog, clock: ManualCl
         assert volumes.get_volume(conn, "W1").state == "expired"
         assert volumes.get_volume(conn, "V3").state == "filling"
     assert catalog.counts()["chunks"] == 0
+
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("backup"), st.sets(st.sampled_from("abcd"), min_size=1)),
+    st.tuples(st.just("delete"), st.sampled_from("abcd")),
+    st.tuples(st.just("advance"), st.integers(0, 40)),
+    st.tuples(st.just("expire"), st.just(0))), min_size=1, max_size=14)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=ops, ve=st.integers(1, 3), vd=st.integers(0, 2), extra=st.integers(0, 20), only=st.integers(0, 30))
+def test_expiration_keeps_what_the_rules_say(catalog: Catalog, clock: ManualClock, steps: list[tuple[str, Any]],
+                                             ve: int, vd: int, extra: int, only: int) -> None:
+    """A model of the copy-group rules, checked after every step of a random history."""
+    if not catalog.counts()["pools"]:
+        make_pool(catalog)
+    name = f"P{clock.now():.0f}"[-30:]
+    _define(catalog, ManagementClass(name, versions_exists=ve, versions_deleted=vd,
+                                     retain_extra_days=extra, retain_only_days=only))
+    hl = "/" + name
+    # Model: per object, versions as [stored, deactivated or None]; size identifies a version.
+    model: dict[str, dict[int, list[float | None]]] = {}
+    size = 0
+    for op, arg in steps:
+        if op == "backup":
+            clock.advance(1)
+            size += 1
+            backup(catalog, "m", [file(hl, ll, size=size, class_name=name) for ll in sorted(arg)])
+            for ll in arg:
+                for v in model.setdefault(ll, {}).values():
+                    if v[1] is None:
+                        v[1] = clock.now()
+                model[ll][size] = [clock.now(), None]
+        elif op == "delete":
+            clock.advance(1)
+            with catalog.write() as conn:
+                objects.mark_deleted(conn, "m", "/home", hl, arg, when=clock.now())
+            for v in model.get(arg, {}).values():
+                if v[1] is None:
+                    v[1] = clock.now()
+        elif op == "advance":
+            clock.advance(arg * DAY)
+        else:
+            expire(catalog)
+            now = clock.now()
+            for versions in model.values():
+                exists = any(d is None for _, d in versions.values())
+                inactive = sorted((k for k, (_, d) in versions.items() if d is not None),
+                                  key=lambda k: -(versions[k][1] or 0.0))
+                for rank, k in enumerate(inactive):
+                    keep = ve - 1 if exists else vd
+                    days = only if (not exists and rank == 0) else extra
+                    deactivated = versions[k][1]
+                    assert deactivated is not None
+                    if rank >= keep or now - deactivated >= days * DAY:
+                        del versions[k]
+        with catalog.read() as conn:
+            got = {ll: sorted(v.size for v in objects.query_versions(conn, "m", "/home", hl, ll, state="backup"))
+                   for ll in "abcd"}
+        assert got == {ll: sorted(model.get(ll, {})) for ll in "abcd"}
