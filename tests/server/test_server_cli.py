@@ -64,6 +64,11 @@ def test_status_shows_pipe_stages_and_connections(tmp_path: Path) -> None:
                                         for p in lines()))
             mine = next(p for p in lines() if p["node"] == "n1")
             assert mine["pipe"] == remote.pipe_name and len(mine["links"]) == 3
+            # The client half (a pipe of this machine the daemon does not own) shows its
+            # server and its own connections too.
+            assert wait_for(lambda: any(p["node"] is None and p["pipe"] == remote.pipe_name
+                                        and p["peer"] == daemon.address and len(p["links"]) == 3
+                                        and p["stages"][0]["name"] == "read" for p in lines()))
             text = runner.invoke(cli, ["status", "--dir", str(home)]).output
             assert remote.pipe_name in text and "connections" in text and "for node n1" in text
             secret_file = tmp_path / "n1.secret"

@@ -14,6 +14,7 @@ the local socket sees every pipe, including pipes of this machine the daemon doe
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import socket
@@ -29,6 +30,7 @@ from pipevault.pipe._names import list_segments
 from pipevault.pipe._pool import BufferPool
 from pipevault.pipe._status import read_status
 from pipevault.pipe.errors import PipeNotFound
+from pipevault.pipe.net.client import link_file
 from pipevault.pipe.net.errors import ProtocolError
 from pipevault.server import halves
 from pipevault.server.errors import AccessDenied, NoSuchPipe, ServerError
@@ -234,8 +236,19 @@ def local_pipes(exclude: set[str] | frozenset[str] = frozenset()) -> list[dict[s
             snap = read_status(pool)
         finally:
             pool.close()
-        out.append({"pipe": name, "node": None, "peer": None, "direction": "local", "module": None,
-                    "state": snap.state, "stages": [asdict(s.figures()) for s in snap.stages],
-                    "links": []})
+        entry = {"pipe": name, "node": None, "peer": None, "direction": "local", "module": None,
+                 "state": snap.state, "stages": [asdict(s.figures()) for s in snap.stages],
+                 "links": []}
+        entry.update(_published_link(name))
+        out.append(entry)
     return out
+
+
+def _published_link(pipe: str) -> dict[str, Any]:
+    """The peer and connections a client-side half publishes (see ``LinkPublisher``)."""
+    try:
+        data = json.loads(link_file(pipe).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 

@@ -16,11 +16,12 @@ local pipe starts with ``remote.agent_stage()``, the pseudo-head.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,8 @@ class RemotePipe:
                 durable, and ``--resume`` continues from there.
             PipevaultError: the local half failed; the server was told (ABORT).
         """
+        publisher = LinkPublisher(self)
+        publisher.start()
         try:
             result = pipe.run()
         except PipevaultError as exc:
@@ -266,6 +269,7 @@ class RemotePipe:
                 self.link.finish({"bytes": result.bytes_moved, "durable": durable})
             return result
         finally:
+            publisher.stop()
             self.link.close()
 
     @property
@@ -274,3 +278,48 @@ class RemotePipe:
         if self.link.remote_result is None:
             raise RemoteFailed(f"{self.server} did not confirm the transfer")
         return self.link.remote_result
+
+
+LINKS_DIR = Path("/dev/shm")
+PUBLISH_S = 0.5
+
+
+def link_file(pipe_name: str) -> Path:
+    """Where the local half of a remote pipe publishes its connections for `pipevault status`."""
+    return LINKS_DIR / f"pvlink-{pipe_name}.json"
+
+
+class LinkPublisher:
+    """Writes a running RemotePipe's peer and per-connection figures to :func:`link_file`
+    every half second (the pipe's stages are read from its pool), and removes it at the end."""
+
+    def __init__(self, remote: RemotePipe) -> None:
+        self.remote = remote
+        self.path = link_file(remote.pipe_name)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="pv-link-status", daemon=True)
+
+    def start(self) -> None:
+        """Begin publishing."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and remove the file."""
+        self._stop.set()
+        self._thread.join(2)
+        self.path.unlink(missing_ok=True)
+
+    def _main(self) -> None:
+        while True:
+            r = self.remote
+            data = {"peer": r.server, "direction": r.direction, "transfer": r.transfer,
+                    "durable": r.link.acked, "resume_from": r.resume_from,
+                    "links": [asdict(c) for c in r.link.status()]}
+            tmp = self.path.with_suffix(".tmp")
+            try:
+                tmp.write_text(json.dumps(data))
+                os.replace(tmp, self.path)
+            except OSError:
+                return  # no /dev/shm here: status shows the stages without the connections
+            if self._stop.wait(PUBLISH_S):
+                return
