@@ -82,3 +82,26 @@ def test_status_shows_pipe_stages_and_connections(tmp_path: Path) -> None:
         assert errors and not t.is_alive()
     out = CliRunner().invoke(cli, ["status", "--dir", str(home)])
     assert out.exit_code == 0 and "no daemon running" in out.output
+
+
+def test_serve_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    home = tmp_path / "srv"
+    proc = subprocess.Popen([sys.executable, "-m", "pipevault", "--json", "serve", "--dir", str(home),
+                             "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        event = json.loads(proc.stdout.readline())
+        assert event["event"] == "listening" and event["address"].startswith("127.0.0.1:")
+        assert (home / "pipevault.sock").exists()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+        assert "stopping on signal" in err and not (home / "pipevault.sock").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
