@@ -1,4 +1,4 @@
-"""Errors of the data-mover jobs: backup, archive, restore, retrieve (exit codes 50-59).
+"""Errors of the data-mover jobs: backup, archive, restore, retrieve, migrate (exit codes 50-59).
 
 ::
 
@@ -10,6 +10,10 @@
       RestoreIncomplete     some objects could not be restored intact (each one is named)
       SourceChanged         warnings-only outcome: files changed or vanished during backup
       DestinationError      the restore target cannot be written
+      JobInterrupted        the job stopped before the end
+      MigrationRefused      migration or reclamation cannot run on this pool as asked
+        ReclaimWriteOnce    reclamation of a write-once pool
+      MigrationFailed       copying to the new place failed; the catalog keeps the old copy
 """
 
 from __future__ import annotations
@@ -79,3 +83,29 @@ class JobInterrupted(MoverError):
     code = "mover.interrupted"
     exit_code = 57
     hint = "Run the same command again: completed objects are not sent twice."
+
+
+class MigrationRefused(MoverError):
+    """Migration or reclamation cannot run on this pool as asked (no next pool, wrong media, bad thresholds)."""
+
+    code = "mover.migrate.refused"
+    exit_code = 58
+    hint = "Check the pool with `pipevault pool show`; define its next pool with `pipevault pool define --next`."
+
+
+class ReclaimWriteOnce(MigrationRefused):
+    """Reclamation was asked of a write-once pool, whose space is never reused."""
+
+    code = "mover.migrate.write_once"
+    exit_code = 58
+    hint = ("Write-once volumes are never reclaimed; their space comes back only when all their data "
+            "has expired (`pipevault expire`). Migrate the data to another pool instead.")
+
+
+class MigrationFailed(MoverError):
+    """Copying data to its new place failed; the catalog still points at the old, intact copy."""
+
+    code = "mover.migrate.failed"
+    exit_code = 59
+    hint = ("Nothing was lost: fix the named volume or device and run the command again; volumes "
+            "already moved stay moved.")

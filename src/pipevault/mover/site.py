@@ -2,16 +2,16 @@
 
 With no configuration at all everything lives under ``PIPEVAULT_HOME``: the SQLite catalog
 (``catalog.db``), a disk pool ``disk`` whose volumes are files under ``pools/disk`` and the
-management class ``STANDARD``. Both defaults are created on first use.
+management class ``STANDARD``. Both defaults are created on first use. A pool of media type
+``tape`` is a simulated tape library under ``libraries/<pool>`` (see :mod:`pipevault.mover.tapes`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipevault.catalog import classes as class_rows
@@ -21,9 +21,10 @@ from pipevault.catalog.database import Catalog
 from pipevault.catalog.errors import CatalogConflict, CatalogNotFound
 from pipevault.clock import SYSTEM, Clock
 from pipevault.config import Settings
-from pipevault.media import DiskPoolDirectory, DiskVolume
+from pipevault.media import DiskPoolDirectory, Volume
 from pipevault.mover import keys
 from pipevault.mover.errors import KeyMissing
+from pipevault.mover.tapes import TAPE_MEDIA_TYPE, TapeSettings, TapeShelf, try_lock
 
 DEFAULT_POOL = "disk"
 DEFAULT_CLASS = "STANDARD"
@@ -39,14 +40,17 @@ class Site:
     volume_size: int
     clock: Clock
     passphrase: bytes | None
+    tape: TapeSettings = field(default_factory=TapeSettings)
+    _shelf: TapeShelf | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock = SYSTEM, passphrase: bytes | None = None,
-             node: str | None = None) -> Site:
+             node: str | None = None, tape: TapeSettings | None = None) -> Site:
         """Open the catalog the settings name and make sure the default pool and class exist.
 
         ``passphrase`` unlocks the node's key; when None it is read from the file named by
-        the ``passphrase_file`` option, if any.
+        the ``passphrase_file`` option, if any. ``tape`` says how the libraries of tape pools
+        are built on first use.
         """
         home = settings.home
         home.mkdir(parents=True, exist_ok=True)
@@ -55,7 +59,8 @@ class Site:
             passphrase = settings["passphrase"].encode()
         if passphrase is None and settings["passphrase_file"]:
             passphrase = Path(settings["passphrase_file"]).read_bytes().rstrip(b"\r\n")
-        site = cls(home, node or settings["node"], catalog, settings["volume_size"], clock, passphrase)
+        site = cls(home, node or settings["node"], catalog, settings["volume_size"], clock, passphrase,
+                   tape or TapeSettings())
         site._ensure_defaults()
         return site
 
@@ -66,8 +71,22 @@ class Site:
         self.close()
 
     def close(self) -> None:
-        """Release the catalog."""
+        """Unmount any tape still mounted and release the catalog."""
+        if self._shelf is not None:
+            self._shelf.close()
         self.catalog.close()
+
+    @property
+    def tapes(self) -> TapeShelf:
+        """The libraries of the site's tape pools."""
+        if self._shelf is None:
+            self._shelf = TapeShelf(self.home / "libraries", self.catalog, self.tape, self.clock)
+        return self._shelf
+
+    def media_type(self, pool: str) -> str:
+        """The media type of pool ``pool``. Raises CatalogNotFound."""
+        with self.catalog.read() as conn:
+            return pool_rows.get_pool(conn, pool).media_type
 
     def _ensure_defaults(self) -> None:
         now = self.clock.now()
@@ -98,32 +117,60 @@ class Site:
             raise KeyMissing(f"node {self.node} needs its passphrase for encrypted data")
         return keys.node_key(self.home, self.node, self.passphrase, create=create)
 
-    def open_volume(self, name: str) -> DiskVolume:
-        """Open catalogued disk volume ``name`` for reading."""
+    def open_volume(self, name: str) -> Volume:
+        """Open catalogued volume ``name`` for reading (a tape is mounted in a free drive;
+        closing the volume unmounts it)."""
         with self.catalog.read() as conn:
             vol = volume_rows.get_volume(conn, name)
+        if vol.media_type == TAPE_MEDIA_TYPE:
+            return self.tapes.mount(vol.pool, name)
         return self.pool_directory(vol.pool).open(name)
 
     @contextmanager
-    def writable_volume(self, pool: str, exclude: set[str]) -> Iterator[DiskVolume]:
+    def volume_lock(self, name: str) -> Iterator[bool]:
+        """Hold the writer lock of catalogued volume ``name`` while no writer has it; yields
+        whether it was taken (False: a job is writing to the volume now)."""
+        with self.catalog.read() as conn:
+            vol = volume_rows.get_volume(conn, name)
+        if vol.media_type == TAPE_MEDIA_TYPE:
+            path = self.tapes.lock_path(vol.pool, name)
+        else:
+            path = self.pool_directory(vol.pool).directory / f"{name}.lock"
+        lock = try_lock(path)
+        try:
+            yield lock is not None
+        finally:
+            if lock is not None:
+                os.close(lock)
+
+    @contextmanager
+    def writable_volume(self, pool: str, exclude: set[str]) -> Iterator[Volume]:
         """A volume of ``pool`` to append to, locked against other writers while in use.
 
         Takes the first filling (then scratch) volume not in ``exclude`` that no other job
         holds; labels a new one when there is none. The lock is an exclusive ``flock`` on a
-        file beside the volume, so two backups never append to one volume at once.
+        file beside the volume, so two backups never append to one volume at once. A scratch
+        volume still holding old (dead) data is erased first. Tape pools hand out mounted
+        cartridges of their library (:meth:`TapeShelf.writable`).
         """
+        if self.media_type(pool) == TAPE_MEDIA_TYPE:
+            with self.tapes.writable(pool, exclude) as tape:
+                yield tape
+            return
         directory = self.pool_directory(pool)
         with self.catalog.read() as conn:
-            candidates = [v.name for state in ("filling", "scratch")
+            candidates = [(v.name, v.state) for state in ("filling", "scratch")
                           for v in volume_rows.list_volumes(conn, pool=pool) if v.state == state]
-        for name in candidates:
+        for name, state in candidates:
             if name in exclude:
                 continue
-            lock = _try_lock(directory.directory / f"{name}.lock")
+            lock = try_lock(directory.directory / f"{name}.lock")
             if lock is None:
                 continue
             try:
                 volume = directory.open(name) if directory.path_of(name).exists() else directory.create(name)
+                if state == "scratch" and volume.status().data_blocks:
+                    volume.erase()
                 yield volume
                 return
             finally:
@@ -146,7 +193,7 @@ class Site:
         while True:
             name = f"{prefix}{n:06d}"
             if name not in taken and not directory.path_of(name).exists():
-                lock = _try_lock(directory.directory / f"{name}.lock")
+                lock = try_lock(directory.directory / f"{name}.lock")
                 if lock is not None:
                     return name, lock
             n += 1
@@ -159,12 +206,3 @@ class Site:
             except CatalogConflict:
                 pass
 
-
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd

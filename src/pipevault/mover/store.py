@@ -19,7 +19,7 @@ from typing import Any
 from pipevault.catalog import sessions as session_rows
 from pipevault.catalog.writer import BatchWriter, NewVersion, Piece
 from pipevault.format import ArchiveFooter, ArchiveHeader, EncodedChunk, SessionWriter, peek_header
-from pipevault.media import DiskVolume
+from pipevault.media import Volume
 from pipevault.media.errors import VolumeFull
 from pipevault.mover.site import Site
 
@@ -55,7 +55,7 @@ class SessionStore:
         self.archive = archive
         self.on_durable = on_durable
         self._stack = ExitStack()
-        self._volume: DiskVolume | None = None
+        self._volume: Volume | None = None
         self._full: set[str] = set()
         self.placed: dict[int, tuple[str, int]] = {}  # superblock seq -> (volume, address)
         self._pending: list[PendingObject] = []
@@ -125,7 +125,7 @@ class SessionStore:
                 self.site.mark_volume(volume.name, "full")
                 self._volume = None
 
-    def _current_volume(self) -> DiskVolume:
+    def _current_volume(self) -> Volume:
         if self._volume is None:
             self._volume = self._stack.enter_context(self.site.writable_volume(self.pool, self._full))
             if self._volume.name not in self.volumes_used:
