@@ -151,6 +151,10 @@ class SessionReader:
             raise
         except FormatError as exc:
             self._begin_gap(seq, seq, "structure", str(exc.message), out)
+        if isinstance(self._pieces, memoryview):
+            # A chunk whose data all lies in this superblock but whose footer comes in the
+            # next: its data must not stay a view of a buffer the caller may reuse now.
+            self._pieces = bytearray(self._pieces)
         return out
 
     def finish(self) -> list[Event]:
