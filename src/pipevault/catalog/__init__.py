@@ -10,8 +10,8 @@ split by entity and take a connection: :mod:`.nodes` (and file spaces), :mod:`.s
 (restore plans), :mod:`.chunks` (duplicate discard), :mod:`.pools`, :mod:`.volumes`,
 :mod:`.classes` (management classes). Whole-catalog operations: :class:`BatchWriter`
 (batched cataloguing), :func:`expire`, :func:`.backup.backup` / :func:`.backup.restore`,
-:func:`.check.check`, and :class:`MediaCatalogue` / :func:`.rebuild.rebuild` (cataloguing from the stream format's records, live
-or from media after a loss).
+:func:`.check.check`, and :class:`MediaCatalogue` / :func:`.rebuild.rebuild` (cataloguing
+from the stream format's records, live or from media after a loss).
 """
 
 from pipevault.catalog.classes import ManagementClass as ManagementClass
