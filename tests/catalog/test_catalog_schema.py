@@ -10,7 +10,7 @@ from catalog_helpers import backup, file, make_pool, snapshot
 
 from pipevault.catalog import migrations
 from pipevault.catalog.database import Catalog, catalog_url
-from pipevault.catalog.errors import CatalogSchemaTooNew, CatalogUnavailable
+from pipevault.catalog.errors import CatalogError, CatalogMigrationFailed, CatalogSchemaTooNew, CatalogUnavailable
 from pipevault.catalog.schema import TABLES_IN_ORDER, metadata, schema_version
 from pipevault.clock import ManualClock
 from pipevault.config import load
@@ -97,3 +97,25 @@ def test_unreachable_sqlite_path_is_unavailable(tmp_path: Any, clock: ManualCloc
     blocker.write_text("x")
     with pytest.raises(CatalogUnavailable):
         Catalog.open("sqlite:///" + str(blocker / "catalog.db"), clock=clock)
+
+
+def test_a_failing_step_leaves_the_previous_version(catalog_url: str, clock: ManualClock,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(conn: Any) -> None:
+        conn.execute(sa.text("CREATE TABLE half_done (x INTEGER)"))
+        conn.execute(sa.text("SELECT * FROM no_such_table"))
+
+    steps = (*migrations.MIGRATIONS[:1], migrations.Migration(2, "broken", broken))
+    monkeypatch.setattr(migrations, "MIGRATIONS", steps)
+    with pytest.raises(CatalogMigrationFailed, match="schema migration 2"):
+        Catalog.open(catalog_url, clock=clock)
+    with Catalog.open(catalog_url, clock=clock, upgrade=False) as cat, cat.read() as conn:
+        assert migrations.current_version(conn) == 1
+        assert not sa.inspect(conn).has_table("half_done")
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Any, clock: ManualClock) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database, not at all" * 200)
+    with pytest.raises(CatalogError, match="not a database"):
+        Catalog.open("sqlite:///" + str(junk), clock=clock)

@@ -16,12 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pipevault.catalog import schema
-from pipevault.catalog.errors import (
-    CatalogError,
-    CatalogMigrationFailed,
-    CatalogSchemaTooNew,
-    CatalogUnavailable,
-)
+from pipevault.catalog.errors import CatalogMigrationFailed, CatalogSchemaTooNew
 from pipevault.clock import Clock
 
 if TYPE_CHECKING:
@@ -98,21 +93,20 @@ def upgrade(catalog: Catalog, clock: Clock, target: int = LATEST) -> list[int]:
     for step in MIGRATIONS:
         if step.version > target:
             break
-        try:
-            with catalog.write() as conn:
-                if catalog.dialect == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-                if check_version(conn) >= step.version:
-                    continue
+        with catalog.write() as conn:
+            if catalog.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            if check_version(conn) >= step.version:
+                continue
+            try:
                 if step.version == 1:
                     schema.schema_version.create(conn)
                 step.apply(conn)
                 conn.execute(sa.insert(schema.schema_version).values(
                     version=step.version, description=step.description, applied=clock.now()))
-        except (CatalogSchemaTooNew, CatalogUnavailable):
-            raise
-        except CatalogError as e:
-            raise CatalogMigrationFailed(f"schema migration {step.version} "
-                                         f"({step.description}) failed: {e.message}") from e
+            except sa.exc.SQLAlchemyError as e:
+                # Raised inside the transaction, so the step is rolled back with it.
+                raise CatalogMigrationFailed(f"schema migration {step.version} "
+                                             f"({step.description}) failed: {e}") from e
         applied.append(step.version)
     return applied
