@@ -3,9 +3,11 @@
 :class:`MediaCatalogue` is fed superblocks, each with the volume and block number it lies
 at, and catalogues every object whose archive footer it reads: node, file space, object,
 version (with the dates, class and attributes of its archive header), session (with the
-times and totals of its session header and footer) and the pieces of volume the object's
-chunks lie on. It needs nothing but the media, and it is the one place where format records
-become rows, so the same code serves two callers:
+times and totals of its session header and footer) and its pieces: one per volume, the
+first from the superblock of its archive header, the next ones from the superblock where
+its first chunk on that volume starts, each with the object byte range it holds. It needs
+nothing but the media, and it is the one place where format records become rows, so the
+same code serves two callers:
 
 - a writer catalogues a session as its superblocks become durable (an object enters the
   catalog only once its footer is safe on media), and
@@ -205,6 +207,11 @@ class MediaCatalogue:
             if state.open is not None:
                 self._skip(state, state.open.header, "its footer was lost")
             state.open = _Object(event.header)
+            # The first piece starts where the archive header is, so a restore that seeks
+            # there reads the object from its beginning (an empty object has only this piece).
+            where = self._blocks.get(state.media_id, {}).get(event.seq)
+            if where is not None:
+                state.open.runs.append(_Run(where[0], where[1], 0, 0))
         elif isinstance(event, ChunkRead) and state.open is not None:
             self._chunk(state, state.open, event)
         elif isinstance(event, ObjectEnded):
