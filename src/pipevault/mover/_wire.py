@@ -12,11 +12,12 @@ Every buffer starts with a 64-byte prefix, then its payload::
     u64 c           encoded: chunk footer length
     8   pad
 
-BEGIN and END payloads are pickled dictionaries (names, attributes, digests). A whole small
-file travels in one buffer: SMALL carries ``begin | data | end`` (``a``, ``b``, ``c`` their
-lengths) and SMALL_ENCODED ``begin | chunk header | stored | chunk footer | end`` (the five
-lengths in ``seq``, ``offset``, ``a``, ``b``, ``c``). The layout is private to one pipe on
-one machine; what reaches media is the stream format.
+BEGIN and END payloads are pickled dictionaries (names, attributes, digests). Small files
+travel many to a buffer: BATCH (``a`` objects) holds for each ``BATCH_REC`` (object index and
+the lengths of the next three) then ``begin | data | end``; BATCH_ENCODED holds for each
+``BATCH_ENC`` then ``begin | chunk header | stored | chunk footer | end`` (empty chunk parts
+for an object without data). The layout is private to one pipe on one machine; what reaches
+media is the stream format.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ PREFIX = struct.Struct("<B7xQQQQQQ8x")
 PREFIX_LEN = 64
 assert PREFIX.size == PREFIX_LEN
 
-BEGIN, CHUNK, ENCODED, END, SMALL, SMALL_ENCODED = 1, 2, 3, 4, 5, 6
+BEGIN, CHUNK, ENCODED, END, BATCH, BATCH_ENCODED = 1, 2, 3, 4, 5, 6
+BATCH_REC = struct.Struct("<QIII")
+BATCH_ENC = struct.Struct("<QIIIII")
 
 
 def put_prefix(view: memoryview, kind: int, index: int, seq: int = 0, offset: int = 0,

@@ -61,7 +61,10 @@ from pipevault.pipe import Pipe, StageContext, StageSpec
 
 CHUNK = 1 << 20
 BUFFER = CHUNK + (64 << 10)  # a chunk, its prefix and its encoded header and footer
-SMALL_FILE = 256 << 10  # files up to this size travel in one buffer with their metadata
+SMALL_FILE = 256 << 10  # files up to this size travel in batches, with their metadata
+BATCH_OBJECTS = 256  # most small objects in one batch buffer
+BATCH_MARGIN = 48 << 10  # room left for what encoding adds per object (chunk header and footer)
+END_RESERVE = 512  # room kept for an object's end document
 EXTENTS_KEY = "pv.extents"
 _EXTENT = struct.Struct("<QQ")
 
@@ -135,6 +138,8 @@ class SourceReader:
                  stored_ns: int = 0) -> None:
         self.entries, self.class_name, self.reporter, self.job = entries, class_name, reporter, job
         self.stored_ns = stored_ns
+        self._batch: Any = None  # the pool buffer collecting small objects
+        self._pos = self._count = 0
 
     def run(self, ctx: StageContext) -> list[tuple[str, str]]:
         warnings: list[tuple[str, str]] = []
@@ -159,6 +164,7 @@ class SourceReader:
                     if fd >= 0:
                         os.close(fd)
                 index += 1
+            self.flush(ctx)
             for f in ahead:  # stopped early (the pipe failed): close what was opened
                 if not f.cancel() and f.exception() is None and f.result() >= 0:
                     os.close(f.result())
@@ -194,6 +200,7 @@ class SourceReader:
                  "ll": e.ll, "attributes": entry_attributes(e)}
         if not sparse and st.st_size <= SMALL_FILE and self._small(ctx, e, index, fd, begin, warnings):
             return
+        self.flush(ctx)  # objects reach the store in index order
         self._send_doc(ctx, W.BEGIN, index, begin)
         digest = xxhash.xxh3_128()
         status = ObjectStatus.COMPLETE
@@ -238,14 +245,21 @@ class SourceReader:
 
     def _small(self, ctx: StageContext, e: Entry, index: int, fd: int, begin: dict[str, Any],
                warnings: list[tuple[str, str]]) -> bool:
-        """A whole small object in one buffer (a third of the handoffs); False if it does not fit."""
+        """Add a whole small object to the current batch buffer (many objects per handoff);
+        False if it cannot fit even an empty batch."""
         head = W.dumps(begin)
         size = e.st.st_size if fd >= 0 else 0
-        if W.PREFIX_LEN + len(head) + size + 4096 > ctx.pool.buffer_size:
+        need = W.BATCH_REC.size + len(head) + size + END_RESERVE
+        limit = ctx.pool.buffer_size - BATCH_MARGIN
+        if W.PREFIX_LEN + need > limit:
             return False
-        buf = ctx.alloc_buf()
-        d = buf.data
-        pos = W.PREFIX_LEN
+        if self._batch is not None and (self._pos + need > limit or self._count >= BATCH_OBJECTS):
+            self.flush(ctx)
+        if self._batch is None:
+            self._batch, self._pos, self._count = ctx.alloc_buf(), W.PREFIX_LEN, 0
+        d = self._batch.data
+        rec = self._pos
+        pos = rec + W.BATCH_REC.size
         d[pos: pos + len(head)] = head
         pos += len(head)
         n, status = 0, ObjectStatus.COMPLETE
@@ -266,11 +280,19 @@ class SourceReader:
         tail = W.dumps({"status": status, "digest": digest, "stream": n})
         end = pos + n
         d[end: end + len(tail)] = tail
-        W.put_prefix(d, W.SMALL, index, a=len(head), b=n, c=len(tail))
-        buf.length = end + len(tail)
+        W.BATCH_REC.pack_into(d, rec, index, len(head), n, len(tail))
         del d
-        ctx.send_buf(buf)
+        self._pos = end + len(tail)
+        self._count += 1
         return True
+
+    def flush(self, ctx: StageContext) -> None:
+        """Send the current batch of small objects, if any."""
+        if self._batch is not None:
+            W.put_prefix(self._batch.data, W.BATCH, 0, a=self._count)
+            self._batch.length = self._pos
+            ctx.send_buf(self._batch)
+            self._batch = None
 
 
 class ChunkEncode:
@@ -285,9 +307,9 @@ class ChunkEncode:
         encoder = ChunkEncoder(self.session_id, keys=keys, selector=selector, dedup=self.dedup)
         P = W.PREFIX_LEN
         while (buf := ctx.receive_buf()) is not None:
-            kind, index, seq, offset, n, b, c = W.get_prefix(buf.data)
-            if kind == W.SMALL:
-                self._small(ctx, encoder, buf, index, n, b, c)
+            kind, index, seq, offset, n, _b, _c = W.get_prefix(buf.data)
+            if kind == W.BATCH:
+                self._batch(ctx, encoder, buf, n)
                 continue
             if kind != W.CHUNK:
                 ctx.send_buf(buf)
@@ -311,28 +333,34 @@ class ChunkEncode:
 
 
     @staticmethod
-    def _small(ctx: StageContext, encoder: ChunkEncoder, buf: Any, index: int, a: int, n: int, c: int) -> None:
-        """SMALL -> SMALL_ENCODED: the begin and end documents travel on with the encoded chunk."""
-        P = W.PREFIX_LEN
+    def _batch(ctx: StageContext, encoder: ChunkEncoder, buf: Any, count: int) -> None:
+        """BATCH -> BATCH_ENCODED: each object's data encoded, its documents carried along."""
         src = buf.data
-        if n == 0:  # nothing to encode: no chunk at all
-            W.put_prefix(src, W.SMALL_ENCODED, index, a, 0, 0, 0, c)
-            src[P + a: P + a + c] = bytes(src[P + a: P + a + c])
-            del src
-            ctx.send_buf(buf)
-            return
-        enc = encoder(src[P + a: P + a + n], index, 0, 0)
-        head, foot = enc.header.pack(), enc.footer.pack()
-        stored = memoryview(enc.stored).cast("B")
         out = ctx.alloc_buf()
         d = out.data
-        pos = P
-        for piece in (src[P: P + a], head, stored, foot, src[P + a + n: P + a + n + c]):
-            d[pos: pos + len(piece)] = piece
-            pos += len(piece)
-        W.put_prefix(d, W.SMALL_ENCODED, index, a, len(head), len(stored), len(foot), c)
-        out.length = pos
-        del d, src, stored, enc
+        rpos, wpos = W.PREFIX_LEN, W.PREFIX_LEN
+        for _ in range(count):
+            index, lb, n, le = W.BATCH_REC.unpack_from(src, rpos)
+            rpos += W.BATCH_REC.size
+            begin, data, end = src[rpos: rpos + lb], src[rpos + lb: rpos + lb + n], \
+                src[rpos + lb + n: rpos + lb + n + le]
+            rpos += lb + n + le
+            pieces: tuple[Any, ...]
+            if n:
+                enc = encoder(data, index, 0, 0)
+                head, foot = enc.header.pack(), enc.footer.pack()
+                pieces = (begin, head, memoryview(enc.stored).cast("B"), foot, end)
+            else:
+                pieces = (begin, b"", b"", b"", end)
+            W.BATCH_ENC.pack_into(d, wpos, index, *(len(p) for p in pieces))
+            wpos += W.BATCH_ENC.size
+            for piece in pieces:
+                d[wpos: wpos + len(piece)] = piece
+                wpos += len(piece)
+            del begin, data, end, pieces
+        W.put_prefix(d, W.BATCH_ENCODED, 0, a=count)
+        out.length = wpos
+        del d, src
         ctx.free_buf(buf)
         ctx.send_buf(out)
 
@@ -357,19 +385,23 @@ class StoreStage:
                 footer = ChunkFooter.unpack(d[P + a + b: P + a + b + c])
                 self.store.chunk(EncodedChunk(header, stored, footer))
                 del stored
-            elif kind == W.SMALL_ENCODED:
-                lb, lh, ls, lf, le = _seq, _offset, a, b, c
-                begun = W.loads(d[P: P + lb])
-                self.store.begin(begun["header"], None)
-                pos = P + lb
-                if lh:
-                    header = ChunkHeader.unpack(d[pos: pos + lh])
-                    stored = d[pos + lh: pos + lh + ls]
-                    footer = ChunkFooter.unpack(d[pos + lh + ls: pos + lh + ls + lf])
-                    self.store.chunk(EncodedChunk(header, stored, footer))
-                    del stored
-                pos += lh + ls + lf
-                self._end(begun, W.loads(d[pos: pos + le]))
+            elif kind == W.BATCH_ENCODED:
+                pos = P
+                for _ in range(a):
+                    _i, lb, lh, ls, lf, le = W.BATCH_ENC.unpack_from(d, pos)
+                    pos += W.BATCH_ENC.size
+                    begun = W.loads(d[pos: pos + lb])
+                    pos += lb
+                    self.store.begin(begun["header"], None)
+                    if lh:
+                        header = ChunkHeader.unpack(d[pos: pos + lh])
+                        stored = d[pos + lh: pos + lh + ls]
+                        footer = ChunkFooter.unpack(d[pos + lh + ls: pos + lh + ls + lf])
+                        self.store.chunk(EncodedChunk(header, stored, footer))
+                        del stored
+                    pos += lh + ls + lf
+                    self._end(begun, W.loads(d[pos: pos + le]))
+                    pos += le
             elif kind == W.BEGIN:
                 begun = W.loads(d[P: P + a])
                 extents = begun["extents"]

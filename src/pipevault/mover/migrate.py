@@ -70,7 +70,7 @@ def _pool(site: Site, name: str) -> tuple[pool_rows.Pool, list[volume_rows.Volum
                 sa.select(volumes.c.name, sa.func.sum(locations.c.length))
                 .join(locations, locations.c.volume_id == volumes.c.id)
                 .join(pools, pools.c.id == volumes.c.pool_id)
-                .where(pools.c.name == name).group_by(volumes.c.name)).tuples().all())
+                .where(pools.c.name == name).group_by(volumes.c.name)).all())
     except CatalogNotFound as exc:
         raise MigrationRefused(exc.message, pool=name) from exc
     return row, vols, {k: int(v or 0) for k, v in live.items()}
@@ -120,7 +120,10 @@ def _carry_out(site: Site, result: MoveResult, chosen: dict[str, list[Extent]], 
     t0 = time.perf_counter()
     writer = TargetWriter(site, target_pool, exclude)
     try:
-        for source in sorted(chosen):
+        # In write order (not by name: a scratch volume reused later gets a later name's data),
+        # so each session's superblocks land on the targets in the order a restore reads them.
+        for source in sorted(chosen, key=lambda v: (min(((e.version_id, e.part) for e in chosen[v]),
+                                                        default=(0, 0)), v)):
             move = copy_extents(site, source, sorted(chosen[source], key=lambda e: e.superblock), writer)
             if move.busy:
                 result.skipped.append((source, "a job is writing to it"))

@@ -151,12 +151,17 @@ def occupied_blocks(volume: Volume, extents: list[Extent]) -> tuple[list[int], d
 class TargetWriter:
     """Appends superblocks to volumes of one pool, moving on to the next when one is full.
 
-    Holds the volumes it writes (and their writer locks) until :meth:`close`. Used by one thread.
+    Writes only to empty (scratch or new) volumes: appended behind older data of the same
+    sessions, moved superblocks would come before it in the order a restore reads a volume,
+    and the scanner drops superblocks older than those it has seen. Holds the volumes it
+    writes (and their writer locks) until :meth:`close`. Used by one thread.
     """
 
     def __init__(self, site: Site, pool: str, exclude: set[str]) -> None:
         self.site, self.pool = site, pool
-        self._exclude = set(exclude)
+        with site.catalog.read() as conn:
+            busy = {v.name for v in volume_rows.list_volumes(conn, pool=pool) if v.state != "scratch"}
+        self._exclude = set(exclude) | busy
         self._stack = ExitStack()
         self._volume: Volume | None = None
         self.dirty: dict[str, Volume] = {}

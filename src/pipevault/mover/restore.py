@@ -13,6 +13,7 @@ job then raises :class:`RestoreIncomplete` after restoring everything else.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import stat
@@ -556,8 +557,43 @@ def _plan(site: Site, versions: list[VersionInfo]) -> _Plan:
         firsts[(p.volume, k)] = min(p.superblock, firsts.get((p.volume, k), p.superblock))
     for (vol, k), block in firsts.items():
         per_volume[vol].append((block, k))
-    starts = [(vol, sorted(per_volume[vol], key=lambda s: s[0])) for vol in sorted(per_volume)]
+    order = _read_order(pieces, {vid: k[0] for vid, k in ids.items()})
+    starts = [(vol, sorted(per_volume[vol], key=lambda s: s[0])) for vol in order]
     return _Plan(wanted, by_index, starts, len(firsts))
+
+
+def _read_order(pieces: list[location_rows.Location], session_of: dict[int, uuid.UUID]) -> list[str]:
+    """The volumes in an order that reads each session's superblocks forwards.
+
+    The scanner ignores a superblock older than one of its session already seen, and after
+    migration or reclamation a session's data can lie on volumes whose names sort against
+    the order it was written in. Within a session, (version id, part) is that order; volumes
+    are otherwise taken by name (also when two sessions want opposite orders).
+    """
+    first: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
+    for p in pieces:
+        sid = session_of.get(p.version_id)
+        if sid is not None:
+            k = (sid, p.volume)
+            first[k] = min(first.get(k, (p.version_id, p.part)), (p.version_id, p.part))
+    chains: dict[uuid.UUID, list[tuple[tuple[int, int], str]]] = defaultdict(list)
+    for (sid, vol), pos in first.items():
+        chains[sid].append((pos, vol))
+    before: dict[str, set[str]] = defaultdict(set)
+    for chain in chains.values():
+        chain.sort()
+        for (_, a), (_, b) in itertools.pairwise(chain):
+            if a != b:
+                before[b].add(a)
+    names = sorted({p.volume for p in pieces})
+    order: list[str] = []
+    done: set[str] = set()
+    while len(order) < len(names):
+        left = [v for v in names if v not in done]
+        vol = next((v for v in left if before[v] <= done), left[0])
+        order.append(vol)
+        done.add(vol)
+    return order
 
 
 def _link_primaries(site: Site, versions: list[VersionInfo]) -> dict[VersionInfo, VersionInfo]:
