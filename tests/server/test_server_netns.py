@@ -134,6 +134,10 @@ def test_dropped_connection_resumes_across_namespaces(server: Server, tmp_path: 
         relay.wait(5)
         relay.stdout.close()
     assert code in (61, 64), out
+    # The server drains what reached it before the reset, then fails its half.
+    with ControlClient(f"unix:{server.home / 'pipevault.sock'}") as control:
+        assert wait_for(lambda: all(p["state"] != "running" for p in control.request("status")["pipes"]
+                                    if p["node"] == "n1"), timeout=20)
     record = Checkpoint.load(server.home / "nodes/n1/big.bin.ckpt")
     assert record is not None and 0 < record["durable"] < size, (out, server.log.read_text())
     code, out = server.client("push", server.address, "n1", server.secret.hex(), str(src), "big.bin",

@@ -63,13 +63,13 @@ def serve_command(ctx: click.Context, listen: str, dir_: str | None, window: str
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     daemon = Daemon(home, listen, window=parse_size(window) if window else None)
-    daemon.start()
-    if json_mode:
-        click.echo(json.dumps({"event": "listening", "address": daemon.address,
-                               "socket": str(daemon.socket_path)}))
-    else:
-        click.echo(f"pipevault serve: listening on {daemon.address} and {daemon.socket_path}")
     try:
+        daemon.start()
+        if json_mode:
+            click.echo(json.dumps({"event": "listening", "address": daemon.address,
+                                   "socket": str(daemon.socket_path)}))
+        else:
+            click.echo(f"pipevault serve: listening on {daemon.address} and {daemon.socket_path}")
         daemon.wait()
     except (Interrupted, KeyboardInterrupt):
         logging.getLogger("pipevault.server").info("stopping on signal")
