@@ -4,11 +4,14 @@ side, STOP_PIPE, status, and a dropped connection resumed from its checkpoint.""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from functools import partial
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from server_helpers import (
     FailingReader,
     SlowReader,
@@ -279,3 +282,20 @@ def test_pipe_of_unbounded_size_through_local_pipe_spec(daemon: Daemon, creds: C
     pipe = Pipe([remote.agent_stage(), StageSpec("discard", Discard)], name=remote.pipe_name)
     result = remote.run(pipe)
     assert result.bytes_moved == 5 << 20 and result.results["discard"] == [5 << 20]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.sampled_from([0, 1, 65535, 65536, 200_001, 1_500_000]), connections=st.integers(1, 6),
+       max_buffers=st.integers(12, 24))
+def test_any_size_over_any_connection_count_arrives_identical(
+        daemon: Daemon, creds: Credentials, tmp_path: Path, size: int, connections: int,
+        max_buffers: int) -> None:
+    src = tmp_path / f"src-{size}-{connections}.bin"
+    src.write_bytes(os.urandom(size))
+    remote, result = push(daemon.address, creds, src, f"h/{src.name}", connections=connections,
+                          max_buffers=max_buffers)
+    assert result.bytes_moved == size == remote.remote_result["size"]
+    assert (daemon.home / "nodes/n1/h" / src.name).read_bytes() == src.read_bytes()
+    back = tmp_path / f"back-{src.name}"
+    pull(daemon.address, creds, f"h/{src.name}", back, connections=connections)
+    assert back.read_bytes() == src.read_bytes()
