@@ -271,6 +271,7 @@ class SessionReader:
         if self._gap is not None:
             # Everything of this object up to its end that the gap swallowed is lost.
             self._resolve(footer.object_index, footer.plain_bytes, out)
+            self.next_object = footer.object_index + 1
         elif footer.object_index != self.obj_index or self.chunk is not None:
             raise FormatError(f"archive footer {footer.object_index} does not close the open object")
         self.obj_index, self.obj, self.chunk = None, None, None
