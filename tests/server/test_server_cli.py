@@ -70,7 +70,7 @@ def test_status_shows_pipe_stages_and_connections(tmp_path: Path) -> None:
                                         and p["peer"] == daemon.address and len(p["links"]) == 3
                                         and p["stages"][0]["name"] == "read" for p in lines()))
             text = runner.invoke(cli, ["status", "--dir", str(home)]).output
-            assert remote.pipe_name in text and "connections" in text and "for node n1" in text
+            assert remote.pipe_name in text and "connections" in text and "push discard: running (node n1" in text
             secret_file = tmp_path / "n1.secret"
             secret_file.write_text(creds.secret.hex())
             remote_view = runner.invoke(cli, ["--json", "status", "--server", daemon.address, "--node", "n1",

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipevault.cli._app import app, cli
@@ -53,15 +54,17 @@ def status_command(ctx: click.Context, server: str | None, node: str | None, sec
 
 
 def _show(console: Console, p: dict[str, Any]) -> None:
-    where = f" for node {p['node']} with {p['peer']}" if p.get("peer") else ""
-    console.print(f"\n[bold]{p['pipe']}[/] {p.get('direction', '')} {p.get('module') or ''} "
-                  f"[{p['state']}]{where}")
-    if p.get("local_name"):
-        console.print(f"  local pipe {p['local_name']}")
+    who = f"node {p['node']} with " if p.get("node") else ""
+    where = f" ({who}{p['peer']})" if p.get("peer") else ""
+    head = f"{p.get('direction', '')} {p.get('module') or ''}".strip()
+    console.print(f"\n[bold]{escape(p['pipe'])}[/] {escape(head)}: {escape(p['state'])}{escape(where)}")
+    if p.get("local_name") and p["local_name"] != p["pipe"]:
+        console.print(f"  local pipe {escape(p['local_name'])}")
     if p.get("durable") is not None:
-        console.print(f"  durable: {p['durable']} bytes (resumed at {p.get('resume_from', 0)})")
+        resumed = f" (resumed at {p['resume_from']})" if p.get("resume_from") else ""
+        console.print(f"  durable on the receiving side: {p['durable']} bytes{resumed}")
     if p.get("error"):
-        console.print(f"  [red]error [{p['error']['code']}]: {p['error']['message']}[/]")
+        console.print(f"  [red]error {escape('[' + p['error']['code'] + ']')}: {escape(p['error']['message'])}[/]")
     if p.get("stages"):
         figures = tuple(StageFigures(**s) for s in p["stages"])
         console.print(stage_table(figures, 0.0, None))
