@@ -299,3 +299,34 @@ def test_any_size_over_any_connection_count_arrives_identical(
     back = tmp_path / f"back-{src.name}"
     pull(daemon.address, creds, f"h/{src.name}", back, connections=connections)
     assert back.read_bytes() == src.read_bytes()
+
+
+def test_one_target_is_written_by_one_pipe_at_a_time(daemon: Daemon, creds: Credentials) -> None:
+    first = RemotePipe.extend(daemon.address, creds, direction="push", module="file",
+                              params={"path": "same.bin"}, connections=1)
+    try:
+        with pytest.raises(ServerError, match="being written by pipe"):
+            RemotePipe.extend(daemon.address, creds, direction="push", module="file",
+                              params={"path": "same.bin"}, connections=1)
+    finally:
+        first.link.close()
+
+
+def test_credentials_from_arguments_or_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipevault.pipe.net.client import load_credentials
+    from pipevault.pipe.net.errors import NetError
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("ab" * 32 + "\n")
+    assert load_credentials("n1", str(secret_file)) == Credentials("n1", bytes.fromhex("ab" * 32))
+    monkeypatch.setenv("PIPEVAULT_NODE", "n2")
+    monkeypatch.setenv("PIPEVAULT_SECRET_FILE", str(secret_file))
+    assert load_credentials().node == "n2"
+    secret_file.write_text("not hex")
+    with pytest.raises(NetError, match="hex secret"):
+        load_credentials()
+    secret_file.write_text("abcd")
+    with pytest.raises(NetError, match="shorter"):
+        load_credentials()
+    monkeypatch.delenv("PIPEVAULT_NODE")
+    with pytest.raises(NetError, match="node name and its secret file"):
+        load_credentials()

@@ -97,12 +97,21 @@ class Monitor:
             old = self._sessions.get(name)
             if old is not None and old.ended is None:
                 raise ServerError(f"pipe {name} already runs on this server")
+            target = params.get("path")
+            busy = [s.name for s in self._sessions.values()
+                    if s.ended is None and target is not None and s.node == node
+                    and s.direction == direction == "push" and s.module == module
+                    and s.params.get("path") == target]
+            if busy:
+                raise ServerError(f"{target!r} of node {node} is being written by pipe {busy[0]}",
+                                  hint="Wait for it to end (pipevault status) or stop it first.")
             try:
                 half = halves.build(direction, module, hreq)
             except OSError as exc:
                 raise ServerError(f"cannot prepare {direction} module {module}: {exc}") from exc
             session = Session(name, node, peer, direction, module, half, connections, buffer_size,
                               max_buffers, self.clock, self.attach_timeout)
+            session.params = dict(params)
             self._sessions[name] = session
             self._by_transfer[session.transfer] = session
         session.start()

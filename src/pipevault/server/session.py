@@ -49,6 +49,7 @@ class Session:
         self.clock = clock
         self.attach_timeout = attach_timeout
         self.transfer = secrets.token_hex(16)
+        self.params: dict[str, Any] = {}
         self.state = "waiting"
         self.error: PipevaultError | None = None
         self.result: dict[str, Any] = {}
