@@ -201,7 +201,8 @@ archive_headers = st.builds(
     ArchiveHeader, object_index=u32, name=blob, type=u8, size=u64, mode=u32, uid=u32, gid=u32, owner=text,
     group=text, mtime_ns=i64, ctime_ns=i64, atime_ns=i64,
     xattrs=st.lists(st.tuples(st.binary(max_size=20), blob), max_size=4).map(tuple), mgmt_class=text,
-    object_id=st.none() | st.uuids(), version=u64, link_target=blob, stored_ns=i64, filespace=text)
+    object_id=st.none() | st.uuids(), version=u64, link_target=blob, stored_ns=i64, filespace=text,
+    expires_ns=i64, description=text)
 archive_footers = st.builds(ArchiveFooter, object_index=u32, status=u8, plain_bytes=u64, stored_bytes=u64,
                             chunks=u32, first_seq=u64, last_seq=u64, duplicates=u32)
 

@@ -229,7 +229,7 @@ class ArchiveHeader(FieldRecord):
         "group": (9, "str"), "mtime_ns": (10, "i64"), "ctime_ns": (11, "i64"), "atime_ns": (12, "i64"),
         "xattrs": (13, "xattrs"), "mgmt_class": (14, "str"), "object_id": (15, "uuid"),
         "version": (16, "u64"), "link_target": (17, "bytes"), "stored_ns": (18, "i64"),
-        "filespace": (19, "str")}
+        "filespace": (19, "str"), "expires_ns": (20, "i64"), "description": (21, "str")}
     object_index: int = 0
     name: bytes = b""
     type: int = ObjectType.FILE
@@ -249,6 +249,8 @@ class ArchiveHeader(FieldRecord):
     link_target: bytes = b""
     stored_ns: int = 0
     filespace: str = ""
+    expires_ns: int = 0
+    description: str = ""
 
 
 @dataclass(frozen=True)
