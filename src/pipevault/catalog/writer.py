@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from pipevault.catalog import nodes as node_rows
 from pipevault.catalog import sessions as session_rows
+from pipevault.catalog.bulk import allocate_ids, insert_new_keys, insert_rows
 from pipevault.catalog.database import Catalog
 from pipevault.catalog.errors import CatalogConflict
 from pipevault.catalog.schema import chunks, locations, objects, versions, volumes
@@ -79,49 +80,6 @@ _VERSION_COLUMNS = ("id", "object_id", "session_id", "state", "class_name", "sto
 _VERSION_OPTIONAL = ("deactivated", "expires", "digest")
 _LOCATION_COLUMNS = ("version_id", "part", "volume_id", "superblock", "offset", "length")
 _LOCATION_OPTIONAL = ("chunk_hash",)
-
-
-def insert_rows(conn: Connection, table: sa.Table, columns: tuple[str, ...],
-                rows: list[tuple[Any, ...]], *, statement: sa.Insert | None = None) -> int:
-    """Insert ``rows`` (tuples in ``columns`` order) with one driver ``executemany``.
-
-    The hot path of the writer: the statement is compiled by SQLAlchemy Core once per call
-    and the driver receives plain tuples, skipping per-row parameter processing (the
-    columns written this way need none: integers, floats, text, bytes). ``statement``
-    replaces the plain ``INSERT`` (for an ``ON CONFLICT`` clause).
-
-    Returns:
-        The rows the database reports inserted (as the driver sums them for executemany).
-    """
-    if not rows:
-        return 0
-    stmt = statement if statement is not None else sa.insert(table)
-    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
-    if compiled.positional:
-        order = [columns.index(name) for name in compiled.positiontup or ()]
-        params: list[Any] = rows if order == list(range(len(columns))) else \
-            [tuple(r[i] for i in order) for r in rows]
-    else:
-        params = [dict(zip(columns, r, strict=True)) for r in rows]
-    return int(conn.exec_driver_sql(str(compiled), params).rowcount)
-
-
-def allocate_ids(conn: Connection, table: sa.Table, n: int) -> list[int]:
-    """``n`` unused primary keys of ``table`` for rows this transaction inserts.
-
-    Multi-row ``INSERT .. RETURNING`` cannot promise the order of the ids it returns on
-    SQLite (SQLAlchemy then inserts row by row), so ids are chosen first: on SQLite the
-    write transaction holds the only write lock, so the ids after the largest are free; on
-    PostgreSQL they are drawn from the table's sequence, safe beside concurrent writers.
-    """
-    if n == 0:
-        return []
-    if conn.dialect.name == "postgresql":
-        return [int(i) for i in conn.execute(
-            sa.text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
-            {"t": table.name, "n": n}).scalars()]
-    top = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar_one())
-    return list(range(top + 1, top + 1 + n))
 
 
 def _chain(batch: list[tuple[NewVersion, float]],
@@ -319,22 +277,10 @@ class BatchWriter:
             found = self._lookup(conn, unique)
             created = set(fresh)
             return [found[k] for k in keys], {i for i in found.values() if i not in created}
-        # PostgreSQL, with concurrent writers: look up first (in an incremental backup most
-        # objects exist), insert the rest skipping any another session inserted meanwhile
-        # (the insert waits for that session's outcome), then look those up.
-        found = self._lookup(conn, unique)
-        new_keys = [k for k in unique if k not in found]
-        if new_keys:
-            new_ids = allocate_ids(conn, objects, len(new_keys))
-            pg_stmt = postgresql.insert(objects).on_conflict_do_nothing(
-                index_elements=[objects.c.filespace_id, objects.c.hl, objects.c.ll])
-            insert_rows(conn, objects, _OBJECT_COLUMNS,
-                        [(i, *k, obj_type[k]) for i, k in zip(new_ids, new_keys, strict=True)],
-                        statement=pg_stmt)
-            found.update(self._lookup(conn, new_keys))
-            created = set(new_ids)
-        else:
-            created = set()
+        # PostgreSQL, with concurrent writers: the keys are staged and moved with
+        # ON CONFLICT DO NOTHING, which waits for a session inserting the same key.
+        found, created = insert_new_keys(conn, objects, ("filespace_id", "hl", "ll"), _OBJECT_COLUMNS[1:],
+                                         [(*k, obj_type[k]) for k in unique])
         existing = {i for i in found.values() if i not in created}
         if existing:
             # Hold the existing objects until commit, in id order (no deadlock between two
