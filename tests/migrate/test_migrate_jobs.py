@@ -21,6 +21,7 @@ from pipevault.mover.errors import MigrationFailed, MigrationRefused, ReclaimWri
 from pipevault.mover.migrate import define_pool, migrate, reclaim
 from pipevault.mover.query import run_expire
 from pipevault.mover.relocate import TargetWriter
+from pipevault.mover.restore import locations_of, select_versions
 from pipevault.mover.tapes import TapeSettings
 
 DAY = 86_400.0
@@ -121,8 +122,10 @@ def test_migrate_by_occupancy_brings_the_pool_down(tmp_path: Path) -> None:
         assert "occupancy" in result.reason and result.freed
         after = sum(v.used for v in volumes(site, "disk").values())
         assert after <= before / 2 + capacity * 0.1  # down to about the low mark (whole volumes free)
-        # The oldest session went first.
         assert all(v.state == "scratch" for n, v in volumes(site, "disk").items() if n in result.freed)
+        # The oldest session went first: all of it is on tape now.
+        oldest = locations_of(site, select_versions(site, RestoreOptions([str(tmp_path / "part0")])))
+        assert oldest and {loc.volume for loc in oldest} <= set(volumes(site, "tape"))
         for i in range(3):
             part = tmp_path / f"part{i}"
             assert restored(site, part, tmp_path / f"out{i}") == contents(part)
