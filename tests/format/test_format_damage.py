@@ -261,3 +261,18 @@ def test_fuzz_resealed_mutations(muts: list[tuple[int, int]], encrypt: bool) -> 
             h = e.header
             assert e.data is not None
             assert bytes(e.data) == OBJECTS[h.object_index][1][h.object_offset:h.object_offset + h.plain_len]
+
+
+def test_crafted_streams_full_of_fake_headers_end_in_damage_reports() -> None:
+    """Fake magics and well-formed headers everywhere: the scan ends, reporting only damage."""
+    import struct
+
+    from pipevault.format._superblock import MAGIC
+    fake = bytearray(64)
+    fake[:8] = MAGIC
+    fake[8], fake[12] = 1, 24
+    struct.pack_into("<HI", fake, 10, 64, 0)
+    struct.pack_into("<I", fake, 48, (1 << 24) - 64)
+    for stream in (b"junk" + bytes(fake) * 65536, MAGIC * 500_000, b"\x00" * 70_000 + MAGIC * 10_000):
+        events = list(scan(split(stream)))
+        assert events and all(isinstance(e, Damage) for e in events)

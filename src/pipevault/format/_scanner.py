@@ -8,6 +8,7 @@ basis of catalog rebuild (``decode=False``) and of demultiplexing restore.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
@@ -103,10 +104,15 @@ def split(data: Buffer, size: int | None = None) -> Iterator[memoryview | Damage
     """Cut a byte stream (a disk volume, a tape image) into superblocks, resynchronising after damage.
 
     Superblocks are taken at steps of their size. Where no superblock begins, the next one is
-    searched first at the same alignment, then at any offset, and a :class:`Damage` names the
-    bytes skipped. Views share ``data``'s memory.
+    searched first at the same alignment (the next 64 positions), then at any offset, and a
+    :class:`Damage` names the bytes skipped. Views share ``data``'s memory.
+
+    Work is linear in the stream's length whatever it holds: candidates found while
+    resynchronising are checksummed only within a budget of the stream's own size; past it a
+    well-formed header is enough (the scanner still verifies every superblock it is given).
     """
     view = memoryview(data).cast("B")
+    budget = [len(view) + (64 << 20)]
     pos = 0
     while pos < len(view):
         step = _step_at(view, pos, size)
@@ -114,7 +120,7 @@ def split(data: Buffer, size: int | None = None) -> Iterator[memoryview | Damage
             yield view[pos:pos + step]
             pos += step
             continue
-        nxt = _resync(view, pos, size)
+        nxt = _resync(view, pos, size, budget)
         yield Damage(None, "unreadable", f"bytes {pos}..{nxt} of the stream hold no valid superblock")
         pos = nxt
 
@@ -129,9 +135,18 @@ def _step_at(view: memoryview, pos: int, size: int | None) -> int:
     return size or header.size
 
 
-def _valid_at(view: memoryview, pos: int) -> bool:
+def _valid_at(view: memoryview, pos: int, budget: list[int]) -> bool:
+    """Whether a superblock starts at ``pos``: verified while the budget lasts, else by its header."""
     try:
-        verify(view[pos:pos + peek_header(view[pos:pos + HEADER_LEN]).size])
+        header = peek_header(view[pos:pos + HEADER_LEN])
+    except FormatError:
+        return False
+    cost = min(header.payload_len, len(view) - pos)
+    if budget[0] < cost:
+        return True
+    budget[0] -= cost
+    try:
+        verify(view[pos:pos + header.size], header)
     except (UnknownVersionError, UnsupportedFeatureError):
         return True
     except FormatError:
@@ -139,22 +154,23 @@ def _valid_at(view: memoryview, pos: int) -> bool:
     return True
 
 
-def _resync(view: memoryview, pos: int, size: int | None) -> int:
-    """The offset of the next verifiable superblock after ``pos`` (``len(view)`` if none)."""
+def _resync(view: memoryview, pos: int, size: int | None, budget: list[int]) -> int:
+    """The offset of the next superblock after ``pos`` (``len(view)`` if none)."""
     if size:
-        for cand in range(pos + size, len(view), size):
-            if view[cand:cand + len(MAGIC)] == MAGIC and _valid_at(view, cand):
+        for cand in range(pos + size, min(len(view), pos + 65 * size), size):
+            if view[cand:cand + len(MAGIC)] == MAGIC and _valid_at(view, cand, budget):
                 return cand
-    cand = pos + 1
+    base = pos + 1
     window = 1 << 20
-    while cand < len(view):
-        # Search in windows so a damaged multi-gigabyte volume is never copied whole.
-        found = bytes(view[cand:cand + window + len(MAGIC) - 1]).find(MAGIC)
-        if found < 0:
-            cand += window
-            continue
-        cand += found
-        if _valid_at(view, cand):
-            return cand
-        cand += 1
+    while base < len(view):
+        # Search in windows so a damaged multi-gigabyte volume is never copied whole; the
+        # pattern (magic, major version 1, a legal size) weeds out stray magics in C.
+        chunk = bytes(view[base:base + window + HEADER_LEN])
+        for match in _CANDIDATE.finditer(chunk, 0, window):
+            if _valid_at(view, base + match.start(), budget):
+                return base + match.start()
+        base += window
     return len(view)
+
+
+_CANDIDATE = re.compile(re.escape(MAGIC) + rb"\x01.{3}[\x10-\x18]", re.DOTALL)
