@@ -150,8 +150,14 @@ def test_reclaim_compacts_volumes_whose_data_mostly_expired(tmp_path: Path) -> N
         sparse = [v.name for v in disk.values() if v.state == "full"]
         assert sparse
         assert restored(site, src, tmp_path / "before") == contents(src)
+        held = {}
+        for name in sparse:
+            with site.open_volume(name) as vol:
+                held[name] = vol.status().data_blocks
         result = reclaim(site, "disk", 60)
         assert result.volumes and result.target_pool == "disk"
+        # Only superblocks holding live data were copied.
+        assert sum(m.blocks for m in result.volumes) < sum(held[m.source] for m in result.volumes)
         disk = volumes(site, "disk")
         for name in result.freed:
             assert disk[name].state == "scratch"

@@ -62,7 +62,6 @@ class _Span:
     extent: Extent
     first: int
     last: int | None = None
-    started: bool = False
 
 
 @dataclass
@@ -94,13 +93,13 @@ def occupied_blocks(volume: Volume, extents: list[Extent]) -> tuple[list[int], d
             by_slot[(s.extent.session, s.extent.index)].append(s)
         else:
             by_name[(s.extent.session, s.extent.filespace, s.extent.hl, s.extent.ll)].append(s)
-    sessions = {e.session for e in extents}
-    scanner = Scanner(sessions=sessions, decode=False)
+    scanner = Scanner(sessions={e.session for e in extents}, decode=False)
     where: dict[tuple[uuid.UUID, int], int] = {}  # (session, seq) -> block address
     session_at: dict[int, uuid.UUID] = {}
-    starts: dict[uuid.UUID, list[int]] = defaultdict(list)  # blocks where objects of a session start
+    continued = [s for s in spans if s.extent.part > 0]  # their object starts on an earlier volume
+    unresolved = len(spans)
     addr = end = min(s.first for s in spans)
-    while any(s.last is None for s in spans):
+    while unresolved:
         try:
             data = volume.read(addr)
         except EndOfData:
@@ -115,30 +114,26 @@ def occupied_blocks(volume: Volume, extents: list[Extent]) -> tuple[list[int], d
                                   volume=volume.name, block=addr) from exc
         where[(header.session_id, header.seq)] = addr
         session_at[addr] = header.session_id
+        started_here: set[uuid.UUID] = set()
         for ev in scanner.feed(data):
             if isinstance(ev, ObjectStarted):
-                at = where.get((ev.session_id, ev.seq), addr)
-                starts[ev.session_id].append(at)
-                slot = (ev.session_id, ev.header.object_index)
+                started_here.add(ev.session_id)
                 hl, ll = split_name(ev.header.name)
                 named = by_name.pop((ev.session_id, ev.header.filespace, hl, ll), [])
-                by_slot[slot].extend(named)
-                for s in by_slot.get(slot, ()):
-                    if s.first == at:
-                        s.started = True
+                by_slot[(ev.session_id, ev.header.object_index)].extend(named)
             elif isinstance(ev, ObjectEnded):
                 at = where.get((ev.session_id, ev.seq), addr)
                 for s in by_slot.get((ev.session_id, ev.footer.object_index), ()):
                     if s.last is None and s.first <= at:
                         s.last = at
-        for s in spans:
-            # A continued piece (its object starts on an earlier volume) ends in the block where
-            # the next object of its session starts. A piece whose start was not recognised
-            # keeps going to the end of the volume: copying too much is safe, too little not.
-            if s.last is None and not s.started and s.extent.part > 0 and s.first <= addr:
-                nxt = [b for b in starts[s.extent.session] if b >= s.first]
-                if nxt:
-                    s.last = min(nxt)
+                        unresolved -= 1
+        for s in continued:
+            # A continued piece ends at its footer, at the latest where the next object of its
+            # session starts. Any other piece whose end was not recognised keeps going to the
+            # end of the volume: copying too much is safe, too little is not.
+            if s.last is None and s.first <= addr and s.extent.session in started_here:
+                s.last = addr
+                unresolved -= 1
         end = addr
         addr += 1
     blocks: dict[Extent, list[int]] = {}
