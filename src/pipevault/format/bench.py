@@ -30,6 +30,7 @@ import xxhash
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from pipevault.errors import InternalError
 from pipevault.events import BenchResult
 from pipevault.format._codecs import fixed
 from pipevault.format._events import ChunkRead
@@ -166,7 +167,8 @@ def run(quick: bool, workdir: Path, cases: tuple[str, ...] | None = None) -> Ite
         bare_pack, bare_unpack = _bare(case)
         blocks = pack_ours(case, chunks)
         stored = [bare_pack(c) for c in chunks]
-        assert unpack_ours(case, blocks) == total == sum(bare_unpack(s) for s in stored)
+        if not unpack_ours(case, blocks) == total == sum(bare_unpack(s) for s in stored):
+            raise InternalError(f"format bench {case}: data read back differs in size from data written")
         runs: dict[str, Callable[[], object]] = {
             "ours_p": functools.partial(pack_ours, case, chunks, _Ring()),
             "bare_p": functools.partial(_each, bare_pack, chunks),
