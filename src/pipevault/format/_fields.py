@@ -59,31 +59,39 @@ class FieldRecord:
             FormatError: a repeated single field, a bad length or bad UTF-8.
             UnsupportedFeatureError: an unknown critical field.
         """
-        by_id = {fid: (name, kind) for name, (fid, kind) in cls.FIELDS.items()}
+        by_id = _BY_ID.get(cls)
+        if by_id is None:
+            by_id = _BY_ID[cls] = {fid: (name, kind, _INTS.get(kind)) for name, (fid, kind) in cls.FIELDS.items()}
         values: dict[str, Any] = {}
         pos = 0
-        while pos < len(body):
-            if pos + _ENTRY.size > len(body):
+        end = len(body)
+        entry = _ENTRY.size
+        while pos < end:
+            if pos + entry > end:
                 raise TruncatedError(f"{cls.__name__} field entry cut at byte {pos}")
             fid, length = _ENTRY.unpack_from(body, pos)
-            pos += _ENTRY.size
-            if pos + length > len(body):
+            pos += entry
+            if pos + length > end:
                 raise TruncatedError(f"{cls.__name__} field {fid} of {length} bytes runs past the record")
-            raw = body[pos:pos + length]
-            pos += length
             known = by_id.get(fid & ~CRITICAL)
             if known is None:
+                pos += length
                 if fid & CRITICAL:
                     raise UnsupportedFeatureError(
                         f"{cls.__name__} has unknown critical field {fid & ~CRITICAL}")
                 continue
-            name, kind = known
+            name, kind, fmt = known
             if kind == "xattrs":
-                values.setdefault(name, []).append(_decode_xattr(raw, cls.__name__))
+                values.setdefault(name, []).append(_decode_xattr(body[pos:pos + length], cls.__name__))
+                pos += length
                 continue
             if name in values:
                 raise FormatError(f"{cls.__name__} field {name} appears twice")
-            values[name] = _decode(kind, raw, f"{cls.__name__}.{name}")
+            if fmt is not None and length == fmt.size:  # the common case, decoded in place
+                values[name] = fmt.unpack_from(body, pos)[0]
+            else:
+                values[name] = _decode(kind, body[pos:pos + length], f"{cls.__name__}.{name}")
+            pos += length
         if "xattrs" in values:
             values["xattrs"] = tuple(values["xattrs"])
         try:
@@ -93,6 +101,7 @@ class FieldRecord:
 
 
 _MISSING = object()
+_BY_ID: dict[type, dict[int, tuple[str, str, struct.Struct | None]]] = {}
 _PLANS: dict[type, tuple[tuple[str, int, str, Any], ...]] = {}
 
 
