@@ -232,8 +232,8 @@ def test_dropped_connection_resumes_from_the_checkpoint(daemon: Daemon, creds: C
                                                         tmp_path: Path) -> None:
     size = 6 << 20
     src = random_file(tmp_path / "src.bin", size)
-    # Relayed connection 0 is the control connection, 1 the only data connection.
-    relay = Relay("127.0.0.1:0", daemon.address, delay_s=0.0, cut_after=3 << 20, cut_conn=1)
+    # The only connection that carries 3 MiB is the data connection.
+    relay = Relay("127.0.0.1:0", daemon.address, delay_s=0.0, cut_after=3 << 20)
     relay.start()
     try:
         with pytest.raises((ConnectionLost, RemoteFailed)):

@@ -123,7 +123,7 @@ def test_dropped_connection_resumes_across_namespaces(server: Server, tmp_path: 
     src = random_file(tmp_path / "src.bin", size)
     relay = server.pair.popen_b([sys.executable, "-m", "pipevault.server.relay", f"{server.pair.addr_b}:0",
                                  server.address, "--delay-ms", "1", "--cut-after", str(5 << 20),
-                                 "--cut-conn", "1", "--lifetime", "60"])
+                                 "--lifetime", "60"])
     assert relay.stdout is not None
     relay_address = relay.stdout.readline().strip()
     try:

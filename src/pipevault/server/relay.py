@@ -6,8 +6,9 @@ connection's ``window`` until one round trip (2 x ``delay_s``) after it was read
 a TCP sender's window waits for the acknowledgement. One connection therefore moves at
 most ``window / (2 * delay_s)`` bytes per second, and N connections N times that.
 
-``cut_after`` (bytes client->target, on connection number ``cut_conn``) resets both sides
-there, like a connection dropped by the network. The relay stops by itself after
+``cut_after`` (bytes client->target on one connection: number ``cut_conn`` in accept
+order, or any connection when None) resets both sides of that connection there, like a
+connection dropped by the network. The relay stops by itself after
 ``lifetime_s``. Run: ``python -m pipevault.server.relay LISTEN TARGET [--delay-ms MS]
 [--window BYTES] [--cut-after BYTES] [--cut-conn N] [--lifetime S]``; it prints the address
 it listens on.
@@ -100,7 +101,7 @@ class Relay:
     """Listens on ``listen`` and relays every connection to ``target`` (see module doc)."""
 
     def __init__(self, listen: str, target: str, delay_s: float = 0.025, window: int | None = None,
-                 cut_after: int | None = None, cut_conn: int = 0, clock: Clock = SYSTEM) -> None:
+                 cut_after: int | None = None, cut_conn: int | None = None, clock: Clock = SYSTEM) -> None:
         self.target = parse_address(target)
         self.delay_s, self.window, self.clock = delay_s, window, clock
         self.cut_after, self.cut_conn = cut_after, cut_conn
@@ -154,7 +155,7 @@ class Relay:
             n = self.accepted
             self.accepted += 1
             self._socks += [client, server]
-            cut = self.cut_after if n == self.cut_conn else None
+            cut = self.cut_after if self.cut_conn in (None, n) else None
             for d in (_Direction(self, client, server, cut), _Direction(self, server, client, None)):
                 threading.Thread(target=d.reader, daemon=True).start()
                 threading.Thread(target=d.writer, daemon=True).start()
@@ -168,7 +169,7 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=float, default=25.0)
     ap.add_argument("--window", type=int, default=None)
     ap.add_argument("--cut-after", type=int, default=None)
-    ap.add_argument("--cut-conn", type=int, default=0)
+    ap.add_argument("--cut-conn", type=int, default=None)
     ap.add_argument("--lifetime", type=float, default=300.0)
     args = ap.parse_args()
     relay = Relay(args.listen, args.target, args.delay_ms / 1000, args.window, args.cut_after,

@@ -153,34 +153,54 @@ class ControlClient:
         self.close()
 
 
-def _open_data_connections(server: str, creds: Credentials, transfer: str, n: int,
-                           window: int | None) -> list[socket.socket]:
-    """Connect, authenticate and attach ``n`` data connections, all at once (each costs
-    a few round trips, which on a long link would otherwise add up)."""
-    socks: list[socket.socket | None] = [None] * n
-    errors: list[BaseException] = []
+class _DataConnections:
+    """Opens ``n`` data connections at once, and authenticates them while Extend_Pipe is
+    still being answered (each costs round trips that would otherwise add up on a long
+    link); :meth:`attach` then attaches them to the transfer, :meth:`cancel` drops them."""
 
-    def open_one(index: int) -> None:
+    def __init__(self, server: str, creds: Credentials, n: int, window: int | None) -> None:
+        self.server, self.creds, self.window = server, creds, window
+        self.socks: list[socket.socket | None] = [None] * n
+        self.errors: list[BaseException] = []
+        self._transfer: str | None = None
+        self._go = threading.Event()
+        self._threads = [threading.Thread(target=self._open, args=(i,), name=f"pv-connect#{i}")
+                         for i in range(n)]
+        for t in self._threads:
+            t.start()
+
+    def _open(self, index: int) -> None:
         try:
-            sock = connect(server, window=window)
-            socks[index] = sock
-            client_handshake(sock, creds.node, creds.secret, "data")
-            request(sock, "attach", transfer=transfer, index=index)
-            tune(sock, window)
+            sock = connect(self.server, window=self.window)
+            self.socks[index] = sock
+            client_handshake(sock, self.creds.node, self.creds.secret, "data")
+            self._go.wait()
+            if self._transfer is not None:
+                request(sock, "attach", transfer=self._transfer, index=index)
+                tune(sock, self.window)
         except BaseException as exc:
-            errors.append(exc)
+            self.errors.append(exc)
 
-    threads = [threading.Thread(target=open_one, args=(i,), name=f"pv-connect#{i}") for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    opened = [s for s in socks if s is not None]
-    if errors or len(opened) != n:
-        for s in opened:
+    def _finish(self, transfer: str | None) -> list[socket.socket]:
+        self._transfer = transfer
+        self._go.set()
+        for t in self._threads:
+            t.join()
+        return [s for s in self.socks if s is not None]
+
+    def attach(self, transfer: str) -> list[socket.socket]:
+        """Attach every connection to ``transfer``; all or none (the error of the first)."""
+        opened = self._finish(transfer)
+        if self.errors or len(opened) != len(self.socks):
+            for s in opened:
+                s.close()
+            raise self.errors[0] if self.errors else NetError("a data connection did not open")
+        return opened
+
+    def cancel(self) -> None:
+        """Close every connection (Extend_Pipe failed)."""
+        for s in self._finish(None):
             s.close()
-        raise errors[0] if errors else NetError("a data connection did not open")
-    return opened
 
 
 class RemotePipe:
@@ -227,11 +247,16 @@ class RemotePipe:
         if not 1 <= connections <= 64:
             raise NetError(f"{connections} connections: use 1 to 64")
         name = pipe_name or new_pipe_name()
-        with ControlClient(server, creds) as control:
-            reply = control.request("extend_pipe", pipe=name, direction=direction, module=module,
-                                    params=dict(params or {}), connections=connections,
-                                    resume=resume, buffer_size=buffer_size, max_buffers=max_buffers)
-        socks = _open_data_connections(server, creds, str(reply["transfer"]), connections, window)
+        data = _DataConnections(server, creds, connections, window)
+        try:
+            with ControlClient(server, creds) as control:
+                reply = control.request("extend_pipe", pipe=name, direction=direction, module=module,
+                                        params=dict(params or {}), connections=connections,
+                                        resume=resume, buffer_size=buffer_size, max_buffers=max_buffers)
+        except BaseException:
+            data.cancel()
+            raise
+        socks = data.attach(str(reply["transfer"]))
         return cls(server, direction, reply, DataLink(socks, server), buffer_size, max_buffers, name)
 
     def agent_stage(self, name: str = "net") -> StageSpec:
