@@ -114,8 +114,9 @@ class BufferPool:
             shm.close_fd()
         except (posix_ipc.Error, OSError, ValueError) as exc:
             raise PipeResourceError(f"cannot create pipe {name}: {exc}") from exc
-        # Touch every page now so the first pass through the pipe does not pay page faults.
-        mm.write(bytes(size))
+        # Pages are not touched in advance: the free list is a stack, so a pipe that keeps up
+        # uses a handful of buffers again and again, and faulting in all of them up front (a
+        # 64 MiB memset for the default pool) would cost more than the faults it saves.
         pool = cls(name, topo, mm, monotonic)
         pool._format(shared)
         try:
