@@ -139,7 +139,7 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("expire"), st.just(0))), min_size=1, max_size=14)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=ops, ve=st.integers(1, 3), vd=st.integers(0, 2), extra=st.integers(0, 20), only=st.integers(0, 30))
 def test_expiration_keeps_what_the_rules_say(catalog: Catalog, clock: ManualClock, steps: list[tuple[str, Any]],
                                              ve: int, vd: int, extra: int, only: int) -> None:

@@ -120,7 +120,7 @@ def test_a_failing_with_block_drops_the_pending_batch(catalog: Catalog) -> None:
 names = st.sampled_from(["a", "b", "c", "d"])
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sessions_=st.lists(st.lists(names, min_size=1, max_size=6), min_size=1, max_size=4),
        batch=st.integers(1, 5))
 def test_exactly_the_newest_backup_of_each_object_is_active(

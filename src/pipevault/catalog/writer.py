@@ -74,6 +74,8 @@ class NewVersion(NamedTuple):
 
 # Binding parameters is much of SQLite's cost per row, so a batch in which the optional
 # columns are all NULL (the common case) is inserted without them.
+_SQLITE_NEW_OBJECTS = sqlite.insert(objects).on_conflict_do_nothing(
+    index_elements=[objects.c.filespace_id, objects.c.hl, objects.c.ll])
 _OBJECT_COLUMNS = ("id", "filespace_id", "hl", "ll", "obj_type")
 _VERSION_COLUMNS = ("id", "object_id", "session_id", "state", "class_name", "stored", "size",
                     "attributes", "description")
@@ -197,14 +199,14 @@ class BatchWriter:
 
         version_ids = allocate_ids(conn, versions, len(batch))
         sid = self._session_id
+        optional = (any(off is not None for off in deactivated_at)
+                    or any(v.expires is not None or v.digest is not None for v, _ in batch))
         rows = [(vid, oid, sid, "archive" if v.archive else ("active" if off is None else "inactive"),
-                 v.class_name, stored, v.size, v.attributes, v.description, off, v.expires, v.digest)
+                 v.class_name, stored, v.size, v.attributes, v.description,
+                 *((off, v.expires, v.digest) if optional else ()))
                 for (v, stored), vid, oid, off in zip(batch, version_ids, object_ids, deactivated_at,
                                                       strict=True)]
-        if any(r[9] is not None or r[10] is not None or r[11] is not None for r in rows):
-            insert_rows(conn, versions, _VERSION_COLUMNS + _VERSION_OPTIONAL, rows)
-        else:
-            insert_rows(conn, versions, _VERSION_COLUMNS, [r[:9] for r in rows])
+        insert_rows(conn, versions, _VERSION_COLUMNS + (_VERSION_OPTIONAL if optional else ()), rows)
 
         piece_rows: list[tuple[Any, ...]] = []
         volume_bytes: dict[int, int] = defaultdict(int)
@@ -212,6 +214,7 @@ class BatchWriter:
         volume_first: dict[int, float] = {}
         chunk_refs: dict[bytes, list[Any]] = {}
         total = 0
+        append = piece_rows.append
         for (v, stored), vid in zip(batch, version_ids, strict=True):
             total += v.size
             for part, p in enumerate(v.pieces):
@@ -221,10 +224,10 @@ class BatchWriter:
                 if stored < volume_first.get(vol, float("inf")):
                     volume_first[vol] = stored
                 if p.chunk_hash is None:
-                    piece_rows.append((vid, part, vol, p.superblock, p.offset, p.length))
+                    append((vid, part, vol, p.superblock, p.offset, p.length))
                     volume_bytes[vol] += p.length
                     continue
-                piece_rows.append((vid, part, vol, p.superblock, p.offset, p.length, p.chunk_hash))
+                append((vid, part, vol, p.superblock, p.offset, p.length, p.chunk_hash))
                 if p.chunk_hash in chunk_refs:
                     chunk_refs[p.chunk_hash][0] += 1
                 else:
@@ -260,17 +263,26 @@ class BatchWriter:
         """The object id of every batch entry, creating new objects; and the set of ids
         that existed before this batch."""
         unique = list(dict.fromkeys(keys))
+        if conn.dialect.name == "sqlite" and len(unique) == len(keys):
+            # The usual case: every object of the batch named once (see below).
+            fresh = allocate_ids(conn, objects, len(keys))
+            inserted = insert_rows(conn, objects, _OBJECT_COLUMNS,
+                                   [(i, *k, v.obj_type) for i, k, (v, _) in zip(fresh, keys, batch, strict=True)],
+                                   statement=_SQLITE_NEW_OBJECTS)
+            if inserted == len(keys):
+                return fresh, set()
+            found = self._lookup(conn, keys)
+            created = set(fresh)
+            return [found[k] for k in keys], {i for i in found.values() if i not in created}
         obj_type = {k: v.obj_type for k, (v, _) in zip(keys, batch, strict=True)}
         if conn.dialect.name == "sqlite":
             # Under SQLite's single write lock: insert every key with fresh ids, skipping
             # those that exist; when nothing was skipped (the usual first backup of a
             # directory) no lookup is needed at all.
             fresh = allocate_ids(conn, objects, len(unique))
-            stmt = sqlite.insert(objects).on_conflict_do_nothing(
-                index_elements=[objects.c.filespace_id, objects.c.hl, objects.c.ll])
             inserted = insert_rows(conn, objects, _OBJECT_COLUMNS,
                                    [(i, *k, obj_type[k]) for i, k in zip(fresh, unique, strict=True)],
-                                   statement=stmt)
+                                   statement=_SQLITE_NEW_OBJECTS)
             if inserted == len(unique):
                 ids = dict(zip(unique, fresh, strict=True))
                 return [ids[k] for k in keys], set()
