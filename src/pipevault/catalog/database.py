@@ -160,9 +160,13 @@ class Catalog:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection inside a read transaction (a consistent snapshot on both databases)."""
-        with translated(), self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A connection inside a read transaction: one consistent snapshot for all its queries
+        (SQLite's read transaction; PostgreSQL's ``REPEATABLE READ``)."""
+        with translated(), self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
