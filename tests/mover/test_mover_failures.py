@@ -140,3 +140,34 @@ def test_a_killed_backup_leaves_no_partial_object_and_the_next_one_completes(tmp
         out = tmp_path / "out"
         run_restore(site, RestoreOptions([str(src)], to=str(out)))
     assert snapshot(out) == snapshot(src)
+
+
+def test_a_file_that_vanishes_before_it_is_read_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}.txt").write_text(f"file {i}\n")
+    with open_site(tmp_path / "home") as site:
+        plan = make_plan(site, [str(src)])
+        (src / "f3.txt").unlink()  # gone between the walk and the read
+        result = run_backup(site, BackupOptions([str(src)]), plan=plan)
+        assert any(path.endswith("f3.txt") and "not backed up" in why for path, why in result.warnings)
+        assert result.sent == 5  # the root directory and the four files still there
+        out = tmp_path / "out"
+        run_restore(site, RestoreOptions([str(src)], to=str(out)))
+    assert sorted(p.name for p in out.iterdir()) == ["f0.txt", "f1.txt", "f2.txt", "f4.txt"]
+
+
+def test_cli_exit_status_one_when_files_were_skipped(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.txt").write_text("ok\n")
+    os.mkfifo(src / "pipe")  # backed up as a FIFO, never opened: no warning
+    env = {**os.environ, "PIPEVAULT_HOME": str(tmp_path / "home"), "PIPEVAULT_CONFIG": "/nonexistent"}
+    ok = subprocess.run([sys.executable, "-m", "pipevault", "--json", "backup", str(src)], env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    missing = subprocess.run([sys.executable, "-m", "pipevault", "--json", "backup", str(tmp_path / "nope")],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1
+    assert "No such file" in missing.stdout
