@@ -135,9 +135,9 @@ class SourceReader:
     """First stage: each entry of the plan as BEGIN, its data chunks, END. Result: warnings."""
 
     def __init__(self, entries: list[Entry], class_name: str, reporter: Reporter | None, job: str,
-                 stored_ns: int = 0) -> None:
+                 stored_ns: int = 0, expires_ns: int = 0, description: str = "") -> None:
         self.entries, self.class_name, self.reporter, self.job = entries, class_name, reporter, job
-        self.stored_ns = stored_ns
+        self.stored_ns, self.expires_ns, self.description = stored_ns, expires_ns, description
         self._batch: Any = None  # the pool buffer collecting small objects
         self._pos = self._count = 0
 
@@ -195,7 +195,8 @@ class SourceReader:
             atime_ns=st.st_atime_ns, xattrs=e.xattrs, mgmt_class=self.class_name,
             link_target=(e.link_target if e.kind == ObjectType.SYMLINK
                          else os.fsencode("/" + e.hardlink_of) if e.hardlink_of else b""),
-            filespace=to_text(e.filespace), stored_ns=self.stored_ns)
+            filespace=to_text(e.filespace), stored_ns=self.stored_ns, expires_ns=self.expires_ns,
+            description=self.description)
         begin = {"header": header, "extents": extents if sparse else None, "fs": header.filespace, "hl": e.hl,
                  "ll": e.ll, "attributes": entry_attributes(e)}
         if not sparse and st.st_size <= SMALL_FILE and self._small(ctx, e, index, fd, begin, warnings):
@@ -480,7 +481,8 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
             selector=SamplingSelector() if mc.compress else fixed(Compression.NONE), clock=site.clock)
         store = SessionStore(site, writer, mc.destination_pool, cat_session, archive=opts.archive)
         stages = [
-            StageSpec("read", functools.partial(SourceReader, plan.send, mc.name, reporter, kind, int(now * 1e9))),
+            StageSpec("read", functools.partial(SourceReader, plan.send, mc.name, reporter, kind, int(now * 1e9),
+                                                int(expires * 1e9) if expires else 0, opts.description)),
             StageSpec("encode", functools.partial(ChunkEncode, sid, key, mc.compress, mc.dedup),
                       instances=max(1, opts.instances), allocates=True),
             StageSpec("store", functools.partial(StoreStage, store, opts.archive, opts.description,
