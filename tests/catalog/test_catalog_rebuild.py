@@ -197,3 +197,4 @@ def test_names_split_into_high_and_low_level() -> None:
     assert split_name(b"/motd") == ("/", "motd")
     assert split_name(b"motd") == ("/", "motd")
     assert split_name(b"/a/\xff") == ("/a", "\\xff")
+    assert split_name(b"/a\\x/b\\xff") == ("/a\\\\x", "b\\\\xff")  # backslashes doubled: reversible

@@ -14,8 +14,8 @@ same code serves two callers:
 - :func:`rebuild` recreates a lost catalog by scanning the volumes, with original
   timestamps (unlike bscan, which needs a pre-seeded catalog and loses job times).
 
-Rules that make the two agree: an object's name is its archive header's ``name`` (UTF-8,
-undecodable bytes escaped) split at the last ``/`` into high- and low-level names, in the
+Rules that make the two agree: an object's name is its archive header's ``name`` (as
+:func:`name_text`) split at the last ``/`` into high- and low-level names, in the
 header's file space (``/`` when empty); sessions of kind ``archive`` make archive versions,
 every other kind backup versions; a version's size is the bytes its chunks hold; objects
 that were aborted, or whose data a damage report names, are not catalogued (they are
@@ -61,12 +61,22 @@ def media_time(ns: int) -> float:
     return ns / 1e9
 
 
+def name_text(raw: bytes) -> str:
+    """A raw name as catalog text, reversibly: UTF-8, each undecodable byte as ``\\xNN`` and
+    each backslash doubled (the form the mover's walk gives names it catalogues)."""
+    text = raw.decode("utf-8", errors="surrogateescape")
+    if "\\" not in text and not any("\udc80" <= c <= "\udcff" for c in text):
+        return text
+    return "".join("\\\\" if c == "\\" else f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c
+                   for c in text)
+
+
 def split_name(name: bytes) -> tuple[str, str]:
     """The (high-level, low-level) names of an archive header's raw name.
 
     ``/etc/motd`` is ``("/etc", "motd")``, ``motd`` and ``/motd`` are ``("/", "motd")``.
     """
-    text = name.decode("utf-8", errors="backslashreplace")
+    text = name_text(name)
     cut = text.rfind("/")
     return (text[:cut] if cut > 0 else "/", text[cut + 1:])
 
@@ -77,9 +87,9 @@ def attributes(header: ArchiveHeader) -> str:
         "mode": header.mode, "uid": header.uid, "gid": header.gid, "owner": header.owner,
         "group": header.group, "mtime_ns": header.mtime_ns, "ctime_ns": header.ctime_ns,
         "atime_ns": header.atime_ns, "version": header.version,
-        "link_target": header.link_target.decode("utf-8", errors="backslashreplace"),
+        "link_target": name_text(header.link_target),
         "object_id": str(header.object_id) if header.object_id is not None else "",
-        "xattrs": [[n.decode("utf-8", errors="backslashreplace"), v.hex()] for n, v in header.xattrs],
+        "xattrs": [[name_text(n), v.hex()] for n, v in header.xattrs],
     }
     return json.dumps({k: v for k, v in values.items() if v not in (0, "", [])}, sort_keys=True,
                       separators=(",", ":"))
