@@ -172,3 +172,21 @@ def test_catalog_rebuilt_from_media_alone_restores_every_version(tmp_path: Path,
         run_restore(site, RestoreOptions([str(tree)], to=str(old), point_in_time=t1))
     assert snapshot(latest) == state2
     assert snapshot(old) == state1
+
+
+def test_archives_survive_a_catalog_rebuild_with_their_description(tmp_path: Path, tree: Path) -> None:
+    from pipevault.mover.rebuild import rebuild_from_media
+
+    home = tmp_path / "home"
+    with open_site(home) as site:
+        run_backup(site, BackupOptions([str(tree / "docs")], archive=True, description="year end 2026"))
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (home / name).unlink(missing_ok=True)
+    with open_site(home) as site:
+        rebuild_from_media(site)
+        out = tmp_path / "out"
+        run_restore(site, RestoreOptions([str(tree / "docs")], to=str(out), archive=True, description="year*"))
+        with pytest.raises(NothingMatched):
+            run_restore(site, RestoreOptions([str(tree / "docs")], to=str(tmp_path / "x"), archive=True,
+                                             description="other*"))
+    assert snapshot(out) == snapshot(tree / "docs")

@@ -291,7 +291,8 @@ class MediaCatalogue:
                 tuple(Piece(r.volume, r.block, r.offset, r.length) for r in obj.runs),
                 stored=stored, obj_type=obj.header.type,
                 class_name=obj.header.mgmt_class or "STANDARD", attributes=attributes(obj.header),
-                archive=state.archive))
+                archive=state.archive, description=obj.header.description,
+                expires=media_time(obj.header.expires_ns) if obj.header.expires_ns else None))
             state.objects += 1
             self.report.objects += 1
         # Superblocks before this object's last one hold nothing a later chunk refers to.
