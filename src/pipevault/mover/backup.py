@@ -120,14 +120,38 @@ PREFETCH_THREADS = 4
 PREFETCH_AHEAD = 64
 
 
-def _open_ahead(e: Entry) -> int:
-    """Open a regular file for the reader and ask the kernel to read its start ahead; -1 for
-    entries without data. Raises OSError (the reader reports it as a skipped file)."""
+@dataclass(frozen=True, slots=True)
+class Slurped:
+    """A small file read whole by a prefetch thread: its bytes and whether it changed meanwhile."""
+
+    data: bytes
+    changed: bool
+
+
+def _open_ahead(e: Entry) -> int | Slurped:
+    """Prefetch one entry for the reader (runs in a pool thread, system calls in parallel).
+
+    A small regular file is read whole (one extra byte asks whether it grew) and checked
+    against its walk-time size and mtime; a larger one is opened with its first megabyte
+    read ahead by the kernel; entries without data give -1.
+
+    Raises:
+        OSError: the file cannot be opened or read (the reader reports it as skipped).
+    """
     if e.kind != ObjectType.FILE:
         return -1
     fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY)
-    if e.st.st_size:
-        os.posix_fadvise(fd, 0, min(e.st.st_size, 1 << 20), os.POSIX_FADV_WILLNEED)
+    st = e.st
+    if st.st_size <= SMALL_FILE and st.st_blocks * 512 >= st.st_size:
+        try:
+            data = os.read(fd, st.st_size + 1)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        changed = len(data) != st.st_size or after.st_mtime_ns != st.st_mtime_ns
+        return Slurped(data[: st.st_size], changed)
+    if st.st_size:
+        os.posix_fadvise(fd, 0, min(st.st_size, 1 << 20), os.POSIX_FADV_WILLNEED)
     return fd
 
 
@@ -145,7 +169,7 @@ class SourceReader:
         warnings: list[tuple[str, str]] = []
         index = 0
         with ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="pv-open") as pool:
-            ahead: deque[Future[int]] = deque()
+            ahead: deque[Future[int | Slurped]] = deque()
             upcoming = iter(self.entries)
             for e in self.entries:
                 # Files are opened (and their first megabyte read ahead) by a few threads a
@@ -154,20 +178,23 @@ class SourceReader:
                 while len(ahead) < PREFETCH_AHEAD and (nxt := next(upcoming, None)) is not None:
                     ahead.append(pool.submit(_open_ahead, nxt))
                 try:
-                    fd = ahead.popleft().result()
+                    got = ahead.popleft().result()
                 except OSError as exc:
                     self._warn(warnings, e.path, f"not backed up: {exc.strerror}")
                     continue
+                fd = got if isinstance(got, int) else -1
                 try:
-                    self._object(ctx, e, index, fd, warnings)
+                    self._object(ctx, e, index, fd, warnings, got if isinstance(got, Slurped) else None)
                 finally:
                     if fd >= 0:
                         os.close(fd)
                 index += 1
             self.flush(ctx)
             for f in ahead:  # stopped early (the pipe failed): close what was opened
-                if not f.cancel() and f.exception() is None and f.result() >= 0:
-                    os.close(f.result())
+                if not f.cancel() and f.exception() is None:
+                    got = f.result()
+                    if isinstance(got, int) and got >= 0:
+                        os.close(got)
         return warnings
 
     def _warn(self, warnings: list[tuple[str, str]], path: str, message: str) -> None:
@@ -184,7 +211,7 @@ class SourceReader:
         ctx.send_buf(buf)
 
     def _object(self, ctx: StageContext, e: Entry, index: int, fd: int,
-                warnings: list[tuple[str, str]]) -> None:
+                warnings: list[tuple[str, str]], slurped: Slurped | None = None) -> None:
         st = e.st
         extents = data_extents(fd, st.st_size, st) if fd >= 0 else []
         sparse = fd >= 0 and extents != ([(0, st.st_size)] if st.st_size else [])
@@ -199,8 +226,21 @@ class SourceReader:
             description=self.description)
         begin = {"header": header, "extents": extents if sparse else None, "fs": header.filespace, "hl": e.hl,
                  "ll": e.ll, "attributes": entry_attributes(e)}
-        if not sparse and st.st_size <= SMALL_FILE and self._small(ctx, e, index, fd, begin, warnings):
+        if not sparse and st.st_size <= SMALL_FILE and self._small(ctx, e, index, fd, begin, warnings, slurped):
             return
+        if slurped is not None:  # a small file whose metadata alone fills a batch: rare, read it again
+            fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY)
+            try:
+                self._large(ctx, e, index, fd, begin, [(0, st.st_size)] if st.st_size else [], warnings)
+            finally:
+                os.close(fd)
+            return
+        self._large(ctx, e, index, fd, begin, extents, warnings)
+
+    def _large(self, ctx: StageContext, e: Entry, index: int, fd: int, begin: dict[str, Any],
+               extents: list[tuple[int, int]], warnings: list[tuple[str, str]]) -> None:
+        """An object in its own buffers: BEGIN, one CHUNK per chunk of each data extent, END."""
+        st = e.st
         self.flush(ctx)  # objects reach the store in index order
         self._send_doc(ctx, W.BEGIN, index, begin)
         digest = xxhash.xxh3_128()
@@ -245,11 +285,11 @@ class SourceReader:
 
 
     def _small(self, ctx: StageContext, e: Entry, index: int, fd: int, begin: dict[str, Any],
-               warnings: list[tuple[str, str]]) -> bool:
+               warnings: list[tuple[str, str]], slurped: Slurped | None) -> bool:
         """Add a whole small object to the current batch buffer (many objects per handoff);
         False if it cannot fit even an empty batch."""
         head = W.dumps(begin)
-        size = e.st.st_size if fd >= 0 else 0
+        size = len(slurped.data) if slurped is not None else e.st.st_size if fd >= 0 else 0
         need = W.BATCH_REC.size + len(head) + size + END_RESERVE
         limit = ctx.pool.buffer_size - BATCH_MARGIN
         if W.PREFIX_LEN + need > limit:
@@ -264,7 +304,14 @@ class SourceReader:
         d[pos: pos + len(head)] = head
         pos += len(head)
         n, status = 0, ObjectStatus.COMPLETE
-        if size:
+        if slurped is not None:
+            n = size
+            d[pos: pos + n] = slurped.data
+            digest = xxhash.xxh3_128_digest(slurped.data)
+            if slurped.changed:
+                status = ObjectStatus.CHANGED
+                self._warn(warnings, e.path, "changed while it was read; the version kept may be inconsistent")
+        elif size:
             view = d[pos: pos + size]
             try:
                 n = os.preadv(fd, [view], 0)
