@@ -149,6 +149,7 @@ class _Inbound:
     frames_announced: int = -1
     frames_seen: int = 0
     parked: tuple[int, int] | None = None  # (length, seq) of a frame waiting for room
+    lowat: int = 1
 
 
 class NetReceiver:
@@ -197,6 +198,8 @@ class NetReceiver:
             sel.close()
             for st in states:
                 st.conn.sock.settimeout(IO_TIMEOUT_S)
+                if st.lowat != 1 and not st.conn.closed:
+                    st.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
                 if st.buf is not None:
                     ctx.free_buf(st.buf)
             for buf in self._held.values():
@@ -243,10 +246,23 @@ class NetReceiver:
             else:
                 k = self._recv(st, st.buf.data[st.got: st.length])
                 if not k:
+                    self._wake_at(st, st.length - st.got)
                     return
                 st.got += k
                 if st.got == st.length:
+                    self._wake_at(st, 1)
                     self._complete(st)
+
+    def _wake_at(self, st: _Inbound, want: int) -> None:
+        """Let the selector report ``st`` readable only once ``want`` bytes are waiting
+        (SO_RCVLOWAT), within a quarter of its receive buffer so they always fit: one
+        wakeup and one read per large piece of a frame instead of one per segment."""
+        sock = st.conn.sock
+        if want > 1:
+            want = max(1, min(want, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 4))
+        if want != st.lowat:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+            st.lowat = want
 
     def _on_header(self, ctx: StageContext, sel: selectors.BaseSelector, st: _Inbound, kind: int,
                    length: int, seq: int) -> None:
