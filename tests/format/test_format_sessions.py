@@ -233,3 +233,15 @@ def test_reader_copies_what_it_keeps_from_a_reused_buffer(chunk: int, sizes: lis
                 got.setdefault(e.header.object_index, bytearray()).extend(e.data or b"")
         shared[:] = bytes(SIZE)  # the pool hands the buffer to someone else
     assert [bytes(got.get(i, b"")) for i in range(len(objs))] == [d for _, d in objs]
+
+
+@pytest.mark.parametrize("log2", [16, 17, 20, 24])
+def test_every_superblock_size_round_trips_and_is_self_describing(log2: int) -> None:
+    data = loglike(300_000, log2)
+    w, blocks = write_session([(b"/s", data)], size=1 << log2, selector=fixed(Compression.LZ4))
+    assert all(len(b) == 1 << log2 for b in blocks)
+    # The reader needs no size: each header says it, and split() finds the steps by itself.
+    stream = b"".join(bytes(b) for b in blocks)
+    from pipevault.format import split
+    views, loose = collect(scan(split(stream)))
+    assert not loose and bytes(views[w.session_id].data[0]) == data
