@@ -348,16 +348,16 @@ class SessionReader:
         self.next_chunk += 1
         self.obj_offset += chunk.plain_len
         data: Buffer | None = None
+        stored: Buffer = self._pieces if self._pieces is not None else b""
+        self._pieces = None
         if self._wanted(chunk) and not chunk.flags & ChunkFlags.DUPLICATE:
             try:
-                stored = self._pieces if self._pieces is not None else b""
                 data = self._decoder_for(chunk)(chunk, stored, footer)
             except IntegrityError as exc:
                 out.append(Damage(self.session_id, "integrity", exc.message, self._chunk_first_seq, self.seq,
                                   (Affected(chunk.object_index, self.obj.name if self.obj else None,
                                             chunk.object_offset, chunk.object_offset + chunk.plain_len),)))
                 return
-        self._pieces = None
         key = (chunk.object_index, chunk.chunk_seq)
         if key > self._delivered:
             self._delivered = key
