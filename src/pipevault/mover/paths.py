@@ -119,22 +119,15 @@ class TargetTree:
 
     def create_file(self, parts: tuple[str, ...]) -> int:
         """Open a new regular file at ``parts`` for writing (replacing a non-directory)."""
+        dfd, name, fresh = self.file_slot(parts)
+        return open_new_file(dfd, name, fresh, "/".join(parts))
+
+    def file_slot(self, parts: tuple[str, ...]) -> tuple[int, str, bool]:
+        """``(directory fd, name, fresh)`` for creating ``parts`` from another thread: the fd is
+        a duplicate the caller must close; ``fresh`` when the directory was made by this run
+        (nothing can be in the way there)."""
         dfd = self.dir_fd(parts[:-1])
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
-        if parts[:-1] in self._created:
-            flags |= os.O_EXCL  # our own new directory: nothing can be in the way
-        else:
-            try:
-                st = os.lstat(parts[-1], dir_fd=dfd)
-                if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-                    self._clear(dfd, parts[-1])  # never write through a link of any kind
-            except FileNotFoundError:
-                pass
-            flags |= os.O_TRUNC
-        try:
-            return os.open(parts[-1], flags, 0o600, dir_fd=dfd)
-        except OSError as exc:
-            raise DestinationError(f"cannot create {'/'.join(parts)}: {exc.strerror}") from exc
+        return os.dup(dfd), parts[-1], parts[:-1] in self._created
 
     def make_dir(self, parts: tuple[str, ...]) -> int:
         """Create (or reuse) directory ``parts``; returns its descriptor."""
@@ -165,3 +158,27 @@ class TargetTree:
             self._clear(self.dir_fd(parts[:-1], create=False), parts[-1])
         except (OSError, UnsafePath, DestinationError):
             pass
+
+
+def open_new_file(dfd: int, name: str, fresh: bool, label: str) -> int:
+    """Open ``name`` in directory ``dfd`` for writing, never through a link of any kind.
+
+    Safe to call from any thread. Raises DestinationError.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+    if fresh:
+        flags |= os.O_EXCL  # our own new directory: nothing can be in the way
+    else:
+        try:
+            st = os.lstat(name, dir_fd=dfd)
+            if stat.S_ISDIR(st.st_mode):
+                raise DestinationError(f"{label} exists in the target as a directory")
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                os.unlink(name, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        flags |= os.O_TRUNC
+    try:
+        return os.open(name, flags, 0o600, dir_fd=dfd)
+    except OSError as exc:
+        raise DestinationError(f"cannot create {label}: {exc.strerror}") from exc

@@ -20,6 +20,7 @@ import stat
 import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,12 +57,14 @@ from pipevault.mover.errors import (
     WrongPassphrase,
 )
 from pipevault.mover.keys import key_path
-from pipevault.mover.paths import TargetTree, check_filespace, check_name
+from pipevault.mover.paths import TargetTree, check_filespace, check_name, open_new_file
 from pipevault.mover.site import Site
 from pipevault.mover.walk import from_text, to_text
 from pipevault.pipe import Pipe, StageContext, StageSpec
 
 BLOCK_BUFFER = 256 << 10
+SMALL_RESTORE = 256 << 10  # files up to this size are written whole by the writer threads
+WRITERS = 4
 Key = tuple[uuid.UUID, str, str, str]  # media session, file space, high-level name, low-level name
 
 
@@ -221,6 +224,7 @@ class _Open:
     digest: Any = field(default_factory=xxhash.xxh3_128)
     written: int = 0
     chunks: dict[int, tuple[int, int]] = field(default_factory=dict)  # chunk seq -> (file offset, len)
+    small: bytearray | None = None  # a small file's data, written whole by a writer thread
 
 
 class ObjectWriter:
@@ -252,6 +256,10 @@ class ObjectWriter:
         self.restored_paths: dict[tuple[str, bytes], tuple[str, ...]] = {}  # (file space, name) -> parts
         self.dirs: list[tuple[tuple[str, ...], Any]] = []
         self.bytes = 0
+        # Small files are written whole by a few threads: creating a file is kernel work
+        # that runs in parallel once the GIL is released, and most restores are many files.
+        self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="pv-write")
+        self.writes: dict[tuple[str, ...], tuple[Key, Future[None]]] = {}
 
     # -- events ------------------------------------------------------------------------------
 
@@ -273,8 +281,28 @@ class ObjectWriter:
         for key in self.wanted:
             if key not in self.done:
                 self._fail(key, "not found on the media")
+        self._drain_writes(0)
+        self.pool.shutdown()
         if self.target is not None:
             self._finish_dirs()
+
+    def _drain_writes(self, keep: int) -> None:
+        """Wait for the oldest small-file writes until at most ``keep`` are in flight."""
+        while len(self.writes) > keep:
+            parts = next(iter(self.writes))
+            self._settle(parts, self.writes.pop(parts))
+
+    def _settle(self, parts: tuple[str, ...], pending: tuple[Key, Future[None]]) -> None:
+        key, future = pending
+        try:
+            future.result()
+        except (DestinationError, OSError) as exc:
+            message = exc.message if isinstance(exc, DestinationError) else f"{exc.strerror}"
+            self.restored.discard(key)
+            self.failed[key] = f"cannot write it: {message}"
+            self._warn(self.wanted[key], self.failed[key])
+            if self.target is not None:
+                self.target.remove(parts)
 
     def _event(self, ev: object) -> None:
         try:
@@ -327,7 +355,10 @@ class ObjectWriter:
             return
         t = self.target
         if h.type == ObjectType.FILE:
-            o.fd = t.create_file(o.parts)
+            if h.size <= SMALL_RESTORE and link is None:
+                o.small = bytearray()
+            else:
+                o.fd = t.create_file(o.parts)
         elif h.type == ObjectType.DIRECTORY:
             t.make_dir(o.parts)
         elif h.type == ObjectType.SYMLINK:
@@ -339,6 +370,9 @@ class ObjectWriter:
             if first is None:
                 raise UnsafePath(f"hard link {'/'.join(o.parts)}: its first link {os.fsdecode(h.link_target)} "
                                  "is not restored in this run; restore them together")
+            pending = self.writes.pop(first, None)
+            if pending is not None:
+                self._settle(first, pending)  # the first link must exist before linking to it
             t.make_hardlink(o.parts, first)
         elif h.type in (ObjectType.FIFO, ObjectType.DEVICE):
             try:
@@ -361,7 +395,9 @@ class ObjectWriter:
         o.digest.update(view)
         file_off = self._file_offset(o, h.object_offset)
         o.chunks[h.chunk_seq] = (file_off, len(view))
-        if o.fd >= 0:
+        if o.small is not None:
+            o.small += view
+        elif o.fd >= 0:
             done = 0
             try:
                 while done < len(view):
@@ -451,7 +487,14 @@ class ObjectWriter:
     def _apply(self, o: _Open) -> None:
         h = o.header
         assert self.target is not None
-        if o.kind == ObjectType.FILE:
+        if o.kind == ObjectType.FILE and o.small is not None:
+            dfd, name, fresh = self.target.file_slot(o.parts)
+            self.writes[o.parts] = (o.key, self.pool.submit(_write_small, dfd, name, fresh, o.small, h,
+                                                            "/".join(o.parts)))
+            o.small = None
+            if len(self.writes) > 4 * WRITERS:
+                self._drain_writes(2 * WRITERS)
+        elif o.kind == ObjectType.FILE:
             fd = o.fd
             if o.written != h.size:
                 os.ftruncate(fd, h.size)  # restores trailing holes; data extents are already written
@@ -496,6 +539,35 @@ class ObjectWriter:
 
 
 _EUID, _EGID = os.geteuid(), os.getegid()
+
+
+def _write_small(dfd: int, name: str, fresh: bool, data: bytearray, h: Any, label: str) -> None:
+    """Create a small file whole, with its attributes (runs in a writer thread).
+
+    Raises:
+        DestinationError, OSError: the file cannot be created or written.
+    """
+    try:
+        fd = open_new_file(dfd, name, fresh, label)
+        try:
+            view = memoryview(data)
+            done = 0
+            while done < len(view):
+                done += os.write(fd, view[done:])
+            if done != h.size:
+                os.ftruncate(fd, h.size)
+            for xname, value in h.xattrs:
+                try:
+                    os.setxattr(fd, xname, value)
+                except OSError:
+                    pass  # reported as a warning for large files; a small file keeps its data
+            _owner(fd, h)
+            os.fchmod(fd, stat.S_IMODE(h.mode))
+            os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
 
 
 def _owner(fd: int, h: Any) -> None:
@@ -650,6 +722,7 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     try:
         result = pipe.run()
     finally:
+        writer.pool.shutdown(wait=True)  # after a failure too: no writer thread outlives the job
         if target is not None:
             target.close()
     failed = sorted((plan.wanted[k].path, why) for k, why in writer.failed.items())
