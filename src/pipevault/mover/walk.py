@@ -36,8 +36,12 @@ def to_text(name: str) -> str:
     """A file name as catalog text: names that are not valid UTF-8 (decoded by the OS with
     surrogate escapes) get ``\\xNN`` for each undecodable byte, and backslashes are doubled,
     so the mapping can be reversed by :func:`from_text`."""
-    if "\\" not in name and not any("\udc80" <= c <= "\udcff" for c in name):
-        return name
+    if "\\" not in name:
+        try:
+            name.encode()  # fails exactly when the name holds surrogate escapes
+            return name
+        except UnicodeEncodeError:
+            pass
     out = []
     for c in name:
         if c == "\\":
