@@ -55,6 +55,34 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_PREFIX = "pipevault-pg-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_servers(bindir: Path, as_postgres: list[str]) -> None:
+    """Stop and remove servers left by test sessions that were killed before their teardown
+    (each server's directory names the pid of the session that owns it)."""
+    for base in Path(tempfile.gettempdir()).glob(_PREFIX + "*"):
+        try:
+            owner = int((base / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate",
+                        "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PgServer]:
     """A real PostgreSQL server for the whole test session (skips when not installed)."""
@@ -64,7 +92,9 @@ def postgres_server() -> Iterator[PgServer]:
                                                 "(run scripts/install-system-deps.sh as root)")
     assert bindir is not None
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base = tempfile.mkdtemp(prefix="pipevault-pg-")
+    _remove_stale_servers(bindir, as_postgres)
+    base = tempfile.mkdtemp(prefix=_PREFIX)
+    Path(base, "owner.pid").write_text(str(os.getpid()))
     if as_postgres:
         shutil.chown(base, "postgres", "postgres")
     data = os.path.join(base, "data")
