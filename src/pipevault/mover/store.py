@@ -16,7 +16,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from pipevault.catalog import sessions as session_rows
 from pipevault.catalog.writer import BatchWriter, NewVersion, Piece
 from pipevault.format import ArchiveFooter, ArchiveHeader, EncodedChunk, SessionWriter, peek_header
 from pipevault.media import Volume
@@ -142,10 +141,7 @@ class SessionStore:
         self._pending = [p for p in self._pending if p.footer.last_seq > self._durable_seq]
         for p in ready:
             self._batch.add(self._version(p))
-        self._batch.flush()
-        if ready:
-            with self.site.catalog.write() as conn:
-                session_rows.add_totals(conn, self.session_id, len(ready), sum(p.footer.plain_bytes for p in ready))
+        self._batch.flush()  # the batch writer also adds the objects and bytes to the session row
         self.objects += len(ready)
         self.bytes += sum(p.footer.plain_bytes for p in ready)
         if self.on_durable is not None:
