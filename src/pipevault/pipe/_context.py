@@ -46,7 +46,8 @@ class Buffer:
     def __init__(self, ctx: StageContext, index: int) -> None:
         self._ctx = ctx
         self.index = index
-        self._view: memoryview | None = ctx.pool.buffer_view(index)
+        off = index * ctx._bsize
+        self._view: memoryview | None = ctx._data[off: off + ctx._bsize]
 
     def _live(self) -> memoryview:
         if self._view is None:
@@ -72,11 +73,12 @@ class Buffer:
 
     @length.setter
     def length(self, n: int) -> None:
-        view = self._live()
-        if not 0 <= n <= len(view):
-            raise BufferMisuse(f"stage {self._ctx.stage_name}: payload length {n} does not fit "
-                               f"a {len(view)}-byte buffer")
-        self._ctx.pool.ctl[self._ctx.pool.d_len + self.index] = n
+        ctx = self._ctx
+        if self._view is None or not 0 <= n <= ctx._bsize:
+            self._live()
+            raise BufferMisuse(f"stage {ctx.stage_name}: payload length {n} does not fit "
+                               f"a {ctx._bsize}-byte buffer")
+        ctx._ctl[ctx._d_len + self.index] = n
 
     @property
     def view(self) -> memoryview:
@@ -131,6 +133,10 @@ class StageContext:
         topo = pool.topology
         self.pool = pool
         self._queues = pool.queues
+        # The hot paths below read these on every buffer: attributes of self, not of the pool.
+        self._ctl, self._data, self._bsize = pool.ctl, pool.data, pool.buffer_size
+        self._d_alloc, self._d_holder, self._d_len = pool.d_alloc, pool.d_holder, pool.d_len
+        self._d_flags, self._d_seq = pool.d_flags, pool.d_seq
         self.stage = stage
         self.instance = instance
         self.stage_name = topo.stages[stage].name
@@ -172,20 +178,19 @@ class StageContext:
         """
         if self._allocator < 0:
             raise RoleViolation(f"stage {self.stage_name} was not declared as allocating buffers")
-        pool, queues = self.pool, self._queues
-        if pool.ctl[P.H_STATE] != P.RUNNING:
-            raise PipeStopped(f"pipe {pool.name} stopped")
+        queues, ctl = self._queues, self._ctl
+        if ctl[P.H_STATE] != P.RUNNING:
+            raise PipeStopped(f"pipe {self.pool.name} stopped")
         queues.acquire_quota(self._allocator, self._c_wait_alloc)
         try:
             idx = queues.take(0, self._c_wait_alloc)
         except BaseException:
             queues.release_quota(self._allocator)
             raise
-        ctl = pool.ctl
-        ctl[pool.d_alloc + idx] = self._allocator
-        ctl[pool.d_holder + idx] = self.slot
-        ctl[pool.d_len + idx] = 0
-        ctl[pool.d_flags + idx] = 0
+        ctl[self._d_alloc + idx] = self._allocator
+        ctl[self._d_holder + idx] = self.slot
+        ctl[self._d_len + idx] = 0
+        ctl[self._d_flags + idx] = 0
         ctl[self._c_held] += 1
         return Buffer(self, idx)
 
@@ -200,17 +205,16 @@ class StageContext:
             raise RoleViolation(f"first stage {self.stage_name} may not receive buffers")
         if self._pending is not None:
             self._skip_pending()
-        pool = self.pool
         idx = self._queues.take(self.stage, self._c_wait_in)
         if idx < 0:
             return None
-        ctl = pool.ctl
-        ctl[pool.d_holder + idx] = self.slot
+        ctl = self._ctl
+        ctl[self._d_holder + idx] = self.slot
         ctl[self._c_held] += 1
         ctl[self._c_bufs_in] += 1
-        ctl[self._c_bytes_in] += ctl[pool.d_len + idx]
+        ctl[self._c_bytes_in] += ctl[self._d_len + idx]
         if self._out_reorders:
-            self._pending = int(ctl[pool.d_seq + idx])
+            self._pending = int(ctl[self._d_seq + idx])
         return Buffer(self, idx)
 
     def send_buf(self, buf: Buffer) -> None:
@@ -224,7 +228,7 @@ class StageContext:
         if self.is_tail:
             raise RoleViolation(f"tail stage {self.stage_name} may not send buffers")
         idx = self._check_owned(buf, "send")
-        pool, ctl = self.pool, self.pool.ctl
+        ctl = self._ctl
         if self._out_reorders:
             if self._pending is None:
                 raise BufferMisuse(f"parallel stage {self.stage_name} sent more than one buffer "
@@ -232,8 +236,8 @@ class StageContext:
             seq, self._pending = self._pending, None
         if self._out_windowed:
             self._queues.acquire_window(self._out, self._c_wait_alloc)
-        n = ctl[pool.d_len + idx]
-        ctl[pool.d_holder + idx] = P.QUEUED
+        n = ctl[self._d_len + idx]
+        ctl[self._d_holder + idx] = P.QUEUED
         ctl[self._c_held] -= 1
         ctl[self._c_bufs_out] += 1
         ctl[self._c_bytes_out] += n
@@ -250,9 +254,9 @@ class StageContext:
             DoubleFree, ForeignBuffer, UseAfterRelease: ``buf`` is not held by this module.
         """
         idx = self._check_owned(buf, "free")
-        pool, ctl = self.pool, self.pool.ctl
-        allocator = int(ctl[pool.d_alloc + idx])
-        ctl[pool.d_holder + idx] = P.FREE
+        ctl = self._ctl
+        allocator = int(ctl[self._d_alloc + idx])
+        ctl[self._d_holder + idx] = P.FREE
         ctl[self._c_held] -= 1
         buf._poison()
         self._queues.put(0, idx)
@@ -272,17 +276,16 @@ class StageContext:
         self._queues.put_in_order(self._out, -1, seq)
 
     def _check_owned(self, buf: Buffer, verb: str) -> int:
-        if not isinstance(buf, Buffer) or buf._ctx.pool is not self.pool:
+        if type(buf) is not Buffer or buf._ctx.pool is not self.pool:
             raise ForeignBuffer(f"stage {self.stage_name} tried to {verb} a buffer of another pipe")
         idx = buf.index
+        holder = int(self._ctl[self._d_holder + idx])
+        if buf._view is not None and holder == self.slot:
+            return idx  # the common case: one check each
         if buf._view is None:
-            holder = int(self.pool.ctl[self.pool.d_holder + idx])
             if holder == P.FREE and verb == "free":
                 raise DoubleFree(f"stage {self.stage_name} freed buffer {idx} twice")
             raise UseAfterRelease(f"stage {self.stage_name} tried to {verb} buffer {idx} after "
                                   "sending or freeing it")
-        holder = int(self.pool.ctl[self.pool.d_holder + idx])
-        if holder != self.slot:
-            raise ForeignBuffer(f"stage {self.stage_name} tried to {verb} buffer {idx}, which "
-                                "it does not hold")
-        return idx
+        raise ForeignBuffer(f"stage {self.stage_name} tried to {verb} buffer {idx}, which "
+                            "it does not hold")
