@@ -20,6 +20,7 @@ from pipevault.cli import (  # noqa: F401  (registers commands)
     catalog_cmd,
     demo_cmd,
     errors_cmd,
+    label_cmd,
     migrate_cmd,
     pipe_cmd,
     query_cmd,

@@ -185,6 +185,34 @@ class Site:
         finally:
             os.close(lock)
 
+    def label_volume(self, pool: str, name: str | None = None) -> str:
+        """Label a new empty volume of ``pool`` and record it as scratch; returns its name.
+
+        A disk pool gets a new volume file (``name`` or the pool's next free name); a tape pool
+        gets a new cartridge in a free slot of its library (named by the library).
+
+        Raises:
+            CatalogConflict: a volume of that name exists.
+            MediaError: the pool's directory or library cannot take another volume.
+        """
+        if self.media_type(pool) == TAPE_MEDIA_TYPE:
+            return self.tapes.label(pool)
+        directory = self.pool_directory(pool)
+        if name is None:
+            name, lock = self._new_volume(directory, pool)
+            os.close(lock)
+        volume = directory.create(name)
+        try:
+            with self.catalog.write() as conn:
+                volume_rows.add_volume(conn, name, pool, volume.capabilities.capacity, now=self.clock.now(),
+                                       state="scratch")
+        except BaseException:
+            volume.close()
+            directory.path_of(name).unlink(missing_ok=True)
+            raise
+        volume.close()
+        return name
+
     def _new_volume(self, directory: DiskPoolDirectory, pool: str) -> tuple[str, int]:
         prefix = "".join(c for c in pool.upper() if c.isalnum())[:8] or "VOL"
         with self.catalog.read() as conn:

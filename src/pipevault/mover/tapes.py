@@ -140,6 +140,10 @@ class TapeShelf:
                 os.close(guard)
             return lib
 
+    def label(self, pool: str) -> str:
+        """Label a new cartridge of ``pool`` in a free slot; returns its volser."""
+        return self._label(pool, self.library(pool))
+
     def _label(self, pool: str, lib: TapeLibrary) -> str:
         prefix = "".join(c for c in pool.upper() if c.isalnum())[:6] or "TAPE"
         with self.catalog.read() as conn:
