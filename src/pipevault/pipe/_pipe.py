@@ -94,6 +94,7 @@ class Pipe:
         self._done: dict[int, Any] = {}
         self._errors: dict[int, BaseException] = {}
         self._started = threading.Event()
+        self._changed = threading.Event()  # set whenever an instance ends or fails
 
     # -- public ----------------------------------------------------------------------------
 
@@ -195,6 +196,7 @@ class Pipe:
         else:
             with self._lock:
                 self._done[ctx.slot] = result
+            self._changed.set()
 
     def _record_error(self, pool: P.BufferPool, slot: int, exc: BaseException) -> None:
         with self._lock:
@@ -203,6 +205,7 @@ class Pipe:
                 return  # a straggler thread failed after teardown: the pool is gone, nothing to stop
             if not (isinstance(exc, PipeStopped) and pool.state != P.RUNNING):
                 pool.set_state(P.FAILED, slot)
+        self._changed.set()
 
     def _watch(self, pool: P.BufferPool, threads: list[threading.Thread],
                procs: dict[int, tuple[BaseProcess, multiprocessing.connection.Connection]],
@@ -216,7 +219,10 @@ class Pipe:
             if conns or sentinels:
                 ready = multiprocessing.connection.wait([*conns, *sentinels], timeout=TICK_S)
             else:
-                threads[0].join(TICK_S) if threads else None
+                # Sleep until an instance ends or fails (or a tick passes, for progress and
+                # stop requests): never spin, the modules need the GIL.
+                self._changed.wait(TICK_S)
+                self._changed.clear()
                 ready = []
             for r in ready:
                 if r in conns:
