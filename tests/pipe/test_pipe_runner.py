@@ -218,3 +218,51 @@ def test_consecutive_parallel_stages_do_not_deadlock(shared: bool) -> None:
              StageSpec("tail", Collect)]
     result = Pipe(specs, buffer_size=KB64, max_buffers=12, shared=shared).run()
     assert result.results["tail"] == [list(range(300))]
+
+
+def test_process_modules_die_with_a_killed_initiator(tmp_path: object) -> None:
+    """SIGKILL the process that runs a pipe: its process modules must not linger."""
+    import subprocess
+    import sys
+
+    here = os.path.dirname(__file__)
+    script = (
+        "import functools, sys, time\n"
+        f"sys.path.insert(0, {here!r})\n"
+        "from pipe_helpers import Endless, Jitter, Collect\n"
+        "from pipevault.pipe import Pipe, StageSpec\n"
+        "if __name__ == '__main__':\n"
+        "    Pipe([StageSpec('head', Endless), StageSpec('mid', functools.partial(Jitter, (500,)), mode='process'),\n"
+        "          StageSpec('tail', Collect, mode='process')], buffer_size=65536, max_buffers=8).run()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    children: list[int] = []
+    while time.monotonic() < deadline and len(children) < 2:
+        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) == proc.pid]
+        time.sleep(0.05)
+    assert len(children) >= 2, "the module processes did not start"
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.05)
+    assert not any(_alive(c) for c in children)
+    for entry in os.listdir("/dev/shm"):  # its segment and semaphores go at the next pipe's sweep
+        assert not entry.startswith(f"pv-{os.getpid()}-")
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False

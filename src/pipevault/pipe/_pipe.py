@@ -8,8 +8,10 @@ original error once, and removes the segment and semaphores.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -176,7 +178,7 @@ class Pipe:
                 if spec.mode == "process":
                     parent, child = mp.Pipe(duplex=False)
                     proc = mp.Process(target=_process_main, name=f"pv:{spec.name}#{k}",
-                                      args=(self.name, i, k, spec.factory, child), daemon=True)
+                                      args=(self.name, i, k, spec.factory, child, os.getpid()), daemon=True)
                     proc.start()
                     child.close()
                     procs[slot] = (proc, parent)
@@ -321,10 +323,24 @@ def _exit_text(code: int | None) -> str:
     return f"exit status {code}"
 
 
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its initiator ``parent`` dies
+    (PR_SET_PDEATHSIG), so a SIGKILLed initiator leaves no module process behind waiting on a
+    pipe nobody stops."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the initiator died before the request took effect
+        os._exit(1)
+
+
 def _process_main(pipe: str, stage: int, instance: int, factory: Any,
-                  conn: multiprocessing.connection.Connection) -> None:
+                  conn: multiprocessing.connection.Connection, initiator: int) -> None:
     """Entry of a process module: attach to the pipe by name, run the module, report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the initiator handles Ctrl-C for the pipe
+    _die_with_parent(initiator)
     pool = P.BufferPool.attach(pipe, SYSTEM.monotonic)
     ctx = StageContext(pool, stage, instance)
     try:
