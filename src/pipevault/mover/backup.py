@@ -34,6 +34,7 @@ import xxhash
 
 from pipevault.catalog import objects as object_rows
 from pipevault.catalog import sessions as session_rows
+from pipevault.clock import SystemClock
 from pipevault.events import ItemCounter, ItemWarning, Reporter
 from pipevault.format import (
     ArchiveHeader,
@@ -93,6 +94,7 @@ class BackupOptions:
     instances: int = 2
     max_buffers: int = 32
     one_file_system: bool = False
+    store_process: bool = True
 
 
 @dataclass
@@ -189,6 +191,7 @@ class SourceReader:
                     if fd >= 0:
                         os.close(fd)
                 index += 1
+                self._counted()
             self.flush(ctx)
             for f in ahead:  # stopped early (the pipe failed): close what was opened
                 if not f.cancel() and f.exception() is None:
@@ -196,6 +199,10 @@ class SourceReader:
                     if isinstance(got, int) and got >= 0:
                         os.close(got)
         return warnings
+
+    def _counted(self) -> None:
+        if isinstance(self.reporter, ItemCounter):
+            self.reporter.count += 1
 
     def _warn(self, warnings: list[tuple[str, str]], path: str, message: str) -> None:
         warnings.append((path, message))
@@ -413,15 +420,64 @@ class ChunkEncode:
         ctx.send_buf(out)
 
 
+@dataclass(frozen=True)
+class StoreParams:
+    """Everything the store stage needs to open its own site and session writer (picklable,
+    so the stage can run as a process module with its own interpreter lock)."""
+
+    settings: Any
+    passphrase: bytes | None
+    node: str
+    tape: Any
+    session_id: uuid.UUID
+    catalog_session: int
+    pool: str
+    key: bytes | None
+    header: SessionHeader
+    compress: bool
+    dedup: bool
+    archive: bool
+    description: str
+    expires: float | None
+    class_name: str
+
+
 class StoreStage:
-    """Tail: feeds the session store; closes the session at the end of the data."""
+    """Tail: feeds the session store; closes the session at the end of the data.
 
-    def __init__(self, store: SessionStore, archive: bool, description: str, expires: float | None,
-                 class_name: str) -> None:
-        self.store, self.archive, self.description = store, archive, description
-        self.expires, self.class_name = expires, class_name
+    Runs in the initiator with its ``site`` (thread mode), or as a process module that opens
+    its own site from the parameters: the store is the serial Python hot spot of a backup
+    (stream-format records, catalog rows), and a process of its own takes it off the
+    interpreter lock the reader and encoders share. Result: objects and bytes catalogued,
+    stored bytes, volumes used.
+    """
 
-    def run(self, ctx: StageContext) -> None:
+    def __init__(self, params: StoreParams, site: Site | None = None) -> None:
+        self.params, self.site = params, site
+        self.archive, self.description = params.archive, params.description
+        self.expires, self.class_name = params.expires, params.class_name
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        p = self.params
+        site = self.site if self.site is not None else Site.open(p.settings, passphrase=p.passphrase, node=p.node,
+                                                                 tape=p.tape)
+        writer = SessionWriter(p.header, session_id=p.session_id, size=SUPERBLOCK_SIZE, key=p.key, dedup=p.dedup,
+                               discard_duplicates=p.dedup,
+                               selector=SamplingSelector() if p.compress else fixed(Compression.NONE),
+                               clock=site.clock)
+        self.store = SessionStore(site, writer, p.pool, p.catalog_session, archive=p.archive)
+        try:
+            self._feed(ctx)
+        except BaseException:
+            self.store.abort()
+            raise
+        finally:
+            if self.site is None:
+                site.close()
+        return {"objects": self.store.objects, "bytes": self.store.bytes, "stored": writer.stored_bytes,
+                "volumes": self.store.volumes_used}
+
+    def _feed(self, ctx: StageContext) -> None:
         P = W.PREFIX_LEN
         begun: dict[str, Any] = {}
         while (buf := ctx.receive_buf()) is not None:
@@ -521,28 +577,28 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
         with site.catalog.write() as conn:
             cat_session = session_rows.begin_session(conn, site.node, kind, started=now,
                                                      media_session=str(sid))
-        writer = SessionWriter(
-            SessionHeader(node=site.node, job=kind, kind=kind, host=socket.gethostname(),
-                          software="pipevault"),
-            session_id=sid, size=SUPERBLOCK_SIZE, key=key, dedup=mc.dedup, discard_duplicates=mc.dedup,
-            selector=SamplingSelector() if mc.compress else fixed(Compression.NONE), clock=site.clock)
-        store = SessionStore(site, writer, mc.destination_pool, cat_session, archive=opts.archive)
+        params = StoreParams(
+            site.settings, site.passphrase, site.node, site.tape, sid, cat_session, mc.destination_pool, key,
+            SessionHeader(node=site.node, job=kind, kind=kind, host=socket.gethostname(), software="pipevault"),
+            mc.compress, mc.dedup, opts.archive, opts.description, expires, mc.name)
+        # The store runs as a process of its own when the site can be reopened there (opened
+        # from settings, on the real clock); otherwise (tests on a manual clock) as a thread.
+        separate = opts.store_process and site.settings is not None and isinstance(site.clock, SystemClock)
+        store_spec = (StageSpec("store", functools.partial(StoreStage, params), mode="process") if separate
+                      else StageSpec("store", functools.partial(StoreStage, params, site)))
+        counter = ItemCounter(reporter, len(plan.send)) if reporter is not None else None
         stages = [
-            StageSpec("read", functools.partial(SourceReader, plan.send, mc.name, reporter, kind, int(now * 1e9),
+            StageSpec("read", functools.partial(SourceReader, plan.send, mc.name, counter, kind, int(now * 1e9),
                                                 int(expires * 1e9) if expires else 0, opts.description)),
             StageSpec("encode", functools.partial(ChunkEncode, sid, key, mc.compress, mc.dedup),
                       instances=max(1, opts.instances), allocates=True),
-            StageSpec("store", functools.partial(StoreStage, store, opts.archive, opts.description,
-                                                 expires, mc.name)),
+            store_spec,
         ]
-        counter = ItemCounter(reporter, len(plan.send)) if reporter is not None else None
-        store.on_object = counter
         pipe = Pipe(stages, buffer_size=BUFFER, max_buffers=max(opts.max_buffers, 8), reporter=counter,
                     total_bytes=plan.bytes_to_send, job=kind)
         try:
             result = pipe.run()
         except BaseException:
-            store.abort()
             with site.catalog.write() as conn:
                 session_rows.end_session(conn, cat_session, "failed", ended=site.clock.now())
             raise
@@ -551,10 +607,11 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
                 for fs, hl, ll in plan.deleted:
                     object_rows.mark_deleted(conn, site.node, fs, hl, ll, when=now)
             session_rows.end_session(conn, cat_session, "completed", ended=site.clock.now())
+    stored = result.results["store"][0]
     warnings = list(plan.report.errors) + list(result.results["read"][0] or [])
     return BackupResult(
-        session=sid, examined=len(plan.send) + plan.unchanged, sent=store.objects, unchanged=plan.unchanged,
-        deleted=len(plan.deleted), bytes_read=store.bytes, bytes_stored=writer.stored_bytes,
-        elapsed_s=time.perf_counter() - t0, volumes=store.volumes_used, warnings=warnings,
+        session=sid, examined=len(plan.send) + plan.unchanged, sent=stored["objects"], unchanged=plan.unchanged,
+        deleted=len(plan.deleted), bytes_read=stored["bytes"], bytes_stored=stored["stored"],
+        elapsed_s=time.perf_counter() - t0, volumes=stored["volumes"], warnings=warnings,
         stages=tuple(s.figures() for s in result.status.stages),
         bottleneck=result.status.bottleneck(result.elapsed_s))

@@ -42,6 +42,7 @@ class Site:
     passphrase: bytes | None
     tape: TapeSettings = field(default_factory=TapeSettings)
     _shelf: TapeShelf | None = field(default=None, repr=False)
+    settings: Settings | None = field(default=None, repr=False)  # what it was opened from
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock = SYSTEM, passphrase: bytes | None = None,
@@ -60,7 +61,7 @@ class Site:
         if passphrase is None and settings["passphrase_file"]:
             passphrase = Path(settings["passphrase_file"]).read_bytes().rstrip(b"\r\n")
         site = cls(home, node or settings["node"], catalog, settings["volume_size"], clock, passphrase,
-                   tape or TapeSettings())
+                   tape or TapeSettings(), settings=settings)
         site._ensure_defaults()
         return site
 

@@ -13,8 +13,11 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
-from collections.abc import Sequence
+import types
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -179,7 +182,8 @@ class Pipe:
                     parent, child = mp.Pipe(duplex=False)
                     proc = mp.Process(target=_process_main, name=f"pv:{spec.name}#{k}",
                                       args=(self.name, i, k, spec.factory, child, os.getpid()), daemon=True)
-                    proc.start()
+                    with _main_not_reimported():
+                        proc.start()
                     child.close()
                     procs[slot] = (proc, parent)
                 else:
@@ -321,6 +325,24 @@ def _exit_text(code: int | None) -> str:
     if code < 0:
         return f"signal {signal.Signals(-code).name}"
     return f"exit status {code}"
+
+
+@contextmanager
+def _main_not_reimported() -> Iterator[None]:
+    """Start a module process without it running the initiator's main script again.
+
+    ``spawn`` re-executes the parent's ``__main__`` in the child so that objects defined there
+    can be unpickled; a script without an ``if __name__ == "__main__"`` guard would then start
+    its whole job again inside the module process. Module factories come from importable
+    modules, so the child is told there is no main module to prepare.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _die_with_parent(parent: int) -> None:
