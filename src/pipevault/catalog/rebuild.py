@@ -65,8 +65,12 @@ def name_text(raw: bytes) -> str:
     """A raw name as catalog text, reversibly: UTF-8, each undecodable byte as ``\\xNN`` and
     each backslash doubled (the form the mover's walk gives names it catalogues)."""
     text = raw.decode("utf-8", errors="surrogateescape")
-    if "\\" not in text and not any("\udc80" <= c <= "\udcff" for c in text):
-        return text
+    if "\\" not in text:
+        try:
+            text.encode()  # fails exactly when the name holds undecodable bytes
+            return text
+        except UnicodeEncodeError:
+            pass
     return "".join("\\\\" if c == "\\" else f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c
                    for c in text)
 

@@ -27,30 +27,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 
+from pipevault.catalog.rebuild import name_text
 from pipevault.format import ObjectType
 
 WALK_THREADS = 8
 
 
 def to_text(name: str) -> str:
-    """A file name as catalog text: names that are not valid UTF-8 (decoded by the OS with
-    surrogate escapes) get ``\\xNN`` for each undecodable byte, and backslashes are doubled,
-    so the mapping can be reversed by :func:`from_text`."""
-    if "\\" not in name:
-        try:
-            name.encode()  # fails exactly when the name holds surrogate escapes
-            return name
-        except UnicodeEncodeError:
-            pass
-    out = []
-    for c in name:
-        if c == "\\":
-            out.append("\\\\")
-        elif "\udc80" <= c <= "\udcff":
-            out.append(f"\\x{ord(c) - 0xDC00:02x}")
-        else:
-            out.append(c)
-    return "".join(out)
+    """A file name (as the OS gives it, undecodable bytes as surrogate escapes) as catalog
+    text: the catalog's own reversible form, ``\\xNN`` per undecodable byte and backslashes
+    doubled (:func:`pipevault.catalog.rebuild.name_text`); :func:`from_text` reverses it."""
+    return name_text(os.fsencode(name))
 
 
 def from_text(text: str) -> str:
