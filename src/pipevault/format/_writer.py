@@ -154,7 +154,8 @@ class SessionWriter:
         """
         self._check_open(want_object=False)
         index = self._next_object
-        header = dataclasses.replace(header, object_index=index)
+        if header.object_index != index:  # callers that know the index save a copy per object
+            header = dataclasses.replace(header, object_index=index)
         body = header.pack()
         self._reserve(len(body))
         self._open(header, self.seq, 0, 0, 0, 0)

@@ -223,7 +223,8 @@ class SourceReader:
         extents = data_extents(fd, st.st_size, st) if fd >= 0 else []
         sparse = fd >= 0 and extents != ([(0, st.st_size)] if st.st_size else [])
         header = ArchiveHeader(
-            name=os.fsencode("/" + e.rel), type=e.kind, size=st.st_size if e.kind == ObjectType.FILE else 0,
+            object_index=index, name=os.fsencode("/" + e.rel), type=e.kind,
+            size=st.st_size if e.kind == ObjectType.FILE else 0,
             mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, owner=user_name(st.st_uid),
             group=group_name(st.st_gid), mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
             atime_ns=st.st_atime_ns, xattrs=e.xattrs, mgmt_class=self.class_name,
