@@ -21,17 +21,9 @@ from rich.console import Console
 from pipevault.cli._app import app, cli
 from pipevault.cli._jobs import job_reporter, open_site
 from pipevault.cli._render import stage_table, summary_line
-from pipevault.errors import PipevaultError
 from pipevault.mover import BackupOptions, RestoreOptions, run_backup, run_restore
 from pipevault.mover.bench import make_tree
-
-
-class DemoMismatch(PipevaultError):
-    """What was restored differs from what was backed up."""
-
-    code = "demo.mismatch"
-    exit_code = 58
-    hint = "Please report this with the output of `pipevault demo`."
+from pipevault.mover.errors import DemoMismatch
 
 
 def fingerprint(root: Path) -> dict[str, tuple[int, int, int, str]]:

@@ -109,3 +109,11 @@ class MigrationFailed(MoverError):
     exit_code = 59
     hint = ("Nothing was lost: fix the named volume or device and run the command again; volumes "
             "already moved stay moved.")
+
+
+class DemoMismatch(MoverError):
+    """What the demo restored differs from what it backed up."""
+
+    code = "demo.mismatch"
+    exit_code = 50
+    hint = "Please report this with the output of `pipevault demo`."

@@ -598,7 +598,6 @@ class _Plan:
     wanted: dict[Key, VersionInfo]
     by_index: dict[tuple[uuid.UUID, int], Key]
     starts: list[tuple[str, list[tuple[int, Key]]]]  # per volume, in read order: (first block, object)
-    blocks: int
 
 
 def _plan(site: Site, versions: list[VersionInfo]) -> _Plan:
@@ -631,7 +630,7 @@ def _plan(site: Site, versions: list[VersionInfo]) -> _Plan:
         per_volume[vol].append((block, k))
     order = _read_order(pieces, {vid: k[0] for vid, k in ids.items()})
     starts = [(vol, sorted(per_volume[vol], key=lambda s: s[0])) for vol in order]
-    return _Plan(wanted, by_index, starts, len(firsts))
+    return _Plan(wanted, by_index, starts)
 
 
 def _read_order(pieces: list[location_rows.Location], session_of: dict[int, uuid.UUID]) -> list[str]:

@@ -11,7 +11,6 @@ leaves no object in the catalog whose data is not safely on media.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -46,13 +45,12 @@ class SessionStore:
     """
 
     def __init__(self, site: Site, writer: SessionWriter, pool: str, session_id: int,
-                 archive: bool = False, on_durable: Callable[[int], None] | None = None) -> None:
+                 archive: bool = False) -> None:
         self.site = site
         self.writer = writer
         self.pool = pool
         self.session_id = session_id
         self.archive = archive
-        self.on_durable = on_durable
         self._stack = ExitStack()
         self._volume: Volume | None = None
         self._full: set[str] = set()
@@ -63,7 +61,6 @@ class SessionStore:
         self._batch = BatchWriter(site.catalog, session_id, batch_size=5000)
         self.objects = 0
         self.bytes = 0
-        self.on_object: Any = None  # an ItemCounter to count ended objects on, if any
         self.volumes_used: list[str] = []
 
     # -- feeding --------------------------------------------------------------------------
@@ -86,8 +83,6 @@ class SessionStore:
         """Close the open object; it is catalogued once durable (``version`` = catalog fields)."""
         footer = self.writer.end_object(status)
         self._pending.append(PendingObject(self._open_header, footer, version))
-        if self.on_object is not None:
-            self.on_object.count += 1
         self._drain()
         return footer
 
@@ -144,8 +139,6 @@ class SessionStore:
         self._batch.flush()  # the batch writer also adds the objects and bytes to the session row
         self.objects += len(ready)
         self.bytes += sum(p.footer.plain_bytes for p in ready)
-        if self.on_durable is not None:
-            self.on_durable(self.objects)
 
     def _version(self, p: PendingObject) -> NewVersion:
         """The catalog entry of a durable object: one piece per volume it lies on."""
