@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pipevault.catalog import objects as object_rows
@@ -64,17 +65,29 @@ def filespace_of(root: str) -> str:
     return root if os.path.isdir(root) and not os.path.islink(root) else os.path.dirname(root)
 
 
+def active_versions(site: Site, roots: list[str]) -> dict[Key, VersionInfo]:
+    """The node's active versions in the file spaces of ``roots`` (what a plan compares with)."""
+    active: dict[Key, VersionInfo] = {}
+    with site.catalog.read() as conn:
+        for fs in sorted({to_text(filespace_of(r)) for r in roots}):
+            for v in object_rows.query_versions(conn, site.node, fs, state="active"):
+                active[(v.filespace, v.hl, v.ll)] = v
+    return active
+
+
 def make_plan(site: Site, roots: list[str], excludes: tuple[str, ...] = (), *, full: bool = False,
               archive: bool = False, one_file_system: bool = False) -> Plan:
     """Walk ``roots`` and compare with the catalog (``full`` or ``archive``: send everything)."""
+    active = {} if archive else active_versions(site, roots)
+    return plan_against(active, roots, excludes, full=full, archive=archive, one_file_system=one_file_system)
+
+
+def plan_against(active: Mapping[Key, VersionInfo], roots: list[str], excludes: tuple[str, ...] = (), *,
+                 full: bool = False, archive: bool = False, one_file_system: bool = False) -> Plan:
+    """Walk ``roots`` and compare with ``active`` (the node's active versions in their file
+    spaces, from the local catalog or from a server's)."""
     plan = Plan()
-    active: dict[Key, VersionInfo] = {}
     dir_roots: list[str] = []
-    if not archive:
-        with site.catalog.read() as conn:
-            for fs in sorted({to_text(filespace_of(r)) for r in roots}):
-                for v in object_rows.query_versions(conn, site.node, fs, state="active"):
-                    active[(v.filespace, v.hl, v.ll)] = v
     seen: set[Key] = set()
     for e in walk(roots, excludes, plan.report, one_file_system):
         key = (to_text(e.filespace), e.hl, e.ll)
