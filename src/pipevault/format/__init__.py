@@ -39,6 +39,8 @@ from pipevault.format._fields import Options as Options
 from pipevault.format._fields import SessionFooter as SessionFooter
 from pipevault.format._fields import SessionHeader as SessionHeader
 from pipevault.format._fields import SessionStatus as SessionStatus
+from pipevault.format._framed import FramedObject as FramedObject
+from pipevault.format._framed import frame_object as frame_object
 from pipevault.format._reader import SessionReader as SessionReader
 from pipevault.format._records import ChunkFlags as ChunkFlags
 from pipevault.format._records import ChunkFooter as ChunkFooter
@@ -63,9 +65,9 @@ __all__ = [
     "DEFAULT_SIZE", "Affected", "ArchiveFooter", "ArchiveHeader", "ChunkDecoder", "ChunkEncoder",
     "ChunkFlags",
     "ChunkFooter", "ChunkHeader", "ChunkRead", "Compression", "Damage", "DedupAlgo", "EncodedChunk",
-    "Encryption", "Event", "ObjectEnded", "ObjectStarted", "ObjectStatus", "ObjectType", "Options",
+    "Encryption", "Event", "FramedObject", "ObjectEnded", "ObjectStarted", "ObjectStatus", "ObjectType", "Options",
     "OptionsRead", "RecordType", "Resume", "ResumePoint", "Resumed", "SamplingSelector", "Scanner",
     "Selector", "SessionEnded", "SessionFooter", "SessionHeader",
     "SessionKeys", "SessionReader", "SessionStarted", "SessionStatus", "SessionWriter", "SuperblockHeader",
-    "compress", "decompress", "fixed", "peek_header", "resume_point", "scan", "split", "verify",
+    "compress", "decompress", "fixed", "frame_object", "peek_header", "resume_point", "scan", "split", "verify",
 ]
