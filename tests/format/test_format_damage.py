@@ -92,12 +92,23 @@ def test_lost_superblock_reports_object_and_byte_range() -> None:
     assert any(isinstance(e, SessionEnded) for e in events)
 
 
-def test_bit_flip_is_reported_where_it_is() -> None:
+def test_bit_flip_in_framing_is_reported_where_it_is() -> None:
     blocks = _session()
-    blocks[2][5000] ^= 0x40
+    blocks[2][64 + 12] ^= 0x40  # the record or tag header opening the superblock's payload
     damages, incomplete = check_no_wrong_data(list(scan(blocks)), OBJECTS)
     assert [d.kind for d in damages] == ["unreadable", "lost"]
     assert "checksum" in damages[0].message and damages[1].affected[0].object_index == 1
+    assert incomplete == {1}
+
+
+def test_bit_flip_in_stored_bytes_spoils_only_its_chunk() -> None:
+    blocks = _session()
+    blocks[2][5000] ^= 0x40  # inside a DATA record's stored bytes: the chunk's content hash catches it
+    damages, incomplete = check_no_wrong_data(list(scan(blocks)), OBJECTS)
+    (d,) = damages
+    assert d.kind == "integrity" and "content hash" in d.message
+    (a,) = d.affected
+    assert a.object_index == 1 and a.end is not None and a.end - a.start == 100_000
     assert incomplete == {1}
 
 
@@ -123,9 +134,11 @@ def test_duplicated_superblocks_are_dropped_silently() -> None:
 def test_conflicting_superblock_is_reported_and_ignored() -> None:
     from pipevault.format import peek_header
     blocks = _session()
-    # Same session id and seq, different contents: a changed copy of block 2, sealed anew.
+    # Same session id and seq, different framing: a changed copy of block 2, sealed anew.
+    # (A copy differing in stored bytes only has the same checksum: it is dropped as a
+    # duplicate, and the first copy's chunks were checked by their content hashes.)
     forged = memoryview(bytearray(blocks[2]))
-    forged[1000] ^= 0xFF
+    forged[64 + 12] ^= 0xFF
     write_header(forged, peek_header(forged))
     events = list(scan([*blocks[:3], forged, *blocks[3:]]))
     damages, incomplete = check_no_wrong_data(events, OBJECTS)

@@ -2,14 +2,18 @@
 
 :class:`ChunkEncoder` and :class:`ChunkDecoder` are the codecs a DataPipe runs as
 multi-instance stages: each call is independent (per-call random nonce, per-thread
-compression contexts), so several threads may share one instance.
+compression contexts), so several threads may share one instance. :class:`ChunkAssembly`
+is the reader's incremental form of the decoder: it takes a chunk's stored bytes piece by
+piece, as they come out of superblocks, so no piece is copied twice.
 """
 
 from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import xxhash
 from cryptography.exceptions import InvalidTag
@@ -166,4 +170,117 @@ class ChunkDecoder:
             raise IntegrityError(f"chunk {header.object_index}/{header.chunk_seq} at object offset "
                                  f"{header.object_offset} does not match its content hash",
                                  object_index=header.object_index, chunk=header.chunk_seq)
+        return plain
+
+
+class ChunkAssembly:
+    """One chunk's stored bytes, gathered piece by piece while superblocks are read; not thread-safe.
+
+    Each piece is consumed by :meth:`add` at once, so the caller may reuse the superblock
+    buffer afterwards, with one exception: a chunk that arrives whole in one piece is kept as
+    a view of it (no copy) until :meth:`detach` or :meth:`finish`. How pieces are consumed:
+
+    - encrypted, keys known: decrypted straight into the chunk's own buffer (the copy out of
+      the superblock and the decryption are one pass);
+    - untransformed: appended to the chunk's own buffer and hashed while still in cache;
+    - otherwise appended, and decoded at :meth:`finish` with the one-shot :class:`ChunkDecoder`.
+
+    Args:
+        header: the chunk's header (its stored bytes are ``header.stored_len`` long).
+        decoder: the session's decoder, or None when the keys are not known yet.
+    """
+
+    __slots__ = ("_buf", "_dec", "_hash", "_view", "header")
+
+    def __init__(self, header: ChunkHeader, decoder: ChunkDecoder | None) -> None:
+        self.header = header
+        self._buf: bytearray | memoryview | None = None
+        self._view: memoryview | None = None
+        self._dec: Any = None
+        self._hash: Any = None
+        keys = decoder.keys if decoder is not None else None
+        if header.encryption is Encryption.AES_256_GCM:
+            if keys is not None and decoder is not None:
+                dec = Cipher(algorithms.AES(keys.chunk_key), modes.GCM(header.nonce)).decryptor()
+                dec.authenticate_additional_data(_aad(decoder.session_id, header))
+                self._dec = dec
+                # update_into wants room for a cipher block beyond the input.
+                self._buf = bytearray(header.stored_len + 16)
+                self._view = memoryview(self._buf)
+        elif header.compression is Compression.NONE:
+            self._hash = xxhash.xxh3_128()
+
+    def add(self, piece: memoryview, at: int) -> None:
+        """Take the piece of stored bytes that starts at stored offset ``at`` (pieces come in order)."""
+        if self._view is not None:
+            self._dec.update_into(piece, self._view[at:])
+            return
+        if self._hash is not None:
+            self._hash.update(piece)
+        if self._buf is None:
+            self._buf = piece if len(piece) == self.header.stored_len else bytearray(piece)
+        else:
+            # A new buffer per chunk grown by appending (no zero fill), never a reused one:
+            # data handed out must not change under a caller that keeps it.
+            assert isinstance(self._buf, bytearray)
+            self._buf += piece
+
+    def detach(self) -> None:
+        """Copy a piece still held as a view: its superblock buffer is about to be reused."""
+        if isinstance(self._buf, memoryview):
+            self._buf = bytearray(self._buf)
+
+    def finish(self, footer: ChunkFooter, decoder_for: Callable[[ChunkHeader], ChunkDecoder]) -> Buffer:
+        """The chunk's verified plaintext, once all its stored bytes were added.
+
+        ``decoder_for`` supplies the decoder where this assembly did not have one.
+
+        Raises:
+            the errors of :meth:`ChunkDecoder.__call__`; nothing is returned on failure.
+        """
+        h = self.header
+        if self._view is not None:
+            return self._decrypted(footer)
+        stored: Buffer = self._buf if self._buf is not None else b""
+        self._buf = None
+        if self._hash is None or len(stored) != h.stored_len or h.stored_len != h.plain_len or (
+                footer.object_index, footer.chunk_seq, footer.stored_len) != (
+                h.object_index, h.chunk_seq, h.stored_len) or h.flags & ChunkFlags.DUPLICATE:
+            # Transformed, or something is off: the one-shot decoder checks and raises.
+            return decoder_for(h)(h, stored, footer)
+        if self._hash.digest() != h.content_hash:
+            raise IntegrityError(f"chunk {h.object_index}/{h.chunk_seq} at object offset "
+                                 f"{h.object_offset} does not match its content hash",
+                                 object_index=h.object_index, chunk=h.chunk_seq)
+        return stored
+
+    def _decrypted(self, footer: ChunkFooter) -> Buffer:
+        h = self.header
+        assert self._view is not None and isinstance(self._buf, bytearray)
+        buf, self._buf = self._buf, None
+        self._view.release()
+        self._view = None
+        if (footer.object_index, footer.chunk_seq, footer.stored_len) != (
+                h.object_index, h.chunk_seq, h.stored_len):
+            raise FormatError(f"chunk {h.object_index}/{h.chunk_seq}: header and footer lengths disagree "
+                              f"({h.stored_len}, {footer.stored_len})")
+        content_hash = self._dec.update(footer.sealed_hash)
+        try:
+            self._dec.finalize_with_tag(footer.tag)
+        except InvalidTag as exc:
+            raise IntegrityError(f"chunk {h.object_index}/{h.chunk_seq} at object offset "
+                                 f"{h.object_offset} fails authentication: altered on media",
+                                 object_index=h.object_index, chunk=h.chunk_seq) from exc
+        del buf[h.stored_len:]
+        if h.compression is Compression.NONE:
+            if h.stored_len != h.plain_len:
+                raise FormatError(f"uncompressed chunk {h.object_index}/{h.chunk_seq} "
+                                  f"stores {h.stored_len} of {h.plain_len} bytes")
+            plain: Buffer = buf
+        else:
+            plain = decompress(h.compression, buf, h.plain_len)
+        if xxhash.xxh3_128_digest(plain) != content_hash:
+            raise IntegrityError(f"chunk {h.object_index}/{h.chunk_seq} at object offset "
+                                 f"{h.object_offset} does not match its content hash",
+                                 object_index=h.object_index, chunk=h.chunk_seq)
         return plain

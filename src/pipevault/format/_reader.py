@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipevault.format._chunk import ChunkDecoder
+from pipevault.format._chunk import ChunkAssembly, ChunkDecoder
 from pipevault.format._codecs import Buffer
 from pipevault.format._crypto import SessionKeys
 from pipevault.format._events import (
@@ -105,7 +105,7 @@ class SessionReader:
         self.next_object = 0
         self.chunk: ChunkHeader | None = None
         self._chunk_first_seq = 0
-        self._pieces: memoryview | bytearray | None = None
+        self._asm: ChunkAssembly | None = None  # the open chunk's bytes, when they are to be decoded
         self._got = 0
         self._gap: _Gap | None = None
         self._delivered = (-1, -1)
@@ -151,10 +151,10 @@ class SessionReader:
             raise
         except FormatError as exc:
             self._begin_gap(seq, seq, "structure", str(exc.message), out)
-        if isinstance(self._pieces, memoryview):
+        if self._asm is not None:
             # A chunk whose data all lies in this superblock but whose footer comes in the
             # next: its data must not stay a view of a buffer the caller may reuse now.
-            self._pieces = bytearray(self._pieces)
+            self._asm.detach()
         return out
 
     def finish(self) -> list[Event]:
@@ -304,7 +304,8 @@ class SessionReader:
         self.chunk = header
         self._chunk_first_seq = self.seq
         self._got = 0
-        self._pieces = None
+        wanted = self._wanted(header) and not header.flags & ChunkFlags.DUPLICATE
+        self._asm = ChunkAssembly(header, self._decoder) if wanted else None
 
     def _data(self, body: memoryview) -> None:
         if self._gap is not None:
@@ -318,18 +319,8 @@ class SessionReader:
         data = body[TAG_LEN:]
         if self._got + len(data) > chunk.stored_len:
             raise FormatError(f"chunk {chunk.object_index}/{chunk.chunk_seq} has more data than announced")
-        if self._wanted(chunk):
-            if self._got == 0 and len(data) == chunk.stored_len:
-                self._pieces = data  # the whole chunk in one superblock: no copy
-            else:
-                # Copied now: the caller may reuse the superblock buffer after this feed. A
-                # new buffer per chunk, grown by appending (no zero-fill), never a reused one:
-                # data handed out must not change under a caller that keeps it.
-                if self._got == 0:
-                    self._pieces = bytearray(data)
-                else:
-                    assert isinstance(self._pieces, bytearray)
-                    self._pieces += data
+        if self._asm is not None:
+            self._asm.add(data, self._got)
         self._got += len(data)
 
     def _wanted(self, chunk: ChunkHeader) -> bool:
@@ -348,11 +339,10 @@ class SessionReader:
         self.next_chunk += 1
         self.obj_offset += chunk.plain_len
         data: Buffer | None = None
-        stored: Buffer = self._pieces if self._pieces is not None else b""
-        self._pieces = None
-        if self._wanted(chunk) and not chunk.flags & ChunkFlags.DUPLICATE:
+        asm, self._asm = self._asm, None
+        if asm is not None:
             try:
-                data = self._decoder_for(chunk)(chunk, stored, footer)
+                data = asm.finish(footer, self._decoder_for)
             except IntegrityError as exc:
                 out.append(Damage(self.session_id, "integrity", exc.message, self._chunk_first_seq, self.seq,
                                   (Affected(chunk.object_index, self.obj.name if self.obj else None,
@@ -385,7 +375,7 @@ class SessionReader:
         self._gap = _Gap(first, last, kind, message, self.obj_index, name, self.obj_offset, self.next_object)
         self._cont = None
         self.chunk = None
-        self._pieces = None
+        self._asm = None
 
     def _resolve(self, next_index: int | None, next_offset: int | None, out: list[Event]) -> None:
         """Close the open gap at the first intact position: object ``next_index``, byte ``next_offset``."""

@@ -4,18 +4,21 @@ Layout (docs/format.md §2)::
 
     0 magic(8) 8 major(1) 9 minor(1) 10 header_len(2) 12 size_log2(1) 13 flags(1) 14 rsv(2)
     16 required(4) 20 optional(4) 24 session_id(16) 40 seq(8) 48 payload_len(4) 52 rsv(4)
-    56 checksum(8) = xxh3-64 of bytes [0, 56) followed by the payload
+    56 checksum(8) = xxh3-64 of bytes [0, 56) followed by the payload without the stored bytes
+                     of its DATA records (those are covered by their chunk's content hash or GCM tag)
 """
 
 from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Sequence
 from enum import IntFlag
 from typing import NamedTuple
 
 import xxhash
 
+from pipevault.format._records import RECORD_HEADER, RECORD_HEADER_LEN, TAG_LEN, RecordType
 from pipevault.format.errors import (
     ChecksumError,
     FormatError,
@@ -37,6 +40,10 @@ CHECKSUM_OFFSET = 56
 
 _HEADER = struct.Struct("<8sBBHBBHII16sQII")  # all but the checksum: 56 bytes
 _CHECKSUM = struct.Struct("<Q")
+_DATA = int(RecordType.DATA)
+_TAGGED = RECORD_HEADER_LEN + TAG_LEN  # record header and tag header: covered by the checksum
+Spans = Sequence[tuple[int, int]]
+"""``(start, end)`` offsets in a superblock of the stored bytes the checksum leaves out, in order."""
 
 
 class SuperblockFlags(IntFlag):
@@ -124,17 +131,51 @@ class SuperblockHeader(NamedTuple):
         return self.size - self.header_len
 
 
-def write_header(buf: memoryview, header: SuperblockHeader) -> None:
+def data_spans(buf: memoryview, start: int, end: int) -> list[tuple[int, int]]:
+    """The stored bytes of the DATA records in the payload ``buf[start:end]`` (docs/format.md §2).
+
+    Walks the record headers only. A record that runs past ``end`` stops the walk: the rest is
+    covered by the checksum, so damage to a length field shows up as a checksum mismatch.
+    """
+    spans = []
+    unpack = RECORD_HEADER.unpack_from
+    pos = start
+    while pos + RECORD_HEADER_LEN <= end:
+        rtype, _flags, _rsv, length = unpack(buf, pos)
+        nxt = pos + RECORD_HEADER_LEN + length
+        if nxt > end:
+            break
+        if rtype == _DATA and length > TAG_LEN:
+            spans.append((pos + _TAGGED, nxt))
+        pos = nxt
+    return spans
+
+
+def checksum(buf: memoryview, end: int, spans: Spans, start: int = HEADER_LEN) -> int:
+    """xxh3-64 of ``buf[:56]`` and of the payload ``buf[start:end]`` minus ``spans``."""
+    h = xxhash.xxh3_64(buf[:CHECKSUM_OFFSET])
+    pos = start
+    for lo, hi in spans:
+        h.update(buf[pos:lo])
+        pos = hi
+    h.update(buf[pos:end])
+    return h.intdigest()
+
+
+def write_header(buf: memoryview, header: SuperblockHeader, spans: Spans | None = None) -> None:
     """Write ``header`` into ``buf[:64]`` and seal it: compute the checksum over the payload.
 
     ``buf`` is the whole superblock, payload already in place; the caller keeps ownership.
+    ``spans`` are the payload's :func:`data_spans` when the caller knows them (the writer
+    does); otherwise they are found by walking the records.
     """
     _HEADER.pack_into(buf, 0, MAGIC, VERSION_MAJOR, header.version_minor, HEADER_LEN, header.size_log2,
                       int(header.flags), 0, int(header.required), int(header.optional),
                       header.session_id.bytes, header.seq, header.payload_len, 0)
-    h = xxhash.xxh3_64(buf[:CHECKSUM_OFFSET])
-    h.update(buf[HEADER_LEN:HEADER_LEN + header.payload_len])
-    _CHECKSUM.pack_into(buf, CHECKSUM_OFFSET, h.intdigest())
+    end = HEADER_LEN + header.payload_len
+    if spans is None:
+        spans = data_spans(buf, HEADER_LEN, end)
+    _CHECKSUM.pack_into(buf, CHECKSUM_OFFSET, checksum(buf, end, spans))
 
 
 def peek_header(buf: memoryview) -> SuperblockHeader:
@@ -170,6 +211,9 @@ def peek_header(buf: memoryview) -> SuperblockHeader:
 def verify(buf: memoryview, header: SuperblockHeader | None = None) -> tuple[SuperblockHeader, memoryview]:
     """Decode and verify one superblock; return its header and a view of its payload.
 
+    The checksum covers the header and every record but the stored bytes of DATA records:
+    those are verified per chunk when it is decoded (content hash, GCM tag).
+
     ``buf`` may be longer than the payload (padding) but must hold header and payload; the
     returned payload view shares ``buf``'s memory (no copy) and lives as long as the caller
     keeps ``buf`` unchanged. ``header`` is ``peek_header(buf)`` when the caller has it already.
@@ -187,9 +231,7 @@ def verify(buf: memoryview, header: SuperblockHeader | None = None) -> tuple[Sup
     if len(buf) < end:
         raise TruncatedError(f"superblock seq {header.seq} of session {header.session_id} is cut "
                              f"at {len(buf)} of {end} bytes", seq=header.seq)
-    h = xxhash.xxh3_64(buf[:CHECKSUM_OFFSET])
-    h.update(buf[header.header_len:end])
-    if h.intdigest() != header.checksum:
+    if checksum(buf, end, data_spans(buf, header.header_len, end), header.header_len) != header.checksum:
         raise ChecksumError(f"checksum mismatch in superblock seq {header.seq} of session "
                             f"{header.session_id}", seq=header.seq, session=str(header.session_id))
     if header.version_major != VERSION_MAJOR:

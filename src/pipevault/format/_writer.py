@@ -101,6 +101,7 @@ class SessionWriter:
         self._done: list[memoryview] = []
         self._buf: memoryview | None = None
         self._pos = HEADER_LEN
+        self._spans: list[tuple[int, int]] = []  # stored bytes in the open superblock (not checksummed)
         self._flags = SuperblockFlags.NONE
         self._required = Required.AES_GCM if self.keys else Required.NONE
         self._optional = Optional.DEDUP_HASH if (dedup or discard_duplicates) else Optional.NONE
@@ -371,6 +372,7 @@ class SessionWriter:
             start = self._pos + RECORD_HEADER_LEN + TAG_LEN
             buf[start:start + n] = stored[done:done + n]
             self._pos = start + n
+            self._spans.append((start, self._pos))
             done += n
 
     def _seal(self) -> None:
@@ -379,7 +381,8 @@ class SessionWriter:
             # Pool buffers are reused: the padding must not leak earlier contents.
             buf[self._pos:] = self._zeros[:self.size - self._pos]
         write_header(buf, SuperblockHeader(self.session_id, self.seq, self._pos - HEADER_LEN, self.size_log2,
-                                           self._flags, self._required, self._optional))
+                                           self._flags, self._required, self._optional), self._spans)
+        self._spans = []
         self._done.append(buf)
         self._points[self.seq] = self._point()
         self._points.pop(self.seq - KEEP_POINTS, None)
