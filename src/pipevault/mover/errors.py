@@ -14,6 +14,7 @@
       MigrationRefused      migration or reclamation cannot run on this pool as asked
         ReclaimWriteOnce    reclamation of a write-once pool
       MigrationFailed       copying to the new place failed; the catalog keeps the old copy
+      RemoteStreamInvalid   a server refused a client's backup stream (bad document or data)
 """
 
 from __future__ import annotations
@@ -109,6 +110,15 @@ class MigrationFailed(MoverError):
     exit_code = 59
     hint = ("Nothing was lost: fix the named volume or device and run the command again; volumes "
             "already moved stay moved.")
+
+
+class RemoteStreamInvalid(MoverError):
+    """A server refused a client's backup stream: a bad document, length or unencrypted chunk."""
+
+    code = "mover.remote_stream"
+    exit_code = 50
+    hint = ("The client and server must run the same pipevault version; if they do, report this "
+            "with the server's log. The session was marked failed; no partial object was catalogued.")
 
 
 class DemoMismatch(MoverError):

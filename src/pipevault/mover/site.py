@@ -30,6 +30,15 @@ DEFAULT_POOL = "disk"
 DEFAULT_CLASS = "STANDARD"
 
 
+def settings_passphrase(settings: Settings) -> bytes | None:
+    """The node key's passphrase the settings give (``passphrase``, else ``passphrase_file``)."""
+    if settings["passphrase"]:
+        return str(settings["passphrase"]).encode()
+    if settings["passphrase_file"]:
+        return Path(settings["passphrase_file"]).read_bytes().rstrip(b"\r\n")
+    return None
+
+
 @dataclass
 class Site:
     """An open site. Close it (or use it as a context manager) to release the catalog."""
@@ -56,10 +65,8 @@ class Site:
         home = settings.home
         home.mkdir(parents=True, exist_ok=True)
         catalog = Catalog.from_settings(settings, clock=clock)
-        if passphrase is None and settings["passphrase"]:
-            passphrase = settings["passphrase"].encode()
-        if passphrase is None and settings["passphrase_file"]:
-            passphrase = Path(settings["passphrase_file"]).read_bytes().rstrip(b"\r\n")
+        if passphrase is None:
+            passphrase = settings_passphrase(settings)
         site = cls(home, node or settings["node"], catalog, settings["volume_size"], clock, passphrase,
                    tape or TapeSettings(), settings=settings)
         site._ensure_defaults()

@@ -7,6 +7,7 @@
       AccessDenied           a node asked for data or a pipe that is not its own
       NoSuchPipe             no pipe or transfer of that name on this server
       ServerConfigError      the daemon cannot start (address in use, bad node registry)
+      NodeBusy               a backup of the node already runs on this server
 """
 
 from __future__ import annotations
@@ -52,3 +53,11 @@ class ServerConfigError(ServerError):
     code = "server.config"
     exit_code = 69
     hint = "Fix the address, permissions or file named in the message and start it again."
+
+
+class NodeBusy(ServerError):
+    """A backup or archive of the node already runs on this server (one at a time per node)."""
+
+    code = "server.node_busy"
+    exit_code = 65
+    hint = "Wait for the running backup to end (`pipevault status` on the server) and start again."

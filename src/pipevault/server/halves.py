@@ -26,7 +26,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipevault.pipe import StageContext, StageSpec
+from pipevault.config import Settings
+from pipevault.pipe import PipeResult, StageContext, StageSpec
 from pipevault.pipe.modules import Discard, FileReader
 from pipevault.pipe.net.checkpoint import Checkpoint
 from pipevault.server.errors import AccessDenied, ServerError, UnknownModule
@@ -36,13 +37,15 @@ SYNC_BYTES = 8 << 20
 
 @dataclass(frozen=True)
 class HalfRequest:
-    """What a builder gets: the authenticated node, its own area, the client's parameters."""
+    """What a builder gets: the authenticated node, its own area, the client's parameters,
+    and the settings of the site (pools, catalog) the server owns, if it owns one."""
 
     node: str
     root: Path
     params: dict[str, Any]
     resume: bool
     pipe: str
+    settings: Settings | None = None
 
     def path(self, key: str = "path") -> Path:
         """The parameter ``key`` as a path inside the node's area.
@@ -65,7 +68,8 @@ class Half:
     """The server's half: its stages, an optional checkpoint, and what to do at the end.
 
     ``on_success`` runs after the pipe completed and before the client hears DONE; what it
-    returns is added to the DONE payload. ``on_failure`` runs after a failure.
+    returns is added to the DONE payload (``on_result``, when given, runs instead and also
+    gets the pipe's result). ``on_failure`` runs after a failure.
     """
 
     stages: list[StageSpec]
@@ -73,10 +77,28 @@ class Half:
     resume_from: int = 0
     on_success: Callable[[], dict[str, Any]] = field(default=dict)
     on_failure: Callable[[], None] = field(default=lambda: None)
+    on_result: Callable[[PipeResult], dict[str, Any]] | None = None
+
+    def succeeded(self, result: PipeResult) -> dict[str, Any]:
+        """Run the success hook; what it returns goes into the DONE payload."""
+        return self.on_result(result) if self.on_result is not None else self.on_success()
 
 
 Builder = Callable[[HalfRequest], Half]
+Operation = Callable[[HalfRequest], dict[str, Any]]
 _BUILDERS: dict[tuple[str, str], Builder] = {}
+_OPERATIONS: dict[str, Operation] = {}
+
+
+def register_operation(op: str, handler: Operation) -> None:
+    """Offer control request ``op`` to nodes: ``handler`` gets the request's ``params`` in a
+    :class:`HalfRequest` of the authenticated node and returns the reply object."""
+    _OPERATIONS[op] = handler
+
+
+def operation(op: str) -> Operation | None:
+    """The handler of control request ``op``, if one was registered."""
+    return _OPERATIONS.get(op)
 
 
 def register(direction: str, name: str, builder: Builder) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipevault.clock import SYSTEM, Clock
+from pipevault.config import Settings
 from pipevault.pipe import sweep_stale
 from pipevault.pipe._names import list_segments
 from pipevault.pipe._pool import BufferPool
@@ -46,8 +47,10 @@ LOCAL = "(local)"  # the node name of requests on the local socket
 class Monitor:
     """Owns this machine's remote pipe halves. Thread-safe: one thread per connection calls in."""
 
-    def __init__(self, home: Path, clock: Clock = SYSTEM, attach_timeout: float = ATTACH_TIMEOUT_S) -> None:
+    def __init__(self, home: Path, clock: Clock = SYSTEM, attach_timeout: float = ATTACH_TIMEOUT_S,
+                 settings: Settings | None = None) -> None:
         self.home = home
+        self.settings = settings
         self.clock = clock
         self.attach_timeout = attach_timeout
         self._sessions: dict[str, Session] = {}
@@ -73,6 +76,14 @@ class Monitor:
             return {"pipes": self.status(None if node == LOCAL else node)}
         if op == "initiate_pipe":
             return self._initiate(node, req)
+        handler = halves.operation(str(op))
+        if handler is not None:
+            if node == LOCAL:
+                raise AccessDenied(f"{op} comes from a node over the network, not the local socket")
+            params = req.get("params") or {}
+            if not isinstance(params, dict):
+                raise ServerError(f"bad {op}: params must be an object")
+            return handler(halves.HalfRequest(node, self.node_root(node), params, False, "", self.settings))
         raise ProtocolError(f"unknown control operation {op!r}")
 
     def _extend(self, node: str, peer: str, req: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +103,7 @@ class Monitor:
             raise ServerError("bad Extend_Pipe: pipe name, direction or params")
         if not 1 <= connections <= 64 or max_buffers < 2 * connections:
             raise ServerError(f"bad Extend_Pipe: {connections} connections with {max_buffers} buffers")
-        hreq = halves.HalfRequest(node, self.node_root(node), params, bool(req.get("resume")), name)
+        hreq = halves.HalfRequest(node, self.node_root(node), params, bool(req.get("resume")), name, self.settings)
         with self._lock:
             old = self._sessions.get(name)
             if old is not None and old.ended is None:

@@ -122,7 +122,7 @@ class Session:
             self.pipe.stop()
         try:
             result = self.pipe.run()
-            extras = self.half.on_success()
+            extras = self.half.succeeded(result)
         except BaseException as exc:
             self.error = exc if isinstance(exc, PipevaultError) else None
             self.state = "failed"
