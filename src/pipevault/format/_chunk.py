@@ -75,22 +75,28 @@ class ChunkEncoder:
             LimitError: the chunk is larger than 64 MiB.
         """
         view = memoryview(plain).cast("B")
+        return self.encode(view, object_index, chunk_seq, object_offset, self.selector(view))
+
+    def encode(self, view: memoryview, object_index: int, chunk_seq: int, object_offset: int,
+               choice: tuple[Compression, int]) -> EncodedChunk:
+        """:meth:`__call__` with the selector's ``(compression, level)`` already chosen; ``view`` is bytes."""
         if len(view) > MAX_CHUNK:
             raise LimitError(f"chunk of {len(view)} bytes exceeds the 64 MiB limit")
-        content_hash = xxhash.xxh3_128_digest(view)
         flags = ChunkFlags.NONE
-        algo, dhash = DedupAlgo.NONE, bytes(32)
-        if self.dedup:
-            algo, dhash = dedup_hash(view, self.keys)
-            flags |= ChunkFlags.HAS_DEDUP_HASH
-        comp, level = self.selector(view)
+        comp, level = choice
         stored: Buffer = view
         if comp is not Compression.NONE:
             packed = compress(comp, level, view)
             if len(packed) < len(view):
                 stored = packed
             else:
-                comp, level, flags = Compression.NONE, 0, flags | ChunkFlags.RAW_FALLBACK
+                comp, level, flags = Compression.NONE, 0, ChunkFlags.RAW_FALLBACK
+        # Hashed after compressing: the compressor has just pulled the plaintext into cache.
+        content_hash = xxhash.xxh3_128_digest(view)
+        algo, dhash = DedupAlgo.NONE, bytes(32)
+        if self.dedup:
+            algo, dhash = dedup_hash(view, self.keys)
+            flags |= ChunkFlags.HAS_DEDUP_HASH
         if comp is Compression.NONE:
             level = 0
         if self.keys is None:

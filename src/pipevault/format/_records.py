@@ -102,7 +102,7 @@ def read_record_header(payload: memoryview, pos: int) -> RecordHeader:
         raise TruncatedError(f"record of {length} bytes at payload offset {pos} runs past the payload")
     if rtype not in _KNOWN and not rtype & SKIPPABLE:
         raise UnsupportedFeatureError(f"unknown record type {rtype:#04x}", record_type=rtype)
-    return RecordHeader(rtype, flags, length)
+    return RecordHeader._make((rtype, flags, length))
 
 
 _COMPRESSION = list(Compression)
@@ -111,6 +111,7 @@ _DEDUP = list(DedupAlgo)
 _CHUNK_FLAGS = [ChunkFlags(v) for v in range(8)]
 _CHUNK_HEADER = struct.Struct("<IIQIIBbBBB3x12s4x16s32s")
 CHUNK_HEADER_LEN = _CHUNK_HEADER.size  # 96
+CONTENT_HASH_AT = 48  # offset of content_hash in the body
 _REF = struct.Struct("<II4x")
 
 
@@ -171,8 +172,8 @@ class ChunkHeader(NamedTuple):
                 raise FormatError(f"duplicate chunk {oi}/{cs} claims {stored} stored bytes")
             ref = _REF.unpack_from(nonce, 0)
             nonce = bytes(12)
-        return cls(oi, cs, off, plain, stored, compression, level, encryption, cflags, algo, nonce,
-                   chash, dhash, ref)
+        return cls._make((oi, cs, off, plain, stored, compression, level, encryption, cflags, algo, nonce,
+                          chash, dhash, ref))
 
 
 _CHUNK_FOOTER = struct.Struct("<III4x16s16s")
@@ -198,8 +199,7 @@ class ChunkFooter(NamedTuple):
         """Decode a body. Raises TruncatedError when shorter than 48 bytes."""
         if len(body) < CHUNK_FOOTER_LEN:
             raise TruncatedError(f"chunk footer of {len(body)} bytes, need {CHUNK_FOOTER_LEN}")
-        oi, cs, stored, sealed, tag = _CHUNK_FOOTER.unpack_from(body, 0)
-        return cls(oi, cs, stored, sealed, tag)
+        return cls._make(_CHUNK_FOOTER.unpack_from(body, 0))
 
 
 TAG = struct.Struct("<IIQI4x")

@@ -73,6 +73,7 @@ class Optional(IntFlag):
 
 
 KNOWN_REQUIRED = Required.LZ4 | Required.ZSTD | Required.AES_GCM
+_KNOWN_REQUIRED = int(KNOWN_REQUIRED)
 
 
 # Decoding a header happens for every superblock read: the flag values and the few session
@@ -162,20 +163,34 @@ def checksum(buf: memoryview, end: int, spans: Spans, start: int = HEADER_LEN) -
     return h.intdigest()
 
 
+def pack_header(buf: memoryview, session_id: bytes, seq: int, payload_len: int, size_log2: int = DEFAULT_SIZE_LOG2,
+                flags: int = 0, required: int = 0, optional: int = 0) -> None:
+    """Write the header fields of a version 1.0 superblock into ``buf[:56]``; :func:`seal` follows."""
+    _HEADER.pack_into(buf, 0, MAGIC, VERSION_MAJOR, VERSION_MINOR, HEADER_LEN, size_log2, flags, 0, required,
+                      optional, session_id, seq, payload_len, 0)
+
+
+def seal(buf: memoryview, payload_len: int, spans: Spans) -> None:
+    """Write the checksum of a superblock whose header fields and payload are in place.
+
+    ``spans`` are the payload's :func:`data_spans` (the writer knows them without a walk).
+    """
+    _CHECKSUM.pack_into(buf, CHECKSUM_OFFSET, checksum(buf, HEADER_LEN + payload_len, spans))
+
+
 def write_header(buf: memoryview, header: SuperblockHeader, spans: Spans | None = None) -> None:
     """Write ``header`` into ``buf[:64]`` and seal it: compute the checksum over the payload.
 
     ``buf`` is the whole superblock, payload already in place; the caller keeps ownership.
-    ``spans`` are the payload's :func:`data_spans` when the caller knows them (the writer
-    does); otherwise they are found by walking the records.
+    ``spans`` are the payload's :func:`data_spans` when the caller knows them; otherwise they
+    are found by walking the records.
     """
     _HEADER.pack_into(buf, 0, MAGIC, VERSION_MAJOR, header.version_minor, HEADER_LEN, header.size_log2,
-                      int(header.flags), 0, int(header.required), int(header.optional),
+                      header.flags, 0, header.required, header.optional,
                       header.session_id.bytes, header.seq, header.payload_len, 0)
-    end = HEADER_LEN + header.payload_len
     if spans is None:
-        spans = data_spans(buf, HEADER_LEN, end)
-    _CHECKSUM.pack_into(buf, CHECKSUM_OFFSET, checksum(buf, end, spans))
+        spans = data_spans(buf, HEADER_LEN, HEADER_LEN + header.payload_len)
+    seal(buf, header.payload_len, spans)
 
 
 def peek_header(buf: memoryview) -> SuperblockHeader:
@@ -201,11 +216,10 @@ def peek_header(buf: memoryview) -> SuperblockHeader:
     if payload_len > (1 << size_log2) - header_len:
         raise FormatError(f"payload length {payload_len} exceeds superblock size {1 << size_log2}")
     (checksum,) = _CHECKSUM.unpack_from(buf, CHECKSUM_OFFSET)
-    return SuperblockHeader(
-        session_id=_session_uuid(sid), seq=seq, payload_len=payload_len, size_log2=size_log2,
-        flags=_FLAGS[flags & 7], required=_REQUIRED[required & 7], optional=_OPTIONAL[optional & 3],
-        version_minor=minor, header_len=header_len, checksum=checksum, version_major=_major,
-        unknown_required=required & ~int(KNOWN_REQUIRED))
+    # Positional _make: one header is decoded per superblock read.
+    return SuperblockHeader._make((
+        _session_uuid(sid), seq, payload_len, size_log2, _FLAGS[flags & 7], _REQUIRED[required & 7],
+        _OPTIONAL[optional & 3], minor, header_len, checksum, _major, required & ~_KNOWN_REQUIRED))
 
 
 def verify(buf: memoryview, header: SuperblockHeader | None = None) -> tuple[SuperblockHeader, memoryview]:

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import xxhash
+
 from pipevault.clock import SYSTEM, Clock
 from pipevault.format._chunk import ChunkEncoder, EncodedChunk
 from pipevault.format._codecs import Buffer, Selector
@@ -26,12 +28,16 @@ from pipevault.format._fields import (
 )
 from pipevault.format._records import (
     ALL,
+    CHUNK_HEADER_LEN,
+    CONTENT_HASH_AT,
     FLAG_CONTINUES,
     RECORD_HEADER,
     RECORD_HEADER_LEN,
     TAG,
     TAG_LEN,
     ChunkFlags,
+    ChunkFooter,
+    ChunkHeader,
     Compression,
     Encryption,
     RecordType,
@@ -44,9 +50,9 @@ from pipevault.format._superblock import (
     Optional,
     Required,
     SuperblockFlags,
-    SuperblockHeader,
+    pack_header,
+    seal,
     size_log2_of,
-    write_header,
 )
 from pipevault.format.errors import LimitError, WriterStateError
 
@@ -102,6 +108,8 @@ class SessionWriter:
         self._buf: memoryview | None = None
         self._pos = HEADER_LEN
         self._spans: list[tuple[int, int]] = []  # stored bytes in the open superblock (not checksummed)
+        self._held: list[tuple[memoryview, int, list[tuple[int, int]]]] | None = None
+        self._sid = self.session_id.bytes
         self._flags = SuperblockFlags.NONE
         self._required = Required.AES_GCM if self.keys else Required.NONE
         self._optional = Optional.DEDUP_HASH if (dedup or discard_duplicates) else Optional.NONE
@@ -179,10 +187,40 @@ class SessionWriter:
         ``data`` is read before the call returns and not kept.
         """
         view = memoryview(data).cast("B")
+        index = self._require_object().object_index
+        plain = self.keys is None and not self.encoder.dedup
         for start in range(0, len(view), self.chunk_size):
             piece = view[start:start + self.chunk_size]
-            self.add_chunk(self.encoder(piece, self._require_object().object_index, self._chunk_seq,
-                                        self._offset))
+            choice = self.encoder.selector(piece)
+            if plain and choice[0] is Compression.NONE:
+                self._put_plain(index, piece)
+            else:
+                self.add_chunk(self.encoder.encode(piece, index, self._chunk_seq, self._offset, choice))
+
+    def _put_plain(self, index: int, view: memoryview) -> None:
+        """Pack an untransformed chunk: copy it first, then hash ``view`` while it is in cache.
+
+        Hashing first would read the plaintext from memory twice. The superblocks the copy
+        fills are sealed once the hash is in the chunk header (their checksum covers it).
+        """
+        n = len(view)
+        self._put(RecordType.CHUNK_HEADER, ChunkHeader(index, self._chunk_seq, self._offset, n, n).pack(),
+                  continuable=False)
+        hbuf, at = self._current(), self._pos - CHUNK_HEADER_LEN + CONTENT_HASH_AT
+        self._held = []
+        try:
+            self._put_data(index, self._chunk_seq, self._offset, view)
+            hbuf[at:at + 16] = xxhash.xxh3_128_digest(view)
+        finally:
+            held, self._held = self._held, None
+            for buf, payload_len, spans in held:
+                seal(buf, payload_len, spans)
+        self._put(RecordType.CHUNK_FOOTER, ChunkFooter(index, self._chunk_seq, n).pack(), continuable=False)
+        self._chunk_seq += 1
+        self._offset += n
+        self._obj_stored += n
+        self.plain_bytes += n
+        self.stored_bytes += n
 
     def next_chunk(self) -> tuple[int, int, int]:
         """``(object_index, chunk_seq, object_offset)`` the next chunk must carry (for encoding elsewhere)."""
@@ -380,8 +418,13 @@ class SessionWriter:
         if self._pos < self.size:
             # Pool buffers are reused: the padding must not leak earlier contents.
             buf[self._pos:] = self._zeros[:self.size - self._pos]
-        write_header(buf, SuperblockHeader(self.session_id, self.seq, self._pos - HEADER_LEN, self.size_log2,
-                                           self._flags, self._required, self._optional), self._spans)
+        payload_len = self._pos - HEADER_LEN
+        pack_header(buf, self._sid, self.seq, payload_len, self.size_log2, self._flags, self._required,
+                    self._optional)
+        if self._held is None:
+            seal(buf, payload_len, self._spans)
+        else:
+            self._held.append((buf, payload_len, self._spans))
         self._spans = []
         self._done.append(buf)
         self._points[self.seq] = self._point()
