@@ -12,17 +12,28 @@ Every buffer starts with a 64-byte prefix, then its payload::
     u64 c           encoded: chunk footer length
     8   pad
 
-BEGIN and END payloads are pickled dictionaries (names, attributes, digests). Small files
-travel many to a buffer: BATCH (``a`` objects) holds for each ``BATCH_REC`` (object index and
-the lengths of the next three) then ``begin | data | end``; BATCH_ENCODED holds for each
-``BATCH_ENC`` then ``begin | chunk header | stored | chunk footer | end`` (empty chunk parts
-for an object without data). The layout is private to one pipe on one machine; what reaches
-media is the stream format.
+An object's metadata travels packed, never as Python objects (no pickle: a stream may come
+from another machine): its archive header as the stream format's own record body (the
+reader packs it once) and its catalog fields as the *doc*: a JSON array ``[file space, high
+name, low name, object type, size]``, a newline, the JSON object of its attributes. Only the
+catalog stage opens it.
+
+- BEGIN: ``BEGIN_REC`` (lengths) then ``header | catalog doc | extents``.
+- CHUNK: plaintext, then (after encoding) ENCODED: ``chunk header | stored | chunk footer``.
+- END: ``END_REC`` (status, whole-object digest, stream bytes).
+- BATCH (``a`` small objects whole): per object ``BATCH_REC`` then ``header | doc | data``.
+- BATCH_ENCODED: per object ``BATCH_ENC`` then ``framed records | doc`` (see
+  :func:`pipevault.format.frame_object`).
+- CATALOG (store -> catalog stage, once the objects are durable): a volume-name table, then
+  per object ``CATALOG_REC`` and ``doc | pieces``; prefix ``b`` = 1 on the last buffer of
+  a durability point (commit after it).
+
+The layout is private to one pipe on one machine; what reaches media is the stream format.
 """
 
 from __future__ import annotations
 
-import pickle
+import json
 import struct
 from typing import Any
 
@@ -30,9 +41,16 @@ PREFIX = struct.Struct("<B7xQQQQQQ8x")
 PREFIX_LEN = 64
 assert PREFIX.size == PREFIX_LEN
 
-BEGIN, CHUNK, ENCODED, END, BATCH, BATCH_ENCODED = 1, 2, 3, 4, 5, 6
-BATCH_REC = struct.Struct("<QIII")
-BATCH_ENC = struct.Struct("<QIIIII")
+BEGIN, CHUNK, ENCODED, END, BATCH, BATCH_ENCODED, CATALOG = 1, 2, 3, 4, 5, 6, 7
+BEGIN_REC = struct.Struct("<III")  # header, doc, extents lengths
+END_REC = struct.Struct("<B16sQ")  # status, xxh3-128 of the object's data, stream bytes
+BATCH_REC = struct.Struct("<QIIIB16s")  # index, header, doc, data lengths, status, digest
+# index, records and doc lengths, chunks, plain and stored bytes, required bits, status,
+# digest, has dedup hash, dedup hash
+BATCH_ENC = struct.Struct("<QIIIQQIB16sB32s")
+CATALOG_REC = struct.Struct("<QB16sQQIH")  # index, status, digest, stream, stored, doc length, pieces
+PIECE = struct.Struct("<HQ")  # volume number in the buffer's table, first superblock there
+
 
 
 def put_prefix(view: memoryview, kind: int, index: int, seq: int = 0, offset: int = 0,
@@ -46,13 +64,52 @@ def get_prefix(view: memoryview) -> tuple[int, int, int, int, int, int, int]:
     return PREFIX.unpack_from(view, 0)
 
 
-def dumps(doc: dict[str, Any]) -> bytes:
-    """Serialise a BEGIN/END payload."""
-    return pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
+def dumps(fs: str, hl: str, ll: str, obj_type: int, size: int, attributes: str) -> bytes:
+    """An object's catalog doc; ``attributes`` is the JSON text of an object (see
+    :func:`attributes_json`)."""
+    # ASCII escapes keep names that are not valid UTF-8 (surrogate escapes) intact, and
+    # JSON escapes newlines in names: the first newline ends the head.
+    return (json.dumps([fs, hl, ll, obj_type, size], separators=(",", ":")) + "\n" + attributes).encode("ascii")
 
 
-def loads(data: memoryview) -> dict[str, Any]:
-    """Inverse of :func:`dumps` (only ever applied to what this pipe wrote)."""
-    doc = pickle.loads(data)
-    assert isinstance(doc, dict)
-    return doc
+def loads(data: memoryview | bytes) -> tuple[list[Any], str]:
+    """Inverse of :func:`dumps`: ``([fs, hl, ll, obj_type, size], attributes JSON text)``,
+    unchecked (for docs this machine's reader wrote)."""
+    text = bytes(data).decode("ascii")
+    cut = text.index("\n")
+    return json.loads(text[:cut]), text[cut + 1:]
+
+
+def attributes_json(fields: dict[str, Any]) -> str:
+    """The JSON text of the object ``fields`` (compact)."""
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def extend_json(obj: str, fields: dict[str, Any]) -> str:
+    """The JSON object text ``obj`` with ``fields`` added at its end (no parsing of ``obj``)."""
+    more = attributes_json(fields)[1:]
+    return obj[:-1] + ("," + more if len(obj) > 2 else more)
+
+
+def pack_names(view: memoryview, pos: int, names: list[str]) -> int:
+    """Write a table of names at ``pos``; returns the position after it."""
+    struct.pack_into("<H", view, pos, len(names))
+    pos += 2
+    for name in names:
+        raw = name.encode()
+        struct.pack_into("<H", view, pos, len(raw))
+        view[pos + 2: pos + 2 + len(raw)] = raw
+        pos += 2 + len(raw)
+    return pos
+
+
+def unpack_names(view: memoryview, pos: int) -> tuple[list[str], int]:
+    """Inverse of :func:`pack_names`: the names and the position after the table."""
+    (count,) = struct.unpack_from("<H", view, pos)
+    pos += 2
+    names = []
+    for _ in range(count):
+        (n,) = struct.unpack_from("<H", view, pos)
+        names.append(str(view[pos + 2: pos + 2 + n], "utf-8"))
+        pos += 2 + n
+    return names, pos

@@ -43,6 +43,7 @@ from pipevault.format import (
     ChunkHeader,
     Compression,
     EncodedChunk,
+    FramedObject,
     ObjectStatus,
     ObjectType,
     SamplingSelector,
@@ -51,12 +52,15 @@ from pipevault.format import (
     SessionStatus,
     SessionWriter,
     fixed,
+    frame_object,
 )
+from pipevault.format.errors import LimitError
 from pipevault.media import SUPERBLOCK_SIZE
 from pipevault.mover import _wire as W
+from pipevault.mover.catalogue import CatalogStage, Cataloguer, send_durable
 from pipevault.mover.plan import Plan, entry_attributes, make_plan
 from pipevault.mover.site import Site
-from pipevault.mover.store import SessionStore
+from pipevault.mover.store import SYNC_EVERY, SessionStore
 from pipevault.mover.walk import Entry, data_extents, group_name, to_text, user_name
 from pipevault.pipe import Pipe, StageContext, StageSpec
 
@@ -64,8 +68,10 @@ CHUNK = 1 << 20
 BUFFER = CHUNK + (64 << 10)  # a chunk, its prefix and its encoded header and footer
 SMALL_FILE = 256 << 10  # files up to this size travel in batches, with their metadata
 BATCH_OBJECTS = 256  # most small objects in one batch buffer
-BATCH_MARGIN = 48 << 10  # room left for what encoding adds per object (chunk header and footer)
-END_RESERVE = 512  # room kept for an object's end document
+# Room left in a batch for what encoding adds per object: the framing records (archive,
+# chunk header, data and chunk footer headers: under 240 bytes) and the longer record prefix.
+BATCH_MARGIN = BATCH_OBJECTS * 320
+_EMPTY_DIGEST = xxhash.xxh3_128_digest(b"")
 EXTENTS_KEY = "pv.extents"
 _EXTENT = struct.Struct("<QQ")
 
@@ -209,12 +215,20 @@ class SourceReader:
         if self.reporter is not None:
             self.reporter.emit(ItemWarning(self.job, path, "mover.source", message))
 
-    def _send_doc(self, ctx: StageContext, kind: int, index: int, doc: dict[str, Any]) -> None:
-        payload = W.dumps(doc)
+    def _send_begin(self, ctx: StageContext, index: int, header: bytes, doc: bytes, extents: bytes) -> None:
         buf = ctx.alloc_buf()
-        W.put_prefix(buf.data, kind, index, a=len(payload))
-        buf.data[W.PREFIX_LEN: W.PREFIX_LEN + len(payload)] = payload
-        buf.length = W.PREFIX_LEN + len(payload)
+        d = buf.data
+        pos = W.PREFIX_LEN + W.BEGIN_REC.size
+        if pos + len(header) + len(doc) + len(extents) > len(d):
+            raise LimitError(f"object {index}: {len(header) + len(doc) + len(extents)} bytes of metadata "
+                                   f"do not fit a {len(d)}-byte buffer")
+        W.put_prefix(d, W.BEGIN, index, a=W.BEGIN_REC.size + len(header) + len(doc) + len(extents))
+        W.BEGIN_REC.pack_into(d, W.PREFIX_LEN, len(header), len(doc), len(extents))
+        for part in (header, doc, extents):
+            d[pos: pos + len(part)] = part
+            pos += len(part)
+        buf.length = pos
+        del d
         ctx.send_buf(buf)
 
     def _object(self, ctx: StageContext, e: Entry, index: int, fd: int,
@@ -232,25 +246,26 @@ class SourceReader:
                          else os.fsencode("/" + e.hardlink_of) if e.hardlink_of else b""),
             filespace=to_text(e.filespace), stored_ns=self.stored_ns, expires_ns=self.expires_ns,
             description=self.description)
-        begin = {"header": header, "extents": extents if sparse else None, "fs": header.filespace, "hl": e.hl,
-                 "ll": e.ll, "attributes": entry_attributes(e)}
-        if not sparse and st.st_size <= SMALL_FILE and self._small(ctx, e, index, fd, begin, warnings, slurped):
+        doc = W.dumps(to_text(e.filespace), e.hl, e.ll, e.kind, header.size, W.attributes_json(entry_attributes(e)))
+        if not sparse and st.st_size <= SMALL_FILE and self._small(ctx, e, index, fd, header.pack(), doc, warnings,
+                                                                  slurped):
             return
         if slurped is not None:  # a small file whose metadata alone fills a batch: rare, read it again
             fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY)
             try:
-                self._large(ctx, e, index, fd, begin, [(0, st.st_size)] if st.st_size else [], warnings)
+                self._large(ctx, e, index, fd, header, doc, [(0, st.st_size)] if st.st_size else [], False,
+                            warnings)
             finally:
                 os.close(fd)
             return
-        self._large(ctx, e, index, fd, begin, extents, warnings)
+        self._large(ctx, e, index, fd, header, doc, extents, sparse, warnings)
 
-    def _large(self, ctx: StageContext, e: Entry, index: int, fd: int, begin: dict[str, Any],
-               extents: list[tuple[int, int]], warnings: list[tuple[str, str]]) -> None:
+    def _large(self, ctx: StageContext, e: Entry, index: int, fd: int, header: ArchiveHeader, doc: bytes,
+               extents: list[tuple[int, int]], sparse: bool, warnings: list[tuple[str, str]]) -> None:
         """An object in its own buffers: BEGIN, one CHUNK per chunk of each data extent, END."""
         st = e.st
         self.flush(ctx)  # objects reach the store in index order
-        self._send_doc(ctx, W.BEGIN, index, begin)
+        self._send_begin(ctx, index, header.pack(), doc, pack_extents(extents) if sparse else b"")
         digest = xxhash.xxh3_128()
         status = ObjectStatus.COMPLETE
         stream = seq = 0
@@ -289,16 +304,19 @@ class SourceReader:
             if after.st_mtime_ns != st.st_mtime_ns or after.st_size != st.st_size:
                 status = ObjectStatus.CHANGED
                 self._warn(warnings, e.path, "changed while it was read; the version kept may be inconsistent")
-        self._send_doc(ctx, W.END, index, {"status": status, "digest": digest.digest(), "stream": stream})
+        buf = ctx.alloc_buf()
+        W.put_prefix(buf.data, W.END, index, a=W.END_REC.size)
+        W.END_REC.pack_into(buf.data, W.PREFIX_LEN, status, digest.digest(), stream)
+        buf.length = W.PREFIX_LEN + W.END_REC.size
+        ctx.send_buf(buf)
 
 
-    def _small(self, ctx: StageContext, e: Entry, index: int, fd: int, begin: dict[str, Any],
+    def _small(self, ctx: StageContext, e: Entry, index: int, fd: int, header: bytes, doc: bytes,
                warnings: list[tuple[str, str]], slurped: Slurped | None) -> bool:
         """Add a whole small object to the current batch buffer (many objects per handoff);
         False if it cannot fit even an empty batch."""
-        head = W.dumps(begin)
         size = len(slurped.data) if slurped is not None else e.st.st_size if fd >= 0 else 0
-        need = W.BATCH_REC.size + len(head) + size + END_RESERVE
+        need = W.BATCH_REC.size + len(header) + len(doc) + size
         limit = ctx.pool.buffer_size - BATCH_MARGIN
         if W.PREFIX_LEN + need > limit:
             return False
@@ -309,8 +327,10 @@ class SourceReader:
         d = self._batch.data
         rec = self._pos
         pos = rec + W.BATCH_REC.size
-        d[pos: pos + len(head)] = head
-        pos += len(head)
+        d[pos: pos + len(header)] = header
+        pos += len(header)
+        d[pos: pos + len(doc)] = doc
+        pos += len(doc)
         n, status = 0, ObjectStatus.COMPLETE
         if slurped is not None:
             n = size
@@ -332,13 +352,10 @@ class SourceReader:
             digest = xxhash.xxh3_128_digest(view[:n])
             del view
         else:
-            digest = xxhash.xxh3_128_digest(b"")
-        tail = W.dumps({"status": status, "digest": digest, "stream": n})
-        end = pos + n
-        d[end: end + len(tail)] = tail
-        W.BATCH_REC.pack_into(d, rec, index, len(head), n, len(tail))
+            digest = _EMPTY_DIGEST
+        W.BATCH_REC.pack_into(d, rec, index, len(header), len(doc), n, status, digest)
         del d
-        self._pos = end + len(tail)
+        self._pos = pos + n
         self._count += 1
         return True
 
@@ -390,30 +407,29 @@ class ChunkEncode:
 
     @staticmethod
     def _batch(ctx: StageContext, encoder: ChunkEncoder, buf: Any, count: int) -> None:
-        """BATCH -> BATCH_ENCODED: each object's data encoded, its documents carried along."""
+        """BATCH -> BATCH_ENCODED: each object's data encoded and its records framed here, in
+        parallel, so the session's one writer only copies them (see ``frame_object``)."""
         src = buf.data
         out = ctx.alloc_buf()
         d = out.data
         rpos, wpos = W.PREFIX_LEN, W.PREFIX_LEN
         for _ in range(count):
-            index, lb, n, le = W.BATCH_REC.unpack_from(src, rpos)
+            index, lh, lc, n, status, digest = W.BATCH_REC.unpack_from(src, rpos)
             rpos += W.BATCH_REC.size
-            begin, data, end = src[rpos: rpos + lb], src[rpos + lb: rpos + lb + n], \
-                src[rpos + lb + n: rpos + lb + n + le]
-            rpos += lb + n + le
-            pieces: tuple[Any, ...]
-            if n:
-                enc = encoder(data, index, 0, 0)
-                head, foot = enc.header.pack(), enc.footer.pack()
-                pieces = (begin, head, memoryview(enc.stored).cast("B"), foot, end)
-            else:
-                pieces = (begin, b"", b"", b"", end)
-            W.BATCH_ENC.pack_into(d, wpos, index, *(len(p) for p in pieces))
+            header, doc, data = src[rpos: rpos + lh], src[rpos + lh: rpos + lh + lc], \
+                src[rpos + lh + lc: rpos + lh + lc + n]
+            rpos += lh + lc + n
+            framed = frame_object(index, bytes(header), encoder(data, index, 0, 0) if n else None)
+            records = framed.records
+            W.BATCH_ENC.pack_into(d, wpos, index, len(records), lc, framed.chunks, framed.plain_len,
+                                  framed.stored_len, framed.required, status, digest,
+                                  framed.dedup_hash is not None, framed.dedup_hash or b"")
             wpos += W.BATCH_ENC.size
-            for piece in pieces:
-                d[wpos: wpos + len(piece)] = piece
-                wpos += len(piece)
-            del begin, data, end, pieces
+            d[wpos: wpos + len(records)] = records
+            wpos += len(records)
+            d[wpos: wpos + lc] = doc
+            wpos += lc
+            del header, doc, data, framed, records
         W.put_prefix(d, W.BATCH_ENCODED, 0, a=count)
         out.length = wpos
         del d, src
@@ -441,22 +457,25 @@ class StoreParams:
     description: str
     expires: float | None
     class_name: str
+    stored: float | None = None  # the backup date of every version (the catalog's clock when None)
+    catalog_stage: bool = False  # a CatalogStage follows the store (else the store catalogues)
+    sync_bytes: int = SYNC_EVERY  # stored bytes between durability points (sync, then catalogue)
 
 
 class StoreStage:
-    """Tail: feeds the session store; closes the session at the end of the data.
+    """Feeds the session store; closes the session at the end of the data.
 
     Runs in the initiator with its ``site`` (thread mode), or as a process module that opens
     its own site from the parameters: the store is the serial Python hot spot of a backup
-    (stream-format records, catalog rows), and a process of its own takes it off the
-    interpreter lock the reader and encoders share. Result: objects and bytes catalogued,
-    stored bytes, volumes used.
+    (stream-format records), and a process of its own takes it off the interpreter lock the
+    reader and encoders share. Durable objects go to a following
+    :class:`~pipevault.mover.catalogue.CatalogStage` (``params.catalog_stage``, the store then
+    allocates buffers) or are catalogued here. Result: objects and bytes durable, stored
+    bytes, volumes used.
     """
 
     def __init__(self, params: StoreParams, site: Site | None = None) -> None:
         self.params, self.site = params, site
-        self.archive, self.description = params.archive, params.description
-        self.expires, self.class_name = params.expires, params.class_name
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         p = self.params
@@ -466,7 +485,9 @@ class StoreStage:
                                discard_duplicates=p.dedup,
                                selector=SamplingSelector() if p.compress else fixed(Compression.NONE),
                                clock=site.clock)
-        self.store = SessionStore(site, writer, p.pool, p.catalog_session, archive=p.archive)
+        on_durable = (functools.partial(send_durable, ctx) if p.catalog_stage
+                      else Cataloguer(site, p).add_durable)
+        self.store = SessionStore(site, writer, p.pool, on_durable, sync_every=p.sync_bytes)
         try:
             self._feed(ctx)
         except BaseException:
@@ -480,7 +501,7 @@ class StoreStage:
 
     def _feed(self, ctx: StageContext) -> None:
         P = W.PREFIX_LEN
-        begun: dict[str, Any] = {}
+        doc = b""
         while (buf := ctx.receive_buf()) is not None:
             d = buf.data
             kind, _index, _seq, _offset, a, b, c = W.get_prefix(d)
@@ -493,38 +514,28 @@ class StoreStage:
             elif kind == W.BATCH_ENCODED:
                 pos = P
                 for _ in range(a):
-                    _i, lb, lh, ls, lf, le = W.BATCH_ENC.unpack_from(d, pos)
+                    (index, lr, lc, chunks, plain, stored_len, required, status, digest, hashed,
+                     dhash) = W.BATCH_ENC.unpack_from(d, pos)
                     pos += W.BATCH_ENC.size
-                    begun = W.loads(d[pos: pos + lb])
-                    pos += lb
-                    self.store.begin(begun["header"], None)
-                    if lh:
-                        header = ChunkHeader.unpack(d[pos: pos + lh])
-                        stored = d[pos + lh: pos + lh + ls]
-                        footer = ChunkFooter.unpack(d[pos + lh + ls: pos + lh + ls + lf])
-                        self.store.chunk(EncodedChunk(header, stored, footer))
-                        del stored
-                    pos += lh + ls + lf
-                    self._end(begun, W.loads(d[pos: pos + le]))
-                    pos += le
+                    framed = FramedObject(index, d[pos: pos + lr], chunks, plain, stored_len, required,
+                                          dhash if hashed else None)
+                    pos += lr
+                    self.store.put_object(framed, status, (bytes(d[pos: pos + lc]), digest, plain))
+                    pos += lc
+                    del framed
             elif kind == W.BEGIN:
-                begun = W.loads(d[P: P + a])
-                extents = begun["extents"]
-                self.store.begin(begun["header"], {EXTENTS_KEY: pack_extents(extents)} if extents else None)
+                lh, lc, lx = W.BEGIN_REC.unpack_from(d, P)
+                pos = P + W.BEGIN_REC.size
+                arch = ArchiveHeader.unpack(d[pos: pos + lh])
+                doc = bytes(d[pos + lh: pos + lh + lc])
+                extents = bytes(d[pos + lh + lc: pos + lh + lc + lx])
+                self.store.begin(arch, {EXTENTS_KEY: extents} if extents else None)
             else:
-                self._end(begun, W.loads(d[P: P + a]))
+                status, digest, stream = W.END_REC.unpack_from(d, P)
+                self.store.end(status, (doc, digest, stream))
             del d
             ctx.free_buf(buf)
         self.store.close(SessionStatus.COMPLETED)
-
-    def _end(self, begun: dict[str, Any], end: dict[str, Any]) -> None:
-        h: ArchiveHeader = begun["header"]
-        self.store.end(end["status"], {
-            "filespace": begun["fs"], "hl": begun["hl"], "ll": begun["ll"], "size": h.size,
-            "stored": h.stored_ns / 1e9 if h.stored_ns else None,
-            "obj_type": h.type, "class_name": self.class_name, "digest": end["digest"],
-            "archive": self.archive, "description": self.description, "expires": self.expires,
-            "attributes": {**begun["attributes"], "stream": end["stream"], "status": int(end["status"])}})
 
 
 # -- the job -------------------------------------------------------------------------------------
@@ -581,19 +592,22 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
         params = StoreParams(
             site.settings, site.passphrase, site.node, site.tape, sid, cat_session, mc.destination_pool, key,
             SessionHeader(node=site.node, job=kind, kind=kind, host=socket.gethostname(), software="pipevault"),
-            mc.compress, mc.dedup, opts.archive, opts.description, expires, mc.name)
-        # The store runs as a process of its own when the site can be reopened there (opened
-        # from settings, on the real clock); otherwise (tests on a manual clock) as a thread.
+            mc.compress, mc.dedup, opts.archive, opts.description, expires, mc.name, stored=now, catalog_stage=True)
+        # The store and the catalog run as processes of their own when the site can be reopened
+        # there (opened from settings, on the real clock); otherwise (tests on a manual clock)
+        # as threads.
         separate = opts.store_process and site.settings is not None and isinstance(site.clock, SystemClock)
-        store_spec = (StageSpec("store", functools.partial(StoreStage, params), mode="process") if separate
-                      else StageSpec("store", functools.partial(StoreStage, params, site)))
+        tail = [StageSpec("store", functools.partial(StoreStage, params), mode="process", allocates=True),
+                StageSpec("catalog", functools.partial(CatalogStage, params), mode="process")] if separate else [
+                StageSpec("store", functools.partial(StoreStage, params, site), allocates=True),
+                StageSpec("catalog", functools.partial(CatalogStage, params, site))]
         counter = ItemCounter(reporter, len(plan.send)) if reporter is not None else None
         stages = [
             StageSpec("read", functools.partial(SourceReader, plan.send, mc.name, counter, kind, int(now * 1e9),
                                                 int(expires * 1e9) if expires else 0, opts.description)),
             StageSpec("encode", functools.partial(ChunkEncode, sid, key, mc.compress, mc.dedup),
                       instances=max(1, opts.instances), allocates=True),
-            store_spec,
+            *tail,
         ]
         pipe = Pipe(stages, buffer_size=BUFFER, max_buffers=max(opts.max_buffers, 8), reporter=counter,
                     total_bytes=plan.bytes_to_send, job=kind)
@@ -608,7 +622,7 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
                 for fs, hl, ll in plan.deleted:
                     object_rows.mark_deleted(conn, site.node, fs, hl, ll, when=now)
             session_rows.end_session(conn, cat_session, "completed", ended=site.clock.now())
-    stored = result.results["store"][0]
+    stored = {**result.results["store"][0], **result.results["catalog"][0]}
     warnings = list(plan.report.errors) + list(result.results["read"][0] or [])
     return BackupResult(
         session=sid, examined=len(plan.send) + plan.unchanged, sent=stored["objects"], unchanged=plan.unchanged,

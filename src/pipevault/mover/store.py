@@ -1,22 +1,22 @@
-"""Writing one session to a pool and cataloguing what is durable.
+"""Writing one session to a pool and handing on what is durable.
 
 :class:`SessionStore` owns the session's :class:`~pipevault.format.SessionWriter`, appends
 each finished superblock to a volume of the pool (moving to the next volume when one is
-full), remembers where each superblock went, and catalogues an object only once every
-superblock holding it is durable: the volume is synced first, then the object's version goes
-into the catalog batch, then the batch is committed. A job killed at any point therefore
-leaves no object in the catalog whose data is not safely on media.
+full), remembers where each superblock went, and hands an object on to be catalogued only
+once every superblock holding it is durable: the volume is synced first, then the objects
+now wholly on media go to ``on_durable`` (which catalogues them, see
+:mod:`pipevault.mover.catalogue`). A job killed at any point therefore leaves no object in
+the catalog whose data is not safely on media.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from pipevault.catalog.writer import BatchWriter, NewVersion, Piece
-from pipevault.format import ArchiveFooter, ArchiveHeader, EncodedChunk, SessionWriter, peek_header
+from pipevault.format import ArchiveFooter, ArchiveHeader, EncodedChunk, FramedObject, SessionWriter, peek_header
 from pipevault.media import Volume
 from pipevault.media.errors import VolumeFull
 from pipevault.mover.site import Site
@@ -24,41 +24,43 @@ from pipevault.mover.site import Site
 SYNC_EVERY = 256 << 20  # bytes between durability points (sync volume, commit catalog batch)
 
 
-@dataclass
-class PendingObject:
-    """An object whose footer was written but whose last superblock may not be durable yet."""
+@dataclass(frozen=True, slots=True)
+class Durable:
+    """An object wholly on media: its footer, what the caller attached to it (``ident``), and
+    ``spans``: for each volume it lies on, in data order, the first superblock there."""
 
-    header: ArchiveHeader
     footer: ArchiveFooter
-    version: dict[str, Any]
+    ident: Any
+    spans: tuple[tuple[str, int], ...]
 
 
 class SessionStore:
-    """One session's writer, volumes and catalog batch. Used by one thread (the pipe's tail).
+    """One session's writer and volumes. Used by one thread (the pipe's store stage).
 
     Args:
         site: the open site.
         writer: the session writer (its superblocks go to ``pool``).
         pool: destination pool.
-        session_id: the catalog's session row.
-        archive: catalogue archive copies instead of backup versions.
+        on_durable: called at each durability point, after the sync, with the objects that
+            became durable (possibly none); it must have catalogued them when it returns,
+            or raise (then the session fails and nothing later is handed on).
+        sync_every: stored bytes between durability points (besides the end and full volumes).
     """
 
-    def __init__(self, site: Site, writer: SessionWriter, pool: str, session_id: int,
-                 archive: bool = False) -> None:
+    def __init__(self, site: Site, writer: SessionWriter, pool: str,
+                 on_durable: Callable[[list[Durable]], None], sync_every: int = SYNC_EVERY) -> None:
         self.site = site
+        self.sync_every = sync_every
         self.writer = writer
         self.pool = pool
-        self.session_id = session_id
-        self.archive = archive
+        self.on_durable = on_durable
         self._stack = ExitStack()
         self._volume: Volume | None = None
         self._full: set[str] = set()
         self.placed: dict[int, tuple[str, int]] = {}  # superblock seq -> (volume, address)
-        self._pending: list[PendingObject] = []
+        self._pending: list[tuple[ArchiveFooter, Any]] = []
         self._since_sync = 0
         self._durable_seq = -1
-        self._batch = BatchWriter(site.catalog, session_id, batch_size=5000)
         self.objects = 0
         self.bytes = 0
         self.volumes_used: list[str] = []
@@ -68,7 +70,6 @@ class SessionStore:
     def begin(self, header: ArchiveHeader, options: dict[str, bytes] | None) -> int:
         """Open an object; returns its index in the session."""
         index = self.writer.begin_object(header)
-        self._open_header = header  # object_index is the writer's (the footer carries it)
         if options:
             self.writer.options(options)
         self._drain()
@@ -79,10 +80,18 @@ class SessionStore:
         self.writer.add_chunk(chunk)
         self._drain()
 
-    def end(self, status: int, version: dict[str, Any]) -> ArchiveFooter:
-        """Close the open object; it is catalogued once durable (``version`` = catalog fields)."""
+    def end(self, status: int, ident: Any) -> ArchiveFooter:
+        """Close the open object; it is handed on with ``ident`` once durable."""
         footer = self.writer.end_object(status)
-        self._pending.append(PendingObject(self._open_header, footer, version))
+        self._pending.append((footer, ident))
+        self._drain()
+        return footer
+
+    def put_object(self, framed: FramedObject, status: int, ident: Any) -> ArchiveFooter:
+        """Write a whole object framed by an encoder (its records are copied before return);
+        it is handed on with ``ident`` once durable."""
+        footer = self.writer.put_object(framed, status)
+        self._pending.append((footer, ident))
         self._drain()
         return footer
 
@@ -104,7 +113,7 @@ class SessionStore:
             seq = peek_header(block).seq
             self.placed[seq] = self._append(block)
             self._since_sync += len(block)
-        if self._since_sync >= SYNC_EVERY and not force:
+        if self._since_sync >= self.sync_every and not force:
             self._checkpoint()
 
     def _append(self, block: memoryview) -> tuple[str, int]:
@@ -127,30 +136,25 @@ class SessionStore:
         return self._volume
 
     def _checkpoint(self) -> None:
-        """Durability point: sync the volume, then catalogue every object now fully on media."""
+        """Durability point: sync the volume, then hand on every object now wholly on media."""
         if self._volume is not None:
             self._volume.sync()
         self._since_sync = 0
         self._durable_seq = max(self.placed, default=-1)
-        ready = [p for p in self._pending if p.footer.last_seq <= self._durable_seq]
-        self._pending = [p for p in self._pending if p.footer.last_seq > self._durable_seq]
-        for p in ready:
-            self._batch.add(self._version(p))
-        self._batch.flush()  # the batch writer also adds the objects and bytes to the session row
+        cut = 0
+        while cut < len(self._pending) and self._pending[cut][0].last_seq <= self._durable_seq:
+            cut += 1  # objects end in order, so the durable ones are a prefix
+        ready, self._pending = self._pending[:cut], self._pending[cut:]
+        self.on_durable([Durable(footer, ident, self._spans(footer)) for footer, ident in ready])
         self.objects += len(ready)
-        self.bytes += sum(p.footer.plain_bytes for p in ready)
+        self.bytes += sum(footer.plain_bytes for footer, _ in ready)
 
-    def _version(self, p: PendingObject) -> NewVersion:
-        """The catalog entry of a durable object: one piece per volume it lies on."""
-        spans: dict[str, list[int]] = {}
-        for seq in range(p.footer.first_seq, p.footer.last_seq + 1):
+    def _spans(self, footer: ArchiveFooter) -> tuple[tuple[str, int], ...]:
+        """Each volume the object lies on, in data order, with its first superblock there."""
+        if footer.first_seq == footer.last_seq:
+            return (self.placed[footer.first_seq],)
+        spans: dict[str, int] = {}
+        for seq in range(footer.first_seq, footer.last_seq + 1):
             vol, addr = self.placed[seq]
-            span = spans.setdefault(vol, [addr, addr])
-            span[0], span[1] = min(span[0], addr), max(span[1], addr)  # first and last block there
-        stored = p.footer.stored_bytes
-        share = stored // max(1, len(spans))
-        pieces = tuple(Piece(vol, first, 0, share) for vol, (first, _last) in spans.items())
-        v = dict(p.version)
-        attrs = dict(v.pop("attributes"))
-        attrs.update(session=str(self.writer.session_id), object=p.footer.object_index)
-        return NewVersion(pieces=pieces, attributes=json.dumps(attrs, separators=(",", ":")), **v)
+            spans[vol] = min(spans.get(vol, addr), addr)
+        return tuple(spans.items())
