@@ -47,6 +47,9 @@ class EncodedChunk:
     footer: ChunkFooter
 
 
+_DUPLICATE = int(ChunkFlags.DUPLICATE)
+
+
 def _aad(session_id: uuid.UUID, header: ChunkHeader) -> bytes:
     return session_id.bytes + header.pack()
 
@@ -147,7 +150,7 @@ class ChunkDecoder:
                 header.object_index, header.chunk_seq, header.stored_len) or len(stored) != header.stored_len:
             raise FormatError(f"chunk {header.object_index}/{header.chunk_seq}: header, footer and data "
                               f"lengths disagree ({header.stored_len}, {footer.stored_len}, {len(stored)})")
-        if header.flags & ChunkFlags.DUPLICATE:
+        if int(header.flags) & _DUPLICATE:
             raise FormatError(f"chunk {header.object_index}/{header.chunk_seq} is a duplicate; "
                               "its data is in the chunk it refers to")
         content_hash = header.content_hash
@@ -251,7 +254,7 @@ class ChunkAssembly:
         self._buf = None
         if self._hash is None or len(stored) != h.stored_len or h.stored_len != h.plain_len or (
                 footer.object_index, footer.chunk_seq, footer.stored_len) != (
-                h.object_index, h.chunk_seq, h.stored_len) or h.flags & ChunkFlags.DUPLICATE:
+                h.object_index, h.chunk_seq, h.stored_len) or int(h.flags) & _DUPLICATE:
             # Transformed, or something is off: the one-shot decoder checks and raises.
             return decoder_for(h)(h, stored, footer)
         if self._hash.digest() != h.content_hash:

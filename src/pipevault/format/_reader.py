@@ -32,6 +32,7 @@ from pipevault.format._records import (
     ALL,
     CONTINUABLE,
     FLAG_CONTINUES,
+    RECORD_HEADER,
     RECORD_HEADER_LEN,
     SKIPPABLE,
     TAG,
@@ -57,6 +58,7 @@ Want = Callable[[int], bool]
 # Plain ints: compared once per record on the hot path.
 _DATA, _CONTINUATION, _RESUME = int(RecordType.DATA), int(RecordType.CONTINUATION), int(RecordType.RESUME)
 _CHUNK_HEADER, _CHUNK_FOOTER = int(RecordType.CHUNK_HEADER), int(RecordType.CHUNK_FOOTER)
+_DUPLICATE = int(ChunkFlags.DUPLICATE)
 _RECENT = 256
 MAX_RECORD = 64 << 20  # a metadata record joined from continuations (names, xattrs) never needs more
 
@@ -176,8 +178,16 @@ class SessionReader:
     def _records(self, payload: memoryview, out: list[Event]) -> None:
         pos = 0
         first = True
-        while pos < len(payload):
-            rtype, flags, length = read_record_header(payload, pos)
+        end = len(payload)
+        unpack = RECORD_HEADER.unpack_from
+        while pos < end:
+            if pos + RECORD_HEADER_LEN <= end:
+                rtype, flags, reserved, length = unpack(payload, pos)
+                start = pos + RECORD_HEADER_LEN
+                if rtype != _DATA or flags or reserved or start + length > end:
+                    rtype, flags, length = read_record_header(payload, pos)  # checks and refusals
+            else:
+                rtype, flags, length = read_record_header(payload, pos)  # raises: cut short
             start = pos + RECORD_HEADER_LEN
             pos = start + length
             body = payload[start:pos]
@@ -304,7 +314,7 @@ class SessionReader:
         self.chunk = header
         self._chunk_first_seq = self.seq
         self._got = 0
-        wanted = self._wanted(header) and not header.flags & ChunkFlags.DUPLICATE
+        wanted = self._wanted(header) and not int(header.flags) & _DUPLICATE
         self._asm = ChunkAssembly(header, self._decoder) if wanted else None
 
     def _data(self, body: memoryview) -> None:
