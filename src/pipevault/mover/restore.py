@@ -260,6 +260,10 @@ class ObjectWriter:
         # that runs in parallel once the GIL is released, and most restores are many files.
         self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="pv-write")
         self.writes: dict[tuple[str, ...], tuple[Key, Future[None]]] = {}
+        # Chunks that duplicates may refer to: (session, object, chunk) -> (parts, file
+        # offset, length) of where they were restored, or their bytes under --verify.
+        self.originals: dict[tuple[uuid.UUID, int, int], tuple[tuple[str, ...], int, int] | bytes] = {}
+        self._kept = 0
 
     # -- events ------------------------------------------------------------------------------
 
@@ -313,6 +317,9 @@ class ObjectWriter:
                 if o is not None:
                     raw = dict(ev.options.items).get(EXTENTS_KEY)
                     if raw is not None:
+                        if o.small is not None and self.target is not None:
+                            # A sparse file: its data goes to its extents, not end to end.
+                            o.small, o.fd = None, self.target.create_file(o.parts)
                         o.extents, pos = [], 0
                         for off, n in unpack_extents(raw):
                             o.extents.append((pos, off, n))
@@ -395,6 +402,8 @@ class ObjectWriter:
         o.digest.update(view)
         file_off = self._file_offset(o, h.object_offset)
         o.chunks[h.chunk_seq] = (file_off, len(view))
+        if h.flags & ChunkFlags.HAS_DEDUP_HASH and not h.flags & ChunkFlags.DUPLICATE:
+            self._remember(o, h, file_off, view)
         if o.small is not None:
             o.small += view
         elif o.fd >= 0:
@@ -407,14 +416,39 @@ class ObjectWriter:
         o.written += len(view)
 
     def _duplicate(self, o: _Open, h: Any) -> bytes:
-        """A discarded duplicate chunk: read the bytes back from where its original went."""
+        """A discarded duplicate chunk: the bytes of its original, from the object still being
+        restored, from the file it was restored into, or (``--verify``) from memory."""
+        sid = o.key[0]
         ref_obj, ref_seq = h.ref
-        source = self.open.get((o.key[0], ref_obj))
-        if source is None or ref_seq not in source.chunks or source.fd < 0:
+        source = self.open.get((sid, ref_obj))
+        if source is not None and ref_seq in source.chunks:
+            off, n = source.chunks[ref_seq]
+            if source.small is not None:
+                return bytes(source.small[off: off + n])
+            if source.fd >= 0:
+                return os.pread(source.fd, n, off)
+        where = self.originals.get((sid, ref_obj, ref_seq))
+        if where is None:
             raise UnsafePath(f"{'/'.join(o.parts)} shares data with an object not restored in this run; "
                              "restore the whole session to get it")
-        off, n = source.chunks[ref_seq]
-        return os.pread(source.fd, n, off)
+        if isinstance(where, bytes):
+            return where
+        parts, off, n = where
+        pending = self.writes.pop(parts, None)
+        if pending is not None:
+            self._settle(parts, pending)  # a small file still being written by a writer thread
+        assert self.target is not None
+        return self.target.read_back(parts, off, n)
+
+    def _remember(self, o: _Open, h: Any, file_off: int, view: memoryview) -> None:
+        """Note where a chunk later chunks may repeat (it carries a dedup hash) went."""
+        slot = (o.key[0], h.object_index, h.chunk_seq)
+        if self.target is not None:
+            self.originals[slot] = (o.parts, file_off, len(view))
+        elif self._kept + len(view) <= VERIFY_KEEP:
+            # --verify writes nothing to read back: keep the bytes, within a bound.
+            self.originals[slot] = bytes(view)
+            self._kept += len(view)
 
     @staticmethod
     def _file_offset(o: _Open, stream_offset: int) -> int:
@@ -728,8 +762,18 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     blocks, problems = result.results["read"][0]
     out = RestoreResult(len(writer.restored), writer.bytes, time.perf_counter() - t0, failed,
                         opts.verify_only, blocks, problems)
-    if failed:
-        err = RestoreIncomplete(f"{len(failed)} of {len(plan.wanted)} objects were not restored intact: "
+    return checked(out, len(plan.wanted))
+
+
+def checked(out: RestoreResult, wanted: int) -> RestoreResult:
+    """``out`` if every object was restored intact.
+
+    Raises:
+        RestoreIncomplete: naming what was not (with ``out`` as its ``result``).
+    """
+    if out.failed:
+        failed = out.failed
+        err = RestoreIncomplete(f"{len(failed)} of {wanted} objects were not restored intact: "
                                 + "; ".join(f"{p}: {why}" for p, why in failed[:10])
                                 + (" ..." if len(failed) > 10 else ""), failed=failed)
         err.result = out  # type: ignore[attr-defined]
