@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime
 
 import click
@@ -9,10 +10,12 @@ from rich.console import Console
 
 from pipevault.cli._app import app, cli
 from pipevault.cli._jobs import finish, job_reporter, open_site
+from pipevault.cli._remote import remote_options, server_of
 from pipevault.cli._render import summary_line
 from pipevault.errors import UsageError
 from pipevault.mover import RestoreOptions, run_restore
 from pipevault.mover.errors import RestoreIncomplete
+from pipevault.mover.remote import Server, run_remote_restore
 
 
 def parse_when(text: str | None) -> float | None:
@@ -29,12 +32,15 @@ def parse_when(text: str | None) -> float | None:
         raise UsageError(f"{text!r} is not a date", hint="Write 2026-11-23 or 2026-11-23T14:30:00.") from exc
 
 
-def _job(ctx: click.Context, opts: RestoreOptions, event: str) -> int:
+def _job(ctx: click.Context, opts: RestoreOptions, event: str, server: Server | None = None) -> int:
     a = app(ctx)
     console = Console(stderr=a.json)
-    with open_site(a) as site, job_reporter(a, console, event, None) as rep:
+    with ExitStack() as stack:
+        site = stack.enter_context(open_site(a)) if server is None else None
+        rep = stack.enter_context(job_reporter(a, console, event, None))
         try:
-            result = run_restore(site, opts, rep)
+            result = (run_restore(site, opts, rep) if site is not None
+                      else run_remote_restore(a.settings, server, opts, rep))  # type: ignore[arg-type]
         except RestoreIncomplete as exc:
             partial = getattr(exc, "result", None)
             if partial is not None and not a.json:
@@ -59,10 +65,15 @@ def _job(ctx: click.Context, opts: RestoreOptions, event: str) -> int:
 @click.option("--version-id", type=int, default=None, help="Restore exactly this version (see `query`).")
 @click.option("--inactive", is_flag=True, help="Also consider inactive versions (newest wins).")
 @click.option("--verify", is_flag=True, help="Read and check everything; write nothing.")
+@remote_options
 @click.pass_context
 def restore_command(ctx: click.Context, paths: tuple[str, ...], to: str | None, pit: str | None,
-                    version_id: int | None, inactive: bool, verify: bool) -> int:
+                    version_id: int | None, inactive: bool, verify: bool, server: str | None, connections: int,
+                    node: str | None, secret_file: str | None) -> int:
     """Restore files, subtrees or whole file spaces from backups.
+
+    With --server the versions come from a `pipevault serve` daemon (this node's only) and
+    are decrypted, checked and written here.
 
     \b
     EXIT STATUS
@@ -70,7 +81,7 @@ def restore_command(ctx: click.Context, paths: tuple[str, ...], to: str | None, 
     """
     opts = RestoreOptions(list(paths), to=to, point_in_time=parse_when(pit), version_id=version_id,
                           inactive=inactive, verify_only=verify)
-    return _job(ctx, opts, "restore")
+    return _job(ctx, opts, "restore", server_of(app(ctx).settings, server, connections, node, secret_file))
 
 
 @cli.command("retrieve")
@@ -78,9 +89,11 @@ def restore_command(ctx: click.Context, paths: tuple[str, ...], to: str | None, 
 @click.option("--to", "to", default=None, type=click.Path(file_okay=False), help="Retrieve under this directory.")
 @click.option("--description", "-d", default=None, help="Only archives whose description matches (pattern).")
 @click.option("--verify", is_flag=True, help="Read and check everything; write nothing.")
+@remote_options
 @click.pass_context
 def retrieve_command(ctx: click.Context, paths: tuple[str, ...], to: str | None, description: str | None,
-                     verify: bool) -> int:
+                     verify: bool, server: str | None, connections: int, node: str | None,
+                     secret_file: str | None) -> int:
     """Retrieve archived files (the newest archive of each matching object)."""
     opts = RestoreOptions(list(paths), to=to, archive=True, description=description, verify_only=verify)
-    return _job(ctx, opts, "retrieve")
+    return _job(ctx, opts, "retrieve", server_of(app(ctx).settings, server, connections, node, secret_file))

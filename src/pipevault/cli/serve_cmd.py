@@ -62,7 +62,7 @@ def serve_command(ctx: click.Context, listen: str, dir_: str | None, window: str
         click.echo(json.dumps({"nodes": names}) if json_mode else "\n".join(names))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    daemon = Daemon(home, listen, window=parse_size(window) if window else None)
+    daemon = Daemon(home, listen, window=parse_size(window) if window else None, settings=app(ctx).settings)
     try:
         daemon.start()
         if json_mode:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipevault.clock import SYSTEM, Clock
+from pipevault.config import Settings
 from pipevault.errors import InternalError, PipevaultError
 from pipevault.pipe.errors import ModuleDied
 from pipevault.pipe.net import wire
@@ -29,6 +30,7 @@ from pipevault.pipe.net.auth import server_handshake
 from pipevault.pipe.net.client import parse_address
 from pipevault.pipe.net.errors import AuthRefused, NetError
 from pipevault.pipe.net.link import tune
+from pipevault.server import store_half  # also registers the store and restore modules
 from pipevault.server.errors import AccessDenied, ServerConfigError
 from pipevault.server.local import rebuild_error
 from pipevault.server.monitor import LOCAL, Monitor
@@ -47,15 +49,20 @@ class Daemon:
         home: the daemon's directory (node registry, node areas, the local socket).
         listen: "host:port" for the control port (port 0 picks a free one; see ``port``).
         window: clamp every accepted data connection's socket buffers to this many bytes.
+        settings: the site (catalog, pools, classes) remote backups of registered nodes go to
+            (opened once here, so a bad configuration stops the daemon at start); without
+            it the daemon refuses the ``store`` and ``restore`` modules.
     """
 
     def __init__(self, home: Path, listen: str = "127.0.0.1:7070", *, clock: Clock = SYSTEM,
                  window: int | None = None, socket_path: Path | None = None,
-                 attach_timeout: float | None = None) -> None:
+                 attach_timeout: float | None = None, settings: Settings | None = None) -> None:
         self.home = home
         self.nodes = NodeRegistry(home / "nodes.json")
+        if settings is not None:
+            store_half.open_site_once(settings)  # fails now, not at the first backup
         kwargs = {} if attach_timeout is None else {"attach_timeout": attach_timeout}
-        self.monitor = Monitor(home, clock, **kwargs)
+        self.monitor = Monitor(home, clock, settings=settings, **kwargs)
         self.window = window
         self.socket_path = socket_path or home / "pipevault.sock"
         self._stop = threading.Event()

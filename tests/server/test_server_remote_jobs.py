@@ -1,0 +1,126 @@
+"""Remote backup and restore through an in-process daemon over loopback: the server's pools
+and catalog keep the data under the authenticated node; the client encodes and decodes."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from server_helpers import running_daemon
+
+from pipevault import config
+from pipevault.catalog import classes as class_rows
+from pipevault.catalog import objects as object_rows
+from pipevault.catalog import sessions as session_rows
+from pipevault.config import Settings
+from pipevault.mover import BackupOptions, RestoreOptions, Site
+from pipevault.mover.errors import KeyMissing, NothingMatched
+from pipevault.mover.remote import Server, run_remote_backup, run_remote_restore
+from pipevault.pipe.net import Credentials
+from pipevault.pipe.net.errors import AuthRefused
+from pipevault.server.daemon import Daemon
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "mover"))
+from mover_helpers import make_tree, snapshot
+
+
+def settings_at(home: Path, **extra: str) -> Settings:
+    env = {"PIPEVAULT_HOME": str(home), "PIPEVAULT_CONFIG": "/nonexistent", "PIPEVAULT_VOLUME_SIZE": "64M",
+           **extra}
+    return config.load(env=env)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Daemon, Settings]]:
+    server_settings = settings_at(tmp_path / "server-home")
+    with Site.open(server_settings) as site, site.catalog.write() as conn:
+        class_rows.define_class(conn, class_rows.ManagementClass("SECRET", encrypt=True), now=time.time())
+    with running_daemon(tmp_path / "server", settings=server_settings) as daemon:
+        yield daemon, server_settings
+
+
+def node(daemon: Daemon, name: str = "n1", connections: int = 3) -> Server:
+    return Server(daemon.address, Credentials(name, daemon.nodes.add(name)), connections)
+
+
+def test_remote_backup_and_restore_equal_the_source(served: tuple[Daemon, Settings], tmp_path: Path) -> None:
+    daemon, server_settings = served
+    tree = make_tree(tmp_path / "src")
+    client = settings_at(tmp_path / "client-home", PIPEVAULT_PASSPHRASE="client secret")
+    n1 = node(daemon)
+    first = run_remote_backup(client, n1, BackupOptions([str(tree)]))
+    assert first.sent == first.examined > 30 and first.unchanged == 0
+    with Site.open(server_settings, node="n1") as site, site.catalog.read() as conn:
+        sessions = session_rows.list_sessions(conn, node="n1")
+        assert [s.status for s in sessions] == ["completed"]
+        assert not session_rows.list_sessions(conn, node=server_settings["node"])
+    out = tmp_path / "out"
+    restored = run_remote_restore(client, n1, RestoreOptions([str(tree)], to=str(out)))
+    assert restored.restored == first.sent
+    assert snapshot(out) == snapshot(tree)
+
+    (tree / "docs" / "note07.txt").write_text("changed\n")
+    (tree / "docs" / "note08.txt").unlink()
+    second = run_remote_backup(client, n1, BackupOptions([str(tree)]))
+    assert (second.sent, second.deleted) == (2, 1)  # the file and its directory (its times moved)
+    with Site.open(server_settings, node="n1") as site, site.catalog.read() as conn:
+        fs = str(tree)
+        assert not [v for v in object_rows.query_versions(conn, "n1", fs, state="active") if v.ll == "note08.txt"]
+
+
+def test_encrypted_class_stays_encrypted_and_needs_the_client_key(served: tuple[Daemon, Settings],
+                                                                   tmp_path: Path) -> None:
+    daemon, server_settings = served
+    src = tmp_path / "src"
+    src.mkdir()
+    secret = b"the plaintext that must not reach the server " * 2000
+    (src / "secret.txt").write_bytes(secret)
+    client = settings_at(tmp_path / "client-home", PIPEVAULT_PASSPHRASE="client secret")
+    n1 = node(daemon)
+    run_remote_backup(client, n1, BackupOptions([str(src)], class_name="SECRET"))
+    volumes = list((Path(server_settings.home) / "pools").rglob("*"))
+    assert volumes and not any(secret[:40] in p.read_bytes() for p in volumes if p.is_file())
+    assert not (Path(server_settings.home) / "keys").exists()  # the server never had a key
+    out = tmp_path / "out"
+    run_remote_restore(client, n1, RestoreOptions([str(src)], to=str(out)))
+    assert (out / "secret.txt").read_bytes() == secret
+    keyless = settings_at(tmp_path / "other-home")
+    with pytest.raises(KeyMissing):
+        run_remote_restore(keyless, n1, RestoreOptions([str(src)], to=str(tmp_path / "out2")))
+
+
+def test_a_node_reads_only_its_own_data(served: tuple[Daemon, Settings], tmp_path: Path) -> None:
+    daemon, _ = served
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "mine.txt").write_text("n1's data\n")
+    client = settings_at(tmp_path / "client-home")
+    n1, n2 = node(daemon, "n1"), node(daemon, "n2")
+    run_remote_backup(client, n1, BackupOptions([str(src)]))
+    with pytest.raises(NothingMatched):
+        run_remote_restore(client, n2, RestoreOptions([str(src)], to=str(tmp_path / "stolen")))
+    assert not (tmp_path / "stolen" / "mine.txt").exists()
+    wrong = Server(daemon.address, Credentials("n1", b"x" * 32), 2)
+    with pytest.raises(AuthRefused):
+        run_remote_backup(client, wrong, BackupOptions([str(src)]))
+
+
+def test_remote_archive_and_retrieve(served: tuple[Daemon, Settings], tmp_path: Path) -> None:
+    daemon, _ = served
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "q3.txt").write_text("quarter 3\n")
+    client = settings_at(tmp_path / "client-home")
+    n1 = node(daemon)
+    done = run_remote_backup(client, n1, BackupOptions([str(src)], archive=True, description="q3"))
+    assert done.sent == 2
+    (src / "q3.txt").write_text("overwritten\n")
+    got = run_remote_restore(client, n1, RestoreOptions([str(src)], to=str(tmp_path / "out"), archive=True,
+                                                        description="q*"))
+    assert got.restored == 2 and (tmp_path / "out" / "q3.txt").read_text() == "quarter 3\n"
+    with pytest.raises(NothingMatched):
+        run_remote_restore(client, n1, RestoreOptions([str(src)], to=str(tmp_path / "o2"), archive=True,
+                                                      description="q4"))
