@@ -224,8 +224,6 @@ class ChunkAssembly:
         if self._view is not None:
             self._dec.update_into(piece, self._view[at:])
             return
-        if self._hash is not None:
-            self._hash.update(piece)
         if self._buf is None:
             self._buf = piece if len(piece) == self.header.stored_len else bytearray(piece)
         else:
@@ -233,6 +231,8 @@ class ChunkAssembly:
             # data handed out must not change under a caller that keeps it.
             assert isinstance(self._buf, bytearray)
             self._buf += piece
+        if self._hash is not None:
+            self._hash.update(piece)  # after the copy, which pulled the piece into cache
 
     def detach(self) -> None:
         """Copy a piece still held as a view: its superblock buffer is about to be reused."""

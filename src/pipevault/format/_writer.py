@@ -60,6 +60,9 @@ from pipevault.format.errors import LimitError, WriterStateError
 
 Allocate = Callable[[int], memoryview]
 DEFAULT_CHUNK = 1 << 20
+_DUPLICATE, _HAS_DEDUP_HASH = int(ChunkFlags.DUPLICATE), int(ChunkFlags.HAS_DEDUP_HASH)
+_NEEDS = {Compression.NONE: 0, Compression.LZ4: int(Required.LZ4), Compression.ZSTD: int(Required.ZSTD)}
+_AES_GCM = int(Required.AES_GCM)
 DEDUP_INDEX_MAX = 1 << 20  # dedup hashes remembered per session (about 100 MB at most)
 KEEP_POINTS = 4096  # resume points kept: a tape drive buffer holds far fewer superblocks
 
@@ -240,7 +243,8 @@ class SessionWriter:
         if (h.object_index, h.chunk_seq, h.object_offset) != expected:
             raise WriterStateError(f"chunk {h.object_index}/{h.chunk_seq}@{h.object_offset} is out of order; "
                                    f"expected {obj.object_index}/{self._chunk_seq}@{self._offset}")
-        hashed = h.flags & ChunkFlags.HAS_DEDUP_HASH and not h.flags & ChunkFlags.DUPLICATE
+        flags = int(h.flags)  # int operations: IntFlag ones run Python code, several per chunk
+        hashed = flags & _HAS_DEDUP_HASH and not flags & _DUPLICATE
         if self.discard_duplicates and hashed:
             if len(self._seen) >= DEDUP_INDEX_MAX:
                 self._seen.clear()  # bounded memory: later duplicates of forgotten chunks are stored again
@@ -248,21 +252,19 @@ class SessionWriter:
             if first != (h.object_index, h.chunk_seq):
                 chunk = self.encoder.duplicate(h.object_index, h.chunk_seq, h.object_offset, h, first)
                 h = chunk.header
-        if h.flags & ChunkFlags.DUPLICATE:
+                flags = int(h.flags)
+        if flags & _DUPLICATE:
             self._optional |= Optional.DUPLICATES
-        if h.compression is Compression.LZ4:
-            self._required |= Required.LZ4
-        elif h.compression is Compression.ZSTD:
-            self._required |= Required.ZSTD
-        if h.encryption is Encryption.AES_256_GCM:
-            self._required |= Required.AES_GCM
+        need = _NEEDS[h.compression] | (_AES_GCM if h.encryption is Encryption.AES_256_GCM else 0)
+        if need & ~int(self._required):
+            self._required |= need
         self._put(RecordType.CHUNK_HEADER, h.pack(), continuable=False)
         self._put_data(h.object_index, h.chunk_seq, h.object_offset, memoryview(chunk.stored).cast("B"))
         self._put(RecordType.CHUNK_FOOTER, chunk.footer.pack(), continuable=False)
         self._chunk_seq += 1
         self._offset += h.plain_len
         self._obj_stored += h.stored_len
-        if h.flags & ChunkFlags.DUPLICATE:
+        if flags & _DUPLICATE:
             self.duplicates += 1
             self._obj_dups += 1
         self.plain_bytes += h.plain_len
