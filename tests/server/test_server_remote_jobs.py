@@ -3,6 +3,7 @@ and catalog keep the data under the authenticated node; the client encodes and d
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -61,6 +62,12 @@ def test_remote_backup_and_restore_equal_the_source(served: tuple[Daemon, Settin
     restored = run_remote_restore(client, n1, RestoreOptions([str(tree)], to=str(out)))
     assert restored.restored == first.sent
     assert snapshot(out) == snapshot(tree)
+    verified = run_remote_restore(client, n1, RestoreOptions([str(tree / "docs")], verify_only=True))
+    assert verified.verified_only and 30 < verified.restored < first.sent
+    one = run_remote_restore(client, n1, RestoreOptions([str(tree / "docs" / "note03.txt")],
+                                                        to=str(tmp_path / "one")))
+    assert one.restored == 1 and os.listdir(tmp_path / "one" / "docs") == ["note03.txt"]
+    assert (tmp_path / "one" / "docs" / "note03.txt").read_bytes() == (tree / "docs" / "note03.txt").read_bytes()
 
     (tree / "docs" / "note07.txt").write_text("changed\n")
     (tree / "docs" / "note08.txt").unlink()

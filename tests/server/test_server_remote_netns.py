@@ -187,6 +187,10 @@ def test_server_killed_mid_backup(remote: Remote, tmp_path: Path) -> None:
         with ControlClient(f"unix:{remote.home / 'server' / 'pipevault.sock'}") as control:
             assert wait_for(lambda: any(p["state"] == "running" and sum(c["bytes"] for c in p["links"]) > 4 << 20
                                         for p in control.request("status")["pipes"]), timeout=30)
+            # `pipevault status` on the server shows the backup's remote half and its stages.
+            half = next(p for p in control.request("status")["pipes"] if p["state"] == "running")
+            assert (half["node"], half["direction"], half["module"]) == ("n1", "push", "store")
+            assert [s["name"] for s in half["stages"]] == ["net", "admit", "store", "catalog"]
         t0 = SYSTEM.monotonic()
         remote.proc.kill()
         remote.proc.wait(5)
