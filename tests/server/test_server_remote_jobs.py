@@ -100,7 +100,7 @@ def test_encrypted_class_stays_encrypted_and_needs_the_client_key(served: tuple[
 
 
 def test_a_node_reads_only_its_own_data(served: tuple[Daemon, Settings], tmp_path: Path) -> None:
-    daemon, _ = served
+    daemon, server_settings = served
     src = tmp_path / "src"
     src.mkdir()
     (src / "mine.txt").write_text("n1's data\n")
@@ -110,6 +110,12 @@ def test_a_node_reads_only_its_own_data(served: tuple[Daemon, Settings], tmp_pat
     with pytest.raises(NothingMatched):
         run_remote_restore(client, n2, RestoreOptions([str(src)], to=str(tmp_path / "stolen")))
     assert not (tmp_path / "stolen" / "mine.txt").exists()
+    with Site.open(server_settings, node="n1") as site, site.catalog.read() as conn:
+        ids = [v.version_id for v in object_rows.query_versions(conn, "n1", str(src), state="active")]
+    for vid in ids:  # nor by naming one of n1's version ids
+        with pytest.raises(NothingMatched):
+            run_remote_restore(client, n2, RestoreOptions([str(src)], version_id=vid, to=str(tmp_path / "stolen")))
+    assert not (tmp_path / "stolen").exists()
     wrong = Server(daemon.address, Credentials("n1", b"x" * 32), 2)
     with pytest.raises(AuthRefused):
         run_remote_backup(client, wrong, BackupOptions([str(src)]))

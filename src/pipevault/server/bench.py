@@ -10,11 +10,16 @@ Cases (one :class:`BenchResult` each):
   round-trip delay with a 256 KiB window per connection (and socket buffers clamped to
   it), against the same pipe with one connection; the ratio is the gain from parallel
   connections. Needs root and iproute2; skipped (no line) where namespaces cannot be made.
+- ``backup-remote-4conn``: a full backup of the backup suite's tree (about 500 MB; 100 MB
+  with --quick) through a `pipevault serve` process over loopback, 4 connections, against
+  a local backup of the same tree (MB/s of source data).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,8 +27,12 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
+from pipevault import config
 from pipevault.clock import SYSTEM
 from pipevault.events import BenchResult
+from pipevault.mover import BackupOptions, Site, run_backup
+from pipevault.mover.bench import make_tree
+from pipevault.mover.remote import Server, run_remote_backup
 from pipevault.pipe import Pipe, StageSpec
 from pipevault.pipe.net import Credentials, RemotePipe
 from pipevault.server.halves import Zeros
@@ -165,11 +174,55 @@ def _wan(quick: bool, workdir: Path, wanted: set[str] | None) -> Iterator[BenchR
             _end(relay, server)
 
 
+def _site_env(home: Path) -> dict[str, str]:
+    return {"PIPEVAULT_HOME": str(home), "PIPEVAULT_CONFIG": "/nonexistent"}
+
+
+def _remote_backup(quick: bool, workdir: Path, wanted: set[str] | None) -> Iterator[BenchResult]:
+    """``backup-remote``: a full backup of the backup suite's tree through a `pipevault
+    serve` process over loopback (4 connections), against a local backup of the same tree
+    to the same kind of pool, in the same run (best of two each, alternating)."""
+    case = "backup-remote-4conn"
+    if wanted is not None and case not in wanted:
+        return
+    tree = make_tree(workdir / "net-backup-tree", 0.05 if quick else 0.25)
+    total = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
+    home = workdir / "net-backup-server"
+    shutil.rmtree(home, ignore_errors=True)
+    secret = NodeRegistry(home / "server" / "nodes.json").add("bench")
+    cmd = [sys.executable, "-m", "pipevault", "--json", "serve", "--dir", str(home / "server"),
+           "--listen", "127.0.0.1:0"]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **_site_env(home)})
+    assert server.stdout is not None
+    try:
+        address = str(json.loads(server.stdout.readline())["address"])
+        remote = Server(address, Credentials("bench", secret), 4)
+        client = config.load(env=_site_env(workdir / "net-backup-client"))
+        local_home = workdir / "net-backup-local"
+        shutil.rmtree(local_home, ignore_errors=True)
+        ours, base = [], []
+        for _ in range(2):
+            with Site.open(config.load(env=_site_env(local_home))) as site:
+                t0 = SYSTEM.monotonic()
+                run_backup(site, BackupOptions([str(tree)], full=True))
+                base.append(SYSTEM.monotonic() - t0)
+            t0 = SYSTEM.monotonic()
+            done = run_remote_backup(client, remote, BackupOptions([str(tree)], full=True))
+            ours.append(SYSTEM.monotonic() - t0)
+        yield BenchResult("net", case, total / min(ours) / MB, total / min(base) / MB,
+                          "local backup of the same tree",
+                          notes={"bytes": total, "objects": done.sent, "ours_s": [round(s, 3) for s in ours],
+                                 "baseline_s": [round(s, 3) for s in base], "bottleneck": done.bottleneck})
+    finally:
+        _end(server)
+
+
 def run(quick: bool, workdir: Path, cases: tuple[str, ...] | None = None) -> Iterator[BenchResult]:
     """Every case of the suite (or those named in ``cases``)."""
     wanted = set(cases) if cases else None
     yield from _loopback(quick, workdir, wanted)
     yield from _wan(quick, workdir, wanted)
+    yield from _remote_backup(quick, workdir, wanted)
 
 
 def _main(argv: list[str]) -> None:
