@@ -160,7 +160,8 @@ def test_catalog_rebuilt_from_media_alone_restores_every_version(tmp_path: Path,
         time.sleep(0.05)
         (tree / "docs" / "note00.txt").write_text("second version\n")
         (tree / "added.txt").write_text("added later\n")
-        run_backup(site, BackupOptions([str(tree)]))
+        (tree / "docs" / "note06.txt").unlink()  # the media must say it was deleted
+        assert run_backup(site, BackupOptions([str(tree)])).deleted == 1
         state2 = snapshot(tree)
     for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
         (home / name).unlink(missing_ok=True)

@@ -42,7 +42,7 @@ class ManagementClass:
     archive_days: int = 365
     compress: bool = True
     encrypt: bool = False
-    dedup: bool = False
+    dedup: bool = True
     description: str = ""
 
     def __post_init__(self) -> None:

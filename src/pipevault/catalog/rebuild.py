@@ -37,6 +37,7 @@ from pipevault.catalog import sessions as session_rows
 from pipevault.catalog import volumes as volume_rows
 from pipevault.catalog.database import Catalog
 from pipevault.catalog.errors import CatalogNotFound, CatalogRebuildFailed
+from pipevault.catalog.objects import mark_deleted
 from pipevault.catalog.schema import sessions
 from pipevault.catalog.writer import BatchWriter, NewVersion, Piece
 from pipevault.format import (
@@ -47,6 +48,7 @@ from pipevault.format import (
     ObjectEnded,
     ObjectStarted,
     ObjectStatus,
+    OptionsRead,
     Scanner,
     SessionEnded,
     SessionStarted,
@@ -54,6 +56,30 @@ from pipevault.format import (
     peek_header,
 )
 from pipevault.format.errors import FormatError
+
+DELETED_KEY = "pv.deleted"  # session options: objects a backup found deleted on its node
+ALL_OBJECTS = 0xFFFFFFFF  # an options record's object index when it applies to the session
+
+
+def pack_deleted(keys: list[tuple[str, str, str]]) -> bytes:
+    """The options value listing deleted objects (file space, high and low name)."""
+    return json.dumps([list(k) for k in keys], separators=(",", ":")).encode("ascii")
+
+
+def unpack_deleted(raw: bytes) -> list[tuple[str, str, str]]:
+    """Inverse of :func:`pack_deleted`; a damaged value gives nothing, never a wrong key.
+
+    (The options record was checked by the superblock checksum; a value that still does not
+    parse was written by something else, and deleting on its word would lose versions.)
+    """
+    try:
+        keys = json.loads(raw)
+    except ValueError:
+        return []
+    if not isinstance(keys, list):
+        return []
+    return [(k[0], k[1], k[2]) for k in keys
+            if isinstance(k, list) and len(k) == 3 and all(isinstance(x, str) for x in k)]
 
 
 def media_time(ns: int) -> float:
@@ -124,6 +150,8 @@ class _Session:
     started: float
     writer: BatchWriter
     open: _Object | None = None
+    node: str = ""
+    deleted: list[tuple[str, str, str]] = field(default_factory=list)
     damaged: set[int] = field(default_factory=set)
     damaged_all_after: bool = False
     objects: int = 0
@@ -230,6 +258,10 @@ class MediaCatalogue:
             self._chunk(state, state.open, event)
         elif isinstance(event, ObjectEnded):
             self._end_object(state, event.footer)
+        elif isinstance(event, OptionsRead) and event.options.object_index == ALL_OBJECTS:
+            raw = event.options.get(DELETED_KEY)
+            if raw is not None:
+                state.deleted += unpack_deleted(raw)
         elif isinstance(event, SessionEnded):
             status = ("completed" if event.footer.status in (SessionStatus.COMPLETED, SessionStatus.WARNINGS)
                       else "failed")
@@ -257,7 +289,8 @@ class MediaCatalogue:
                 "archive" if header.kind == "archive" else "backup",
                 started=started, media_session=str(event.session_id))
         state = _Session(event.session_id, cid, header.kind == "archive", started,
-                         BatchWriter(self._catalog, cid, batch_size=self._batch))
+                         BatchWriter(self._catalog, cid, batch_size=self._batch),
+                         node=header.node or header.host or "unknown")
         self._sessions[event.session_id] = state
         self.report.sessions += 1
 
@@ -322,6 +355,10 @@ class MediaCatalogue:
     def _close(self, state: _Session, status: str, ended: float | None) -> None:
         state.writer.flush()
         with self._catalog.write() as conn:
+            if status == "completed" and not state.archive:
+                # Deletions the backup found, as it marked them: once its session succeeded.
+                for fs, hl, ll in state.deleted:
+                    mark_deleted(conn, state.node, fs, hl, ll, when=state.started)
             session_rows.end_session(conn, state.catalog_id, status, ended=ended)
 
 

@@ -34,6 +34,7 @@ import xxhash
 
 from pipevault.catalog import objects as object_rows
 from pipevault.catalog import sessions as session_rows
+from pipevault.catalog.rebuild import DELETED_KEY, pack_deleted
 from pipevault.clock import SystemClock
 from pipevault.events import ItemCounter, ItemWarning, Reporter
 from pipevault.format import (
@@ -73,6 +74,7 @@ BATCH_OBJECTS = 256  # most small objects in one batch buffer
 BATCH_MARGIN = BATCH_OBJECTS * 320
 _EMPTY_DIGEST = xxhash.xxh3_128_digest(b"")
 EXTENTS_KEY = "pv.extents"
+DELETED_PER_RECORD = 2000
 _EXTENT = struct.Struct("<QQ")
 
 
@@ -460,6 +462,7 @@ class StoreParams:
     stored: float | None = None  # the backup date of every version (the catalog's clock when None)
     catalog_stage: bool = False  # a CatalogStage follows the store (else the store catalogues)
     sync_bytes: int = SYNC_EVERY  # stored bytes between durability points (sync, then catalogue)
+    deleted: tuple[tuple[str, str, str], ...] = ()  # objects the plan found deleted (noted on media)
 
 
 class StoreStage:
@@ -535,6 +538,10 @@ class StoreStage:
                 self.store.end(status, (doc, digest, stream))
             del d
             ctx.free_buf(buf)
+        deleted = list(self.params.deleted)
+        for i in range(0, len(deleted), DELETED_PER_RECORD):
+            # On media too, so that a catalog rebuilt from them knows what was deleted.
+            self.store.session_options({DELETED_KEY: pack_deleted(deleted[i: i + DELETED_PER_RECORD])})
         self.store.close(SessionStatus.COMPLETED)
 
 
@@ -592,7 +599,8 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
         params = StoreParams(
             site.settings, site.passphrase, site.node, site.tape, sid, cat_session, mc.destination_pool, key,
             SessionHeader(node=site.node, job=kind, kind=kind, host=socket.gethostname(), software="pipevault"),
-            mc.compress, mc.dedup, opts.archive, opts.description, expires, mc.name, stored=now, catalog_stage=True)
+            mc.compress, mc.dedup, opts.archive, opts.description, expires, mc.name, stored=now, catalog_stage=True,
+            deleted=() if opts.archive else tuple(plan.deleted))
         # The store and the catalog run as processes of their own when the site can be reopened
         # there (opened from settings, on the real clock); otherwise (tests on a manual clock)
         # as threads.

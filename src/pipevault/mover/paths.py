@@ -129,6 +129,26 @@ class TargetTree:
         dfd = self.dir_fd(parts[:-1])
         return os.dup(dfd), parts[-1], parts[:-1] in self._created
 
+    def read_back(self, parts: tuple[str, ...], offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` of a file this run restored (for a duplicate chunk
+        whose original went there).
+
+        Raises:
+            DestinationError: the file cannot be opened or read, or is shorter.
+        """
+        dfd = self.dir_fd(parts[:-1], create=False)
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                data = os.pread(fd, length, offset)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise DestinationError(f"cannot read back {'/'.join(parts)}: {exc.strerror}") from exc
+        if len(data) != length:
+            raise DestinationError(f"{'/'.join(parts)} is shorter than what was restored into it")
+        return data
+
     def make_dir(self, parts: tuple[str, ...]) -> int:
         """Create (or reuse) directory ``parts``; returns its descriptor."""
         return self.dir_fd(parts)
@@ -161,11 +181,12 @@ class TargetTree:
 
 
 def open_new_file(dfd: int, name: str, fresh: bool, label: str) -> int:
-    """Open ``name`` in directory ``dfd`` for writing, never through a link of any kind.
+    """Open ``name`` in directory ``dfd`` for writing (and reading back a duplicate chunk
+    restored into it), never through a link of any kind.
 
     Safe to call from any thread. Raises DestinationError.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
     if fresh:
         flags |= os.O_EXCL  # our own new directory: nothing can be in the way
     else:

@@ -65,6 +65,7 @@ from pipevault.pipe import Pipe, StageContext, StageSpec
 BLOCK_BUFFER = 256 << 10
 SMALL_RESTORE = 256 << 10  # files up to this size are written whole by the writer threads
 WRITERS = 4
+VERIFY_KEEP = 512 << 20  # bytes of chunks --verify keeps for the duplicates that may repeat them
 Key = tuple[uuid.UUID, str, str, str]  # media session, file space, high-level name, low-level name
 
 
@@ -264,6 +265,7 @@ class ObjectWriter:
         # offset, length) of where they were restored, or their bytes under --verify.
         self.originals: dict[tuple[uuid.UUID, int, int], tuple[tuple[str, ...], int, int] | bytes] = {}
         self._kept = 0
+        self._dropped = False
 
     # -- events ------------------------------------------------------------------------------
 
@@ -428,6 +430,9 @@ class ObjectWriter:
             if source.fd >= 0:
                 return os.pread(source.fd, n, off)
         where = self.originals.get((sid, ref_obj, ref_seq))
+        if where is None and self.target is None and self._dropped:
+            raise UnsafePath(f"{'/'.join(o.parts)} repeats data beyond what --verify keeps in memory "
+                             f"({VERIFY_KEEP >> 20} MiB); restore it to check it")
         if where is None:
             raise UnsafePath(f"{'/'.join(o.parts)} shares data with an object not restored in this run; "
                              "restore the whole session to get it")
@@ -449,6 +454,8 @@ class ObjectWriter:
             # --verify writes nothing to read back: keep the bytes, within a bound.
             self.originals[slot] = bytes(view)
             self._kept += len(view)
+        else:
+            self._dropped = True
 
     @staticmethod
     def _file_offset(o: _Open, stream_offset: int) -> int:

@@ -95,6 +95,11 @@ class SessionStore:
         self._drain()
         return footer
 
+    def session_options(self, items: dict[str, bytes]) -> None:
+        """Write an options record for the whole session (no object may be open)."""
+        self.writer.options(items)
+        self._drain()
+
     def close(self, status: int) -> None:
         """Write the session footer, make everything durable and catalogue the rest."""
         self.writer.close(status)
