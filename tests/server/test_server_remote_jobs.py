@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server_helpers import running_daemon
+from server_helpers import running_daemon, wait_for
 
 from pipevault import config
 from pipevault.catalog import classes as class_rows
@@ -18,11 +19,14 @@ from pipevault.catalog import objects as object_rows
 from pipevault.catalog import sessions as session_rows
 from pipevault.config import Settings
 from pipevault.mover import BackupOptions, RestoreOptions, Site
+from pipevault.mover import _wire as W
 from pipevault.mover.errors import KeyMissing, NothingMatched
 from pipevault.mover.remote import Server, run_remote_backup, run_remote_restore
-from pipevault.pipe.net import Credentials
-from pipevault.pipe.net.errors import AuthRefused
+from pipevault.pipe import Pipe, StageContext, StageSpec
+from pipevault.pipe.net import Credentials, RemotePipe
+from pipevault.pipe.net.errors import AuthRefused, RemoteFailed
 from pipevault.server.daemon import Daemon
+from pipevault.server.errors import ServerError
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "mover"))
 from mover_helpers import make_tree, snapshot
@@ -137,3 +141,39 @@ def test_remote_archive_and_retrieve(served: tuple[Daemon, Settings], tmp_path: 
     with pytest.raises(NothingMatched):
         run_remote_restore(client, n1, RestoreOptions([str(src)], to=str(tmp_path / "o2"), archive=True,
                                                       description="q4"))
+
+
+class Junk:
+    """First stage of a rogue client: one buffer of kind CHUNK (plaintext), never accepted."""
+
+    def run(self, ctx: StageContext) -> None:
+        buf = ctx.alloc_buf()
+        W.put_prefix(buf.data, W.CHUNK, 0, a=100)
+        buf.length = W.PREFIX_LEN + 100
+        ctx.send_buf(buf)
+
+
+def test_a_malformed_stream_or_reused_session_is_refused(served: tuple[Daemon, Settings], tmp_path: Path) -> None:
+    daemon, server_settings = served
+    n1 = node(daemon)
+    sid = str(uuid.uuid4())
+    remote = RemotePipe.extend(daemon.address, n1.creds, direction="push", module="store",
+                               params={"session": sid}, connections=2, buffer_size=64 << 10, max_buffers=8)
+    pipe = Pipe([StageSpec("junk", Junk), remote.agent_stage()], buffer_size=64 << 10, max_buffers=8,
+                name=remote.pipe_name)
+    with pytest.raises(RemoteFailed, match="mover.remote_stream"):
+        remote.run(pipe)
+    with Site.open(server_settings, node="n1") as site:
+
+        def statuses() -> list[str]:
+            with site.catalog.read() as conn:
+                return [s.status for s in session_rows.list_sessions(conn, node="n1")]
+
+        assert wait_for(lambda: statuses() == ["failed"]), statuses()
+    with pytest.raises(ServerError, match="already in use"):
+        RemotePipe.extend(daemon.address, node(daemon, "n2").creds, direction="push", module="store",
+                          params={"session": sid}, connections=1)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("after the refusal\n")
+    assert run_remote_backup(settings_at(tmp_path / "client"), n1, BackupOptions([str(src)])).sent == 2

@@ -148,6 +148,10 @@ def begin_backup(settings: Settings, node: str, params: dict[str, Any],
             days = int(expire_days) if expire_days is not None else mc.archive_days
             expires = now + days * 86_400.0
         with site.catalog.write() as conn:
+            # The media session id is the client's (its chunk keys derive from it), so it must
+            # be new: superblocks of two sessions with one id would mix in a restore.
+            if any(s.media_session == str(sid) for s in session_rows.list_sessions(conn)):
+                raise ValueError(f"session id {sid} is already in use")
             cat_session = session_rows.begin_session(conn, node, kind, started=now, media_session=str(sid))
     except BaseException:
         os.close(lock)
