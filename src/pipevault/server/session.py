@@ -126,8 +126,13 @@ class Session:
         except BaseException as exc:
             self.error = exc if isinstance(exc, PipevaultError) else None
             self.state = "failed"
+            try:
+                # Before the peer hears of it: a client that retries at once finds the
+                # half's resources (a node's job lock, its catalog session) settled.
+                self.half.on_failure()
+            except Exception:
+                log.exception("pipe %s of node %s: cleaning up after the failure failed", self.name, self.node)
             link.abort(exc)
-            self.half.on_failure()
             log.warning("pipe %s of node %s failed: %s", self.name, self.node, exc)
         else:
             durable = self.half.checkpoint.value if self.half.checkpoint else result.bytes_moved
