@@ -50,6 +50,30 @@ class EncodedChunk:
 _DUPLICATE = int(ChunkFlags.DUPLICATE)
 
 
+def _tampered(h: ChunkHeader) -> IntegrityError:
+    return IntegrityError(f"chunk {h.object_index}/{h.chunk_seq} at object offset {h.object_offset} fails "
+                          "authentication: altered on media", object_index=h.object_index, chunk=h.chunk_seq)
+
+
+def _mismatch(h: ChunkHeader) -> IntegrityError:
+    return IntegrityError(f"chunk {h.object_index}/{h.chunk_seq} at object offset {h.object_offset} does not "
+                          "match its content hash", object_index=h.object_index, chunk=h.chunk_seq)
+
+
+def _plain(h: ChunkHeader, stored: Buffer, content_hash: bytes) -> Buffer:
+    """Decompress decrypted ``stored`` bytes and check them against ``content_hash``."""
+    if h.compression is Compression.NONE:
+        if h.stored_len != h.plain_len:
+            raise FormatError(f"uncompressed chunk {h.object_index}/{h.chunk_seq} "
+                              f"stores {h.stored_len} of {h.plain_len} bytes")
+        plain = stored
+    else:
+        plain = decompress(h.compression, stored, h.plain_len)
+    if xxhash.xxh3_128_digest(plain) != content_hash:
+        raise _mismatch(h)
+    return plain
+
+
 def _aad(session_id: uuid.UUID, header: ChunkHeader) -> bytes:
     return session_id.bytes + header.pack()
 
@@ -165,21 +189,8 @@ class ChunkDecoder:
             try:
                 dec.finalize()
             except InvalidTag as exc:
-                raise IntegrityError(f"chunk {header.object_index}/{header.chunk_seq} at object offset "
-                                     f"{header.object_offset} fails authentication: altered on media",
-                                     object_index=header.object_index, chunk=header.chunk_seq) from exc
-        if header.compression is Compression.NONE:
-            if header.stored_len != header.plain_len:
-                raise FormatError(f"uncompressed chunk {header.object_index}/{header.chunk_seq} "
-                                  f"stores {header.stored_len} of {header.plain_len} bytes")
-            plain: Buffer = stored
-        else:
-            plain = decompress(header.compression, stored, header.plain_len)
-        if xxhash.xxh3_128_digest(plain) != content_hash:
-            raise IntegrityError(f"chunk {header.object_index}/{header.chunk_seq} at object offset "
-                                 f"{header.object_offset} does not match its content hash",
-                                 object_index=header.object_index, chunk=header.chunk_seq)
-        return plain
+                raise _tampered(header) from exc
+        return _plain(header, stored, content_hash)
 
 
 class ChunkAssembly:
@@ -258,9 +269,7 @@ class ChunkAssembly:
             # Transformed, or something is off: the one-shot decoder checks and raises.
             return decoder_for(h)(h, stored, footer)
         if self._hash.digest() != h.content_hash:
-            raise IntegrityError(f"chunk {h.object_index}/{h.chunk_seq} at object offset "
-                                 f"{h.object_offset} does not match its content hash",
-                                 object_index=h.object_index, chunk=h.chunk_seq)
+            raise _mismatch(h)
         return stored
 
     def _decrypted(self, footer: ChunkFooter) -> Buffer:
@@ -277,19 +286,6 @@ class ChunkAssembly:
         try:
             self._dec.finalize_with_tag(footer.tag)
         except InvalidTag as exc:
-            raise IntegrityError(f"chunk {h.object_index}/{h.chunk_seq} at object offset "
-                                 f"{h.object_offset} fails authentication: altered on media",
-                                 object_index=h.object_index, chunk=h.chunk_seq) from exc
+            raise _tampered(h) from exc
         del buf[h.stored_len:]
-        if h.compression is Compression.NONE:
-            if h.stored_len != h.plain_len:
-                raise FormatError(f"uncompressed chunk {h.object_index}/{h.chunk_seq} "
-                                  f"stores {h.stored_len} of {h.plain_len} bytes")
-            plain: Buffer = buf
-        else:
-            plain = decompress(h.compression, buf, h.plain_len)
-        if xxhash.xxh3_128_digest(plain) != content_hash:
-            raise IntegrityError(f"chunk {h.object_index}/{h.chunk_seq} at object offset "
-                                 f"{h.object_offset} does not match its content hash",
-                                 object_index=h.object_index, chunk=h.chunk_seq)
-        return plain
+        return _plain(h, buf, content_hash)

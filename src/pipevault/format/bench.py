@@ -2,10 +2,11 @@
 
 Cases, each in both directions (``pack-*`` and ``unpack-*``):
 
-- ``none``: no transform. Ours: content hash, framing into 256 KiB superblocks, superblock
-  checksum. Baseline: the least any integrity-checked store does, one copy of the chunk into
-  a reused buffer and its xxh3-128.
-- ``lz4``, ``zstd1``: ours runs the whole format path (hash, compress, frame, checksum; on
+- ``none``: no transform. Ours: copy into 256 KiB superblocks, content hash, framing, the
+  superblock checksum over the framing (docs/format.md §2). Baseline: the least any
+  integrity-checked store does, one copy of the chunk into a reused 1 MiB buffer and its
+  xxh3-128.
+- ``lz4``, ``zstd1``: ours runs the whole format path (compress, hash, frame, checksum; on
   unpack verify, join pieces, decompress, check the hash); the baseline only calls
   ``lz4.block.compress``/``decompress`` or zstd level 1 on the same chunks.
 - ``zstd1-aes``: as ``zstd1`` plus AES-256-GCM; the baseline is zstd then ``AESGCM.encrypt``.
