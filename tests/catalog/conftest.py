@@ -26,6 +26,7 @@ from catalog_helpers import START
 from feature_gate import require_feature
 from pipevault.catalog.database import Catalog
 from pipevault.clock import ManualClock
+from pipevault.pipe._names import pid_alive
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,6 @@ def _free_port() -> int:
 _PREFIX = "pipevault-pg-"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_servers(bindir: Path, as_postgres: list[str]) -> None:
     """Stop and remove servers left by test sessions that were killed before their teardown
     (each server's directory names the pid of the session that owns it)."""
@@ -76,7 +67,7 @@ def _remove_stale_servers(bindir: Path, as_postgres: list[str]) -> None:
             owner = int((base / "owner.pid").read_text())
         except (OSError, ValueError):
             continue
-        if _alive(owner):
+        if pid_alive(owner):
             continue
         subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate",
                         "stop"], capture_output=True)

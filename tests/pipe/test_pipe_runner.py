@@ -220,8 +220,10 @@ def test_consecutive_parallel_stages_do_not_deadlock(shared: bool) -> None:
     assert result.results["tail"] == [list(range(300))]
 
 
-def test_process_modules_die_with_a_killed_initiator(tmp_path: object) -> None:
-    """SIGKILL the process that runs a pipe: its process modules must not linger."""
+@pytest.mark.parametrize("forked", [False, True], ids=["spawned", "forkserver"])
+def test_process_modules_die_with_a_killed_initiator(tmp_path: object, forked: bool) -> None:
+    """SIGKILL the process that runs a pipe: its process modules must not linger, whether
+    they were spawned by it or forked from its fork server (then they are grandchildren)."""
     import subprocess
     import sys
 
@@ -230,24 +232,28 @@ def test_process_modules_die_with_a_killed_initiator(tmp_path: object) -> None:
         "import functools, sys, time\n"
         f"sys.path.insert(0, {here!r})\n"
         "from pipe_helpers import Endless, Jitter, Collect\n"
-        "from pipevault.pipe import Pipe, StageSpec\n"
+        "from pipevault.pipe import Pipe, StageSpec, preload_process_modules\n"
         "if __name__ == '__main__':\n"
-        "    Pipe([StageSpec('head', Endless), StageSpec('mid', functools.partial(Jitter, (500,)), mode='process'),\n"
+        + ("    preload_process_modules(['pipe_helpers'])\n" if forked else "")
+        + "    Pipe([StageSpec('head', Endless), StageSpec('mid', functools.partial(Jitter, (500,)), mode='process'),\n"
         "          StageSpec('tail', Collect, mode='process')], buffer_size=65536, max_buffers=8).run()\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    children: list[int] = []
-    while time.monotonic() < deadline and len(children) < 2:
+    modules: list[int] = []
+    while time.monotonic() < deadline and len(modules) < 2:
         children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) == proc.pid]
+        modules = ([int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) in children]
+                   if forked else children)
         time.sleep(0.05)
-    assert len(children) >= 2, "the module processes did not start"
+    assert len(modules) >= 2, "the module processes did not start"
+    everything = modules + children
     proc.kill()
     proc.wait(10)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(c) for c in children):
+    while time.monotonic() < deadline and any(_alive(c) for c in everything):
         time.sleep(0.05)
-    assert not any(_alive(c) for c in children)
+    assert not any(_alive(c) for c in everything)
     for entry in os.listdir("/dev/shm"):  # its segment and semaphores go at the next pipe's sweep
         assert not entry.startswith(f"pv-{os.getpid()}-")
 

@@ -63,7 +63,7 @@ from pipevault.mover.plan import Plan, entry_attributes, make_plan
 from pipevault.mover.site import Site
 from pipevault.mover.store import SYNC_EVERY, SessionStore
 from pipevault.mover.walk import Entry, data_extents, group_name, to_text, user_name
-from pipevault.pipe import Pipe, StageContext, StageSpec
+from pipevault.pipe import Pipe, StageContext, StageSpec, preload_process_modules
 
 CHUNK = 1 << 20
 BUFFER = CHUNK + (64 << 10)  # a chunk, its prefix and its encoded header and footer
@@ -579,6 +579,8 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
             object of it that was not yet durable is in the catalog.
     """
     t0 = time.perf_counter()
+    if opts.store_process:
+        preload_process_modules([__name__])  # the store and catalog processes, imported while we plan
     kind = "archive" if opts.archive else "backup"
     mc = site.management_class(opts.class_name)
     key = site.key(create=True) if mc.encrypt else None

@@ -24,8 +24,9 @@ from pipevault.pipe._module import Transform as Transform
 from pipevault.pipe._names import sweep_stale as sweep_stale
 from pipevault.pipe._pipe import Pipe as Pipe
 from pipevault.pipe._pipe import PipeResult as PipeResult
+from pipevault.pipe._pipe import preload_process_modules as preload_process_modules
 from pipevault.pipe._status import PipeStatus as PipeStatus
 from pipevault.pipe._status import StageStatus as StageStatus
 
 __all__ = ["Buffer", "InPlace", "Module", "Pipe", "PipeResult", "PipeStatus", "Sink", "Source",
-           "StageContext", "StageSpec", "StageStatus", "Transform", "sweep_stale"]
+           "StageContext", "StageSpec", "StageStatus", "Transform", "preload_process_modules", "sweep_stale"]

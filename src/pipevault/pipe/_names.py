@@ -40,7 +40,8 @@ def _owner_pid(pipe: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -76,7 +77,7 @@ def sweep_stale() -> list[str]:
             continue
         pipe = name.split(".", 1)[0]
         pid = _owner_pid(pipe)
-        if pid is None or _pid_alive(pid):
+        if pid is None or pid_alive(pid):
             continue
         try:
             if entry.startswith("sem."):
