@@ -616,7 +616,7 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
             StageSpec("read", functools.partial(SourceReader, plan.send, mc.name, counter, kind, int(now * 1e9),
                                                 int(expires * 1e9) if expires else 0, opts.description)),
             StageSpec("encode", functools.partial(ChunkEncode, sid, key, mc.compress, mc.dedup),
-                      instances=max(1, opts.instances), allocates=True),
+                      instances=max(1, opts.instances), allocates=True, mode="process" if separate else "thread"),
             *tail,
         ]
         pipe = Pipe(stages, buffer_size=BUFFER, max_buffers=max(opts.max_buffers, 8), reporter=counter,
