@@ -2,7 +2,7 @@
 
 Every buffer starts with a 64-byte prefix, then its payload::
 
-    u8  kind        BEGIN (an object starts), CHUNK (plaintext or encoded chunk), END
+    u8  kind        META/BEGIN (an object starts), CHUNK (plaintext or encoded chunk), END, ...
     7   pad
     u64 object_index
     u64 chunk_seq
@@ -18,10 +18,12 @@ reader packs it once) and its catalog fields as the *doc*: a JSON array ``[file 
 name, low name, object type, size]``, a newline, the JSON object of its attributes. Only the
 catalog stage opens it.
 
+- META (reader -> encoder; the encoder turns it into BEGIN): ``META_REC`` (lengths) then
+  ``meta | extents``, meta being the entry's raw metadata (:mod:`pipevault.mover.objmeta`).
 - BEGIN: ``BEGIN_REC`` (lengths) then ``header | catalog doc | extents``.
 - CHUNK: plaintext, then (after encoding) ENCODED: ``chunk header | stored | chunk footer``.
 - END: ``END_REC`` (status, whole-object digest, stream bytes).
-- BATCH (``a`` small objects whole): per object ``BATCH_REC`` then ``header | doc | data``.
+- BATCH (``a`` small objects whole): per object ``BATCH_REC`` then ``meta | data``.
 - BATCH_ENCODED: per object ``BATCH_ENC`` then ``framed records | doc`` (see
   :func:`pipevault.format.frame_object`).
 - CATALOG (store -> catalog stage, once the objects are durable): a volume-name table, then
@@ -41,10 +43,11 @@ PREFIX = struct.Struct("<B7xQQQQQQ8x")
 PREFIX_LEN = 64
 assert PREFIX.size == PREFIX_LEN
 
-BEGIN, CHUNK, ENCODED, END, BATCH, BATCH_ENCODED, CATALOG = 1, 2, 3, 4, 5, 6, 7
+BEGIN, CHUNK, ENCODED, END, BATCH, BATCH_ENCODED, CATALOG, META = 1, 2, 3, 4, 5, 6, 7, 8
+META_REC = struct.Struct("<II")  # meta, extents lengths
 BEGIN_REC = struct.Struct("<III")  # header, doc, extents lengths
 END_REC = struct.Struct("<B16sQ")  # status, xxh3-128 of the object's data, stream bytes
-BATCH_REC = struct.Struct("<QIIIB16s")  # index, header, doc, data lengths, status, digest
+BATCH_REC = struct.Struct("<QIIB16s")  # index, meta and data lengths, status, digest
 # index, records and doc lengths, chunks, plain and stored bytes, required bits, status,
 # digest, has dedup hash, dedup hash
 BATCH_ENC = struct.Struct("<QIIIQQIB16sB32s")

@@ -59,19 +59,26 @@ from pipevault.format.errors import LimitError
 from pipevault.media import SUPERBLOCK_SIZE
 from pipevault.mover import _wire as W
 from pipevault.mover.catalogue import CatalogStage, Cataloguer, send_durable
-from pipevault.mover.plan import Plan, entry_attributes, make_plan
+from pipevault.mover.objmeta import entry_meta, header_and_doc
+from pipevault.mover.plan import Plan, make_plan
 from pipevault.mover.site import Site
 from pipevault.mover.store import SYNC_EVERY, SessionStore
-from pipevault.mover.walk import Entry, data_extents, group_name, to_text, user_name
+from pipevault.mover.walk import Entry, data_extents
 from pipevault.pipe import Pipe, StageContext, StageSpec, preload_process_modules
 
 CHUNK = 1 << 20
 BUFFER = CHUNK + (64 << 10)  # a chunk, its prefix and its encoded header and footer
 SMALL_FILE = 256 << 10  # files up to this size travel in batches, with their metadata
 BATCH_OBJECTS = 256  # most small objects in one batch buffer
-# Room left in a batch for what encoding adds per object: the framing records (archive,
-# chunk header, data and chunk footer headers: under 240 bytes) and the longer record prefix.
-BATCH_MARGIN = BATCH_OBJECTS * 320
+
+
+def _grown(meta: bytes) -> int:
+    """At most how many bytes an object's buffer space grows when the encoder turns its
+    ``meta`` into an archive header and a catalog doc, frames it (chunk header, data and
+    chunk footer records: under 240 bytes) and gives it the longer BATCH_ENC record: names
+    appear a few times over, each byte at most six characters once escaped."""
+    return 1200 + 16 * len(meta)
+
 _EMPTY_DIGEST = xxhash.xxh3_128_digest(b"")
 EXTENTS_KEY = "pv.extents"
 DELETED_PER_RECORD = 2000
@@ -173,7 +180,7 @@ class SourceReader:
         self.entries, self.class_name, self.reporter, self.job = entries, class_name, reporter, job
         self.stored_ns, self.expires_ns, self.description = stored_ns, expires_ns, description
         self._batch: Any = None  # the pool buffer collecting small objects
-        self._pos = self._count = 0
+        self._pos = self._count = self._grow = 0
 
     def run(self, ctx: StageContext) -> list[tuple[str, str]]:
         warnings: list[tuple[str, str]] = []
@@ -217,16 +224,16 @@ class SourceReader:
         if self.reporter is not None:
             self.reporter.emit(ItemWarning(self.job, path, "mover.source", message))
 
-    def _send_begin(self, ctx: StageContext, index: int, header: bytes, doc: bytes, extents: bytes) -> None:
+    def _send_meta(self, ctx: StageContext, index: int, meta: bytes, extents: bytes) -> None:
         buf = ctx.alloc_buf()
         d = buf.data
-        pos = W.PREFIX_LEN + W.BEGIN_REC.size
-        if pos + len(header) + len(doc) + len(extents) > len(d):
-            raise LimitError(f"object {index}: {len(header) + len(doc) + len(extents)} bytes of metadata "
-                                   f"do not fit a {len(d)}-byte buffer")
-        W.put_prefix(d, W.BEGIN, index, a=W.BEGIN_REC.size + len(header) + len(doc) + len(extents))
-        W.BEGIN_REC.pack_into(d, W.PREFIX_LEN, len(header), len(doc), len(extents))
-        for part in (header, doc, extents):
+        pos = W.PREFIX_LEN + W.META_REC.size
+        if pos + _grown(meta) + len(extents) > len(d):
+            raise LimitError(f"object {index}: {len(meta) + len(extents)} bytes of metadata "
+                             f"do not fit a {len(d)}-byte buffer")
+        W.put_prefix(d, W.META, index, a=W.META_REC.size + len(meta) + len(extents))
+        W.META_REC.pack_into(d, W.PREFIX_LEN, len(meta), len(extents))
+        for part in (meta, extents):
             d[pos: pos + len(part)] = part
             pos += len(part)
         buf.length = pos
@@ -238,36 +245,25 @@ class SourceReader:
         st = e.st
         extents = data_extents(fd, st.st_size, st) if fd >= 0 else []
         sparse = fd >= 0 and extents != ([(0, st.st_size)] if st.st_size else [])
-        header = ArchiveHeader(
-            object_index=index, name=os.fsencode("/" + e.rel), type=e.kind,
-            size=st.st_size if e.kind == ObjectType.FILE else 0,
-            mode=st.st_mode, uid=st.st_uid, gid=st.st_gid, owner=user_name(st.st_uid),
-            group=group_name(st.st_gid), mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
-            atime_ns=st.st_atime_ns, xattrs=e.xattrs, mgmt_class=self.class_name,
-            link_target=(e.link_target if e.kind == ObjectType.SYMLINK
-                         else os.fsencode("/" + e.hardlink_of) if e.hardlink_of else b""),
-            filespace=to_text(e.filespace), stored_ns=self.stored_ns, expires_ns=self.expires_ns,
-            description=self.description)
-        doc = W.dumps(to_text(e.filespace), e.hl, e.ll, e.kind, header.size, W.attributes_json(entry_attributes(e)))
-        if not sparse and st.st_size <= SMALL_FILE and self._small(ctx, e, index, fd, header.pack(), doc, warnings,
-                                                                  slurped):
+        meta = entry_meta(e, self.class_name, self.stored_ns, self.expires_ns, self.description)
+        if not sparse and st.st_size <= SMALL_FILE and self._small(ctx, e, index, fd, meta, warnings, slurped):
             return
         if slurped is not None:  # a small file whose metadata alone fills a batch: rare, read it again
             fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY)
             try:
-                self._large(ctx, e, index, fd, header, doc, [(0, st.st_size)] if st.st_size else [], False,
-                            warnings)
+                self._large(ctx, e, index, fd, meta, [(0, st.st_size)] if st.st_size else [], False, warnings)
             finally:
                 os.close(fd)
             return
-        self._large(ctx, e, index, fd, header, doc, extents, sparse, warnings)
+        self._large(ctx, e, index, fd, meta, extents, sparse, warnings)
 
-    def _large(self, ctx: StageContext, e: Entry, index: int, fd: int, header: ArchiveHeader, doc: bytes,
+    def _large(self, ctx: StageContext, e: Entry, index: int, fd: int, meta: bytes,
                extents: list[tuple[int, int]], sparse: bool, warnings: list[tuple[str, str]]) -> None:
-        """An object in its own buffers: BEGIN, one CHUNK per chunk of each data extent, END."""
+        """An object in its own buffers: META (BEGIN once encoded), one CHUNK per chunk of
+        each data extent, END."""
         st = e.st
         self.flush(ctx)  # objects reach the store in index order
-        self._send_begin(ctx, index, header.pack(), doc, pack_extents(extents) if sparse else b"")
+        self._send_meta(ctx, index, meta, pack_extents(extents) if sparse else b"")
         digest = xxhash.xxh3_128()
         status = ObjectStatus.COMPLETE
         stream = seq = 0
@@ -313,26 +309,26 @@ class SourceReader:
         ctx.send_buf(buf)
 
 
-    def _small(self, ctx: StageContext, e: Entry, index: int, fd: int, header: bytes, doc: bytes,
+    def _small(self, ctx: StageContext, e: Entry, index: int, fd: int, meta: bytes,
                warnings: list[tuple[str, str]], slurped: Slurped | None) -> bool:
         """Add a whole small object to the current batch buffer (many objects per handoff);
         False if it cannot fit even an empty batch."""
         size = len(slurped.data) if slurped is not None else e.st.st_size if fd >= 0 else 0
-        need = W.BATCH_REC.size + len(header) + len(doc) + size
-        limit = ctx.pool.buffer_size - BATCH_MARGIN
-        if W.PREFIX_LEN + need > limit:
+        need = W.BATCH_REC.size + len(meta) + size
+        grow = _grown(meta)  # what the encoder adds: the batch must still fit one buffer then
+        limit = ctx.pool.buffer_size
+        if W.PREFIX_LEN + need + grow > limit:
             return False
-        if self._batch is not None and (self._pos + need > limit or self._count >= BATCH_OBJECTS):
+        if self._batch is not None and (self._pos + self._grow + need + grow > limit
+                                        or self._count >= BATCH_OBJECTS):
             self.flush(ctx)
         if self._batch is None:
-            self._batch, self._pos, self._count = ctx.alloc_buf(), W.PREFIX_LEN, 0
+            self._batch, self._pos, self._count, self._grow = ctx.alloc_buf(), W.PREFIX_LEN, 0, 0
         d = self._batch.data
         rec = self._pos
         pos = rec + W.BATCH_REC.size
-        d[pos: pos + len(header)] = header
-        pos += len(header)
-        d[pos: pos + len(doc)] = doc
-        pos += len(doc)
+        d[pos: pos + len(meta)] = meta
+        pos += len(meta)
         n, status = 0, ObjectStatus.COMPLETE
         if slurped is not None:
             n = size
@@ -355,9 +351,10 @@ class SourceReader:
             del view
         else:
             digest = _EMPTY_DIGEST
-        W.BATCH_REC.pack_into(d, rec, index, len(header), len(doc), n, status, digest)
+        W.BATCH_REC.pack_into(d, rec, index, len(meta), n, status, digest)
         del d
         self._pos = pos + n
+        self._grow += grow
         self._count += 1
         return True
 
@@ -385,6 +382,10 @@ class ChunkEncode:
             kind, index, seq, offset, n, _b, _c = W.get_prefix(buf.data)
             if kind == W.BATCH:
                 self._batch(ctx, encoder, buf, n)
+                continue
+            if kind == W.META:
+                _begin(buf, index)
+                ctx.send_buf(buf)
                 continue
             if kind != W.CHUNK:
                 ctx.send_buf(buf)
@@ -416,12 +417,13 @@ class ChunkEncode:
         d = out.data
         rpos, wpos = W.PREFIX_LEN, W.PREFIX_LEN
         for _ in range(count):
-            index, lh, lc, n, status, digest = W.BATCH_REC.unpack_from(src, rpos)
+            index, lm, n, status, digest = W.BATCH_REC.unpack_from(src, rpos)
             rpos += W.BATCH_REC.size
-            header, doc, data = src[rpos: rpos + lh], src[rpos + lh: rpos + lh + lc], \
-                src[rpos + lh + lc: rpos + lh + lc + n]
-            rpos += lh + lc + n
-            framed = frame_object(index, bytes(header), encoder(data, index, 0, 0) if n else None)
+            header, doc = header_and_doc(src[rpos: rpos + lm], index)
+            data = src[rpos + lm: rpos + lm + n]
+            rpos += lm + n
+            lc = len(doc)
+            framed = frame_object(index, header, encoder(data, index, 0, 0) if n else None)
             records = framed.records
             W.BATCH_ENC.pack_into(d, wpos, index, len(records), lc, framed.chunks, framed.plain_len,
                                   framed.stored_len, framed.required, status, digest,
@@ -431,12 +433,30 @@ class ChunkEncode:
             wpos += len(records)
             d[wpos: wpos + lc] = doc
             wpos += lc
-            del header, doc, data, framed, records
+            del data, framed, records
         W.put_prefix(d, W.BATCH_ENCODED, 0, a=count)
         out.length = wpos
         del d, src
         ctx.free_buf(buf)
         ctx.send_buf(out)
+
+
+def _begin(buf: Any, index: int) -> None:
+    """Rewrite a META buffer as the BEGIN the store takes (in place: the reader left room)."""
+    d = buf.data
+    P = W.PREFIX_LEN
+    lm, lx = W.META_REC.unpack_from(d, P)
+    pos = P + W.META_REC.size
+    header, doc = header_and_doc(bytes(d[pos: pos + lm]), index)
+    extents = bytes(d[pos + lm: pos + lm + lx])
+    W.put_prefix(d, W.BEGIN, index, a=W.BEGIN_REC.size + len(header) + len(doc) + lx)
+    W.BEGIN_REC.pack_into(d, P, len(header), len(doc), lx)
+    pos = P + W.BEGIN_REC.size
+    for part in (header, doc, extents):
+        d[pos: pos + len(part)] = part
+        pos += len(part)
+    buf.length = pos
+    del d
 
 
 @dataclass(frozen=True)

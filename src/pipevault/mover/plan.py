@@ -37,14 +37,12 @@ class Plan:
         return sum(e.st.st_size for e in self.send if e.kind == ObjectType.FILE)
 
 
-def entry_attributes(e: Entry) -> dict[str, object]:
+def attributes_of(kind: int, mode: int, uid: int, gid: int, size: int, mtime_ns: int, ctime_ns: int, atime_ns: int,
+                  ino: int, nlink: int, rdev: int, link_target: bytes, hardlink_of: str | None) -> dict[str, object]:
     """The attributes kept in the catalog for an entry (compared by the next backup)."""
-    st = e.st
-    return {"type": e.kind, "mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid, "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "atime_ns": st.st_atime_ns,
-            "ino": st.st_ino, "nlink": st.st_nlink, "rdev": st.st_rdev,
-            "link_target": os.fsdecode(e.link_target) if e.link_target else None,
-            "hardlink_of": e.hardlink_of}
+    return {"type": kind, "mode": mode, "uid": uid, "gid": gid, "size": size, "mtime_ns": mtime_ns,
+            "ctime_ns": ctime_ns, "atime_ns": atime_ns, "ino": ino, "nlink": nlink, "rdev": rdev,
+            "link_target": os.fsdecode(link_target) if link_target else None, "hardlink_of": hardlink_of}
 
 
 def unchanged(prev: VersionInfo, e: Entry) -> bool:
