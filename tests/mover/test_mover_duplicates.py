@@ -64,3 +64,19 @@ def test_a_duplicate_of_a_file_not_restored_is_named(tmp_path: Path) -> None:
         both = run_restore(site, RestoreOptions([str(src / "a")], to=str(tmp_path / "both")))
         assert both.failed == []
     assert (tmp_path / "both" / "a" / "second.bin").read_bytes() == (src / "a" / "second.bin").read_bytes()
+
+
+def test_many_small_files_with_long_undecodable_names(tmp_path: Path) -> None:
+    """Names that grow most once escaped (every byte not UTF-8) still fit the encoders' batches."""
+    src = tmp_path / "src"
+    deep = os.path.join(os.fsencode(src), b"\xfe" * 200)
+    os.makedirs(deep)
+    for i in range(300):
+        with open(os.path.join(deep, b"%03d" % i + b"\xff" * 240), "wb") as f:
+            f.write(b"x" * (i * 7))
+    with open_site(tmp_path / "home") as site:
+        backed = run_backup(site, BackupOptions([str(src)]))
+        assert backed.sent == 302 and not backed.warnings
+        out = tmp_path / "out"
+        assert run_restore(site, RestoreOptions([str(src)], to=str(out))).failed == []
+    assert snapshot(out) == snapshot(src)
