@@ -43,10 +43,8 @@ _COLUMNS = (locations.c.version_id, locations.c.part, volumes.c.name, locations.
 
 
 def _location(row: Any) -> Location:
-    d = row._asdict()
-    h = d["chunk_hash"]
-    return Location(d["version_id"], d["part"], d["name"], d["superblock"], d["offset"], d["length"],
-                    bytes(h) if h is not None else None)
+    version_id, part, volume, superblock, offset, length, h = row  # by position: thousands per restore
+    return Location(version_id, part, volume, superblock, offset, length, bytes(h) if h is not None else None)
 
 
 def pieces(conn: Connection, version_id: int) -> list[Location]:

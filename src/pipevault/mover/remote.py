@@ -46,8 +46,8 @@ from pipevault.mover.restore import (
     ObjectWriter,
     RestoreOptions,
     RestoreResult,
-    RestoreSink,
     checked,
+    sink_stages,
 )
 from pipevault.mover.site import settings_passphrase
 from pipevault.mover.walk import from_text, to_text
@@ -209,7 +209,7 @@ def run_remote_restore(settings: Settings, server: Server, opts: RestoreOptions,
                                    params={"plan": reply["plan"]}, connections=server.connections,
                                    buffer_size=BLOCK_BUFFER, max_buffers=max(32, 2 * server.connections + 4),
                                    window=server.window)
-        pipe = Pipe([remote.agent_stage(), StageSpec("restore", functools.partial(RestoreSink, writer))],
+        pipe = Pipe([remote.agent_stage(), *sink_stages(writer)],
                     buffer_size=BLOCK_BUFFER, max_buffers=max(32, 2 * server.connections + 4), reporter=counter,
                     total_bytes=sum(v.size for v in wanted.values()),
                     job="verify" if opts.verify_only else "restore", name=remote.pipe_name)

@@ -43,26 +43,24 @@ from pipevault.format import (
     ObjectStatus,
     ObjectType,
     OptionsRead,
-    Scanner,
 )
-from pipevault.format.errors import KeyRequiredError, WrongKeyError
 from pipevault.media.errors import BadBlock, EndOfData, MediaCorrupt, MediaIOError
 from pipevault.mover.backup import EXTENTS_KEY, unpack_extents
 from pipevault.mover.errors import (
     DestinationError,
-    KeyMissing,
     NothingMatched,
     RestoreIncomplete,
     UnsafePath,
-    WrongPassphrase,
 )
 from pipevault.mover.keys import key_path
 from pipevault.mover.paths import TargetTree, check_filespace, check_name, open_new_file
+from pipevault.mover.scan import ScanStage, read_events
 from pipevault.mover.site import Site
 from pipevault.mover.walk import from_text, to_text
-from pipevault.pipe import Pipe, StageContext, StageSpec
+from pipevault.pipe import Pipe, StageContext, StageSpec, preload_process_modules
 
-BLOCK_BUFFER = 256 << 10
+# Superblocks (256 KiB) on the way in, events with whole 1 MiB chunks of plaintext on the way out.
+BLOCK_BUFFER = (1 << 20) + (64 << 10)
 SMALL_RESTORE = 256 << 10  # files up to this size are written whole by the writer threads
 WRITERS = 4
 VERIFY_KEEP = 512 << 20  # bytes of chunks --verify keeps for the duplicates that may repeat them
@@ -201,7 +199,7 @@ class BlockReader:
 
 
 class RestoreSink:
-    """Tail: scans the superblocks and writes out the wanted objects."""
+    """Tail: writes out the wanted objects from the scan stage's events."""
 
     def __init__(self, writer: ObjectWriter) -> None:
         self.writer = writer
@@ -211,6 +209,15 @@ class RestoreSink:
             self.writer.feed(buf.view)
             ctx.free_buf(buf)
         self.writer.finish()
+
+
+def sink_stages(writer: ObjectWriter) -> list[StageSpec]:
+    """The stages after those delivering superblocks: scan (a process: parsing and decoding
+    run beside the writing) and the writer's sink."""
+    wanted = list(writer.by_index) if len(writer.by_index) == len(writer.wanted) else None
+    scan = functools.partial(ScanStage, writer.key, {k[0] for k in writer.wanted}, wanted)
+    return [StageSpec("scan", scan, mode="process", allocates=True),
+            StageSpec("restore", functools.partial(RestoreSink, writer))]
 
 
 @dataclass
@@ -244,9 +251,7 @@ class ObjectWriter:
         self.counter = counter
         self.by_index = dict(by_index)
         self.redirect = redirect or {}
-        precise = len(by_index) == len(wanted)
-        self.scanner = Scanner(key=key, sessions={k[0] for k in wanted},
-                               want=(lambda sid, idx: (sid, idx) in self.by_index) if precise else None)
+        self.key = key  # for the scan stage (see sink_stages)
         self.target = target
         self.base = base  # file space -> parts under the target root
         self.reporter = reporter
@@ -269,19 +274,12 @@ class ObjectWriter:
 
     # -- events ------------------------------------------------------------------------------
 
-    def feed(self, block: memoryview) -> None:
-        try:
-            events = self.scanner.feed(block)
-        except WrongKeyError as exc:
-            raise WrongPassphrase(f"the node's key does not decrypt this data: {exc.message}") from exc
-        except KeyRequiredError as exc:
-            raise KeyMissing(f"the data is encrypted: {exc.message}") from exc
-        for ev in events:
+    def feed(self, events: memoryview) -> None:
+        """Apply the events of one EVENTS buffer (see :mod:`pipevault.mover.scan`)."""
+        for ev in read_events(events):
             self._event(ev)
 
     def finish(self) -> None:
-        for ev in self.scanner.finish():
-            self._event(ev)
         for o in list(self.open.values()):
             self._fail(o.key, "the object's end is missing on the media")
         for key in self.wanted:
@@ -740,6 +738,7 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
             exception's ``details["failed"]`` lists them.
     """
     t0 = time.perf_counter()
+    preload_process_modules([ScanStage.__module__])  # the scan stage, imported while we plan
     versions = select_versions(site, opts)
     links = _link_primaries(site, versions)
     plan = _plan(site, versions)
@@ -755,7 +754,7 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     counter = ItemCounter(reporter, len(plan.wanted)) if reporter is not None else None
     writer = ObjectWriter(plan.wanted, plan.by_index, key, target, base, reporter, redirect, counter)
     pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, plan.starts, writer.done)),
-                 StageSpec("restore", functools.partial(RestoreSink, writer))],
+                 *sink_stages(writer)],
                 buffer_size=BLOCK_BUFFER, max_buffers=32, reporter=counter,
                 total_bytes=sum(v.size for v in plan.wanted.values()),
                 job="verify" if opts.verify_only else "restore")

@@ -1,0 +1,211 @@
+"""The scanning half of a restore: superblocks in, the wanted objects' events and plaintext out.
+
+Reading a session back is two kinds of work: parsing, checking and decoding the stream
+format (Python, about half of a restore), and creating files and setting their attributes
+(system calls, the other half). :class:`ScanStage` does the first in a process module of
+its own, so the two run on two cores; :func:`read_events` gives the writer, in the
+initiator, the events back.
+
+An EVENTS buffer holds ``a`` records, each ``EVENT`` (type, session id, a number, body
+length) and its body:
+
+- STARTED: number = superblock seq; body = the packed ArchiveHeader.
+- OPTIONS: body = the packed Options.
+- CHUNK: ``CHUNK_EVENT`` (object index, chunk seq, object offset, plain length, flags,
+  duplicate reference, offset of this piece in the chunk) then the piece of plaintext; a
+  chunk larger than a buffer comes in several pieces (pipevault's own chunks never do).
+- ENDED: ``ENDED_EVENT`` (object index, status).
+- DAMAGE: the pickled Damage event (this pipe never leaves the machine).
+
+Only what a restore uses travels: chunks without data (objects not wanted) and session
+events stay in the scanning process.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from typing import Any
+
+from pipevault.format import (
+    ArchiveFooter,
+    ArchiveHeader,
+    ChunkFlags,
+    ChunkHeader,
+    ChunkRead,
+    Damage,
+    ObjectEnded,
+    ObjectStarted,
+    Options,
+    OptionsRead,
+    Scanner,
+)
+from pipevault.format.errors import KeyRequiredError, WrongKeyError
+from pipevault.mover import _wire as W
+from pipevault.mover.errors import KeyMissing, WrongPassphrase
+from pipevault.pipe import StageContext
+
+EVENTS = 9
+EVENT = struct.Struct("<B16sQI")  # type, session id, superblock seq or 0, body length
+CHUNK_EVENT = struct.Struct("<IIQQBIIQ")  # index, seq, offset, plain length, flags, ref index, ref seq, piece at
+ENDED_EVENT = struct.Struct("<IB")  # object index, status
+STARTED, OPTIONS, CHUNK, ENDED, DAMAGE = 1, 2, 3, 4, 5
+NO_REF = 0xFFFFFFFF
+
+
+class ScanStage:
+    """Middle stage (allocating): scans, verifies and decodes the superblocks it receives;
+    sends the events of wanted objects in EVENTS buffers.
+
+    Args:
+        key: the node's key (None: unencrypted data only).
+        sessions: the media sessions to read; others are skipped from their headers.
+        wanted: when given, the only ``(session, object index)`` slots to send events for
+            and decode (a restore whose plan knows every object's index).
+
+    Raises (from run):
+        WrongPassphrase, KeyMissing: encrypted data and a wrong or no key.
+    """
+
+    def __init__(self, key: bytes | None, sessions: Collection[uuid.UUID],
+                 wanted: Collection[tuple[uuid.UUID, int]] | None) -> None:
+        self.key, self.sessions = key, set(sessions)
+        self.wanted = set(wanted) if wanted is not None else None
+
+    def run(self, ctx: StageContext) -> None:
+        wanted = self.wanted
+        want: Callable[[uuid.UUID, int], bool] | None = None
+        if wanted is not None:
+            def want(sid: uuid.UUID, index: int) -> bool:
+                return (sid, index) in wanted
+        scanner = Scanner(key=self.key, sessions=self.sessions, want=want)
+        out = _EventBuffers(ctx)
+        while (buf := ctx.receive_buf()) is not None:
+            try:
+                events = scanner.feed(buf.view)
+            except WrongKeyError as exc:
+                raise WrongPassphrase(f"the node's key does not decrypt this data: {exc.message}") from exc
+            except KeyRequiredError as exc:
+                raise KeyMissing(f"the data is encrypted: {exc.message}") from exc
+            for ev in events:
+                out.event(ev, wanted)
+            del events  # chunk data may be views of the superblock: copied by now
+            ctx.free_buf(buf)
+        for ev in scanner.finish():
+            out.event(ev, wanted)
+        out.flush()
+
+
+class _EventBuffers:
+    """Packs events into EVENTS buffers, sending each when full."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+        self.buf: Any = None
+        self.pos = self.count = 0
+
+    def _room(self, need: int) -> memoryview:
+        if self.buf is not None and self.pos + need > self.ctx.pool.buffer_size:
+            self.flush()
+        if self.buf is None:
+            self.buf, self.pos, self.count = self.ctx.alloc_buf(), W.PREFIX_LEN, 0
+        view: memoryview = self.buf.data
+        return view
+
+    def flush(self) -> None:
+        if self.buf is not None:
+            W.put_prefix(self.buf.data, EVENTS, 0, a=self.count)
+            self.buf.length = self.pos
+            self.ctx.send_buf(self.buf)
+            self.buf = None
+
+    def _put(self, rtype: int, sid: uuid.UUID, number: int, *parts: bytes | memoryview) -> None:
+        size = sum(len(p) for p in parts)
+        d = self._room(EVENT.size + size)
+        EVENT.pack_into(d, self.pos, rtype, sid.bytes, number, size)
+        pos = self.pos + EVENT.size
+        for p in parts:
+            d[pos: pos + len(p)] = p
+            pos += len(p)
+        self.pos = pos
+        self.count += 1
+
+    def event(self, ev: object, wanted: set[tuple[uuid.UUID, int]] | None) -> None:
+        if isinstance(ev, ChunkRead):
+            h = ev.header
+            duplicate = bool(h.flags & ChunkFlags.DUPLICATE)
+            if ev.data is None and not duplicate:
+                return  # an object nobody asked for
+            ref = h.ref if h.ref is not None else (NO_REF, NO_REF)
+            data = memoryview(ev.data).cast("B") if ev.data is not None else memoryview(b"")
+            # Whole in one record when it fits an empty buffer; else in pieces.
+            most = self.ctx.pool.buffer_size - W.PREFIX_LEN - EVENT.size - CHUNK_EVENT.size
+            at = 0
+            while True:
+                piece = data[at: at + most]
+                head = CHUNK_EVENT.pack(h.object_index, h.chunk_seq, h.object_offset, h.plain_len, int(h.flags),
+                                        ref[0], ref[1], at)
+                self._put(CHUNK, ev.session_id, 0, head, piece)
+                at += len(piece)
+                if at >= len(data):
+                    return
+        if isinstance(ev, Damage):
+            self._put(DAMAGE, ev.session_id or uuid.UUID(int=0), 0, pickle.dumps(ev))
+            return
+        if isinstance(ev, ObjectStarted):
+            if wanted is None or (ev.session_id, ev.header.object_index) in wanted:
+                self._put(STARTED, ev.session_id, ev.seq, ev.header.pack())
+        elif isinstance(ev, OptionsRead):
+            if wanted is None or (ev.session_id, ev.options.object_index) in wanted:
+                self._put(OPTIONS, ev.session_id, ev.seq, ev.options.pack())
+        elif isinstance(ev, ObjectEnded):
+            f = ev.footer
+            if wanted is None or (ev.session_id, f.object_index) in wanted:
+                self._put(ENDED, ev.session_id, ev.seq, ENDED_EVENT.pack(f.object_index, f.status))
+
+
+def read_events(view: memoryview) -> Iterator[object]:
+    """The events of an EVENTS buffer: ObjectStarted, OptionsRead, ChunkRead (``data`` a view
+    of ``view`` when whole; pieces of a larger chunk are joined), ObjectEnded (its footer
+    carries only the index and status), Damage.
+
+    The caller releases the views (drops the events) before reusing the buffer.
+    """
+    _kind, _i, _s, _o, count, _b, _c = W.get_prefix(view)
+    pos = W.PREFIX_LEN
+    pending: bytearray | None = None
+    for _ in range(count):
+        rtype, sid_raw, number, size = EVENT.unpack_from(view, pos)
+        pos += EVENT.size
+        body = view[pos: pos + size]
+        pos += size
+        sid = uuid.UUID(bytes=sid_raw)
+        if rtype == CHUNK:
+            index, seq, offset, plain, flags, ref_i, ref_s, at = CHUNK_EVENT.unpack_from(body, 0)
+            piece = body[CHUNK_EVENT.size:]
+            data: memoryview | bytearray | None = piece
+            if flags & ChunkFlags.DUPLICATE:
+                data = None
+            elif at or len(piece) < plain:
+                pending = bytearray() if at == 0 else pending
+                assert pending is not None and len(pending) == at, "chunk pieces arrive in order"
+                pending += piece
+                if len(pending) < plain:
+                    continue
+                data, pending = pending, None
+            header = ChunkHeader(index, seq, offset, plain, 0, flags=ChunkFlags(flags),
+                                 ref=(ref_i, ref_s) if ref_i != NO_REF else None)
+            yield ChunkRead(sid, number, number, header, data)
+        elif rtype == STARTED:
+            yield ObjectStarted(sid, number, ArchiveHeader.unpack(body))
+        elif rtype == OPTIONS:
+            yield OptionsRead(sid, number, Options.unpack(body))
+        elif rtype == ENDED:
+            index, status = ENDED_EVENT.unpack_from(body, 0)
+            yield ObjectEnded(sid, number, ArchiveFooter(object_index=index, status=status))
+        elif rtype == DAMAGE:
+            ev = pickle.loads(body)
+            assert isinstance(ev, Damage)
+            yield ev
