@@ -54,7 +54,7 @@ from pipevault.mover.errors import (
 )
 from pipevault.mover.keys import key_path
 from pipevault.mover.paths import TargetTree, check_filespace, check_name, open_new_file
-from pipevault.mover.scan import ScanStage, read_events
+from pipevault.mover.scan import EventReader, ScanStage
 from pipevault.mover.site import Site
 from pipevault.mover.walk import from_text, to_text
 from pipevault.pipe import Pipe, StageContext, StageSpec, preload_process_modules
@@ -252,6 +252,7 @@ class ObjectWriter:
         self.by_index = dict(by_index)
         self.redirect = redirect or {}
         self.key = key  # for the scan stage (see sink_stages)
+        self._events = EventReader()
         self.target = target
         self.base = base  # file space -> parts under the target root
         self.reporter = reporter
@@ -276,7 +277,7 @@ class ObjectWriter:
 
     def feed(self, events: memoryview) -> None:
         """Apply the events of one EVENTS buffer (see :mod:`pipevault.mover.scan`)."""
-        for ev in read_events(events):
+        for ev in self._events.events(events):
             self._event(ev)
 
     def finish(self) -> None:

@@ -3,7 +3,7 @@
 Reading a session back is two kinds of work: parsing, checking and decoding the stream
 format (Python, about half of a restore), and creating files and setting their attributes
 (system calls, the other half). :class:`ScanStage` does the first in a process module of
-its own, so the two run on two cores; :func:`read_events` gives the writer, in the
+its own, so the two run on two cores; :class:`EventReader` gives the writer, in the
 initiator, the events back.
 
 An EVENTS buffer holds ``a`` records, each ``EVENT`` (type, session id, a number, body
@@ -166,46 +166,52 @@ class _EventBuffers:
                 self._put(ENDED, ev.session_id, ev.seq, ENDED_EVENT.pack(f.object_index, f.status))
 
 
-def read_events(view: memoryview) -> Iterator[object]:
-    """The events of an EVENTS buffer: ObjectStarted, OptionsRead, ChunkRead (``data`` a view
-    of ``view`` when whole; pieces of a larger chunk are joined), ObjectEnded (its footer
-    carries only the index and status), Damage.
+class EventReader:
+    """Reads EVENTS buffers back into events, in the order they were sent (one consumer)."""
 
-    The caller releases the views (drops the events) before reusing the buffer.
-    """
-    _kind, _i, _s, _o, count, _b, _c = W.get_prefix(view)
-    pos = W.PREFIX_LEN
-    pending: bytearray | None = None
-    for _ in range(count):
-        rtype, sid_raw, number, size = EVENT.unpack_from(view, pos)
-        pos += EVENT.size
-        body = view[pos: pos + size]
-        pos += size
-        sid = uuid.UUID(bytes=sid_raw)
-        if rtype == CHUNK:
-            index, seq, offset, plain, flags, ref_i, ref_s, at = CHUNK_EVENT.unpack_from(body, 0)
-            piece = body[CHUNK_EVENT.size:]
-            data: memoryview | bytearray | None = piece
-            if flags & ChunkFlags.DUPLICATE:
-                data = None
-            elif at or len(piece) < plain:
-                pending = bytearray() if at == 0 else pending
-                assert pending is not None and len(pending) == at, "chunk pieces arrive in order"
-                pending += piece
-                if len(pending) < plain:
-                    continue
-                data, pending = pending, None
-            header = ChunkHeader(index, seq, offset, plain, 0, flags=ChunkFlags(flags),
-                                 ref=(ref_i, ref_s) if ref_i != NO_REF else None)
-            yield ChunkRead(sid, number, number, header, data)
-        elif rtype == STARTED:
-            yield ObjectStarted(sid, number, ArchiveHeader.unpack(body))
-        elif rtype == OPTIONS:
-            yield OptionsRead(sid, number, Options.unpack(body))
-        elif rtype == ENDED:
-            index, status = ENDED_EVENT.unpack_from(body, 0)
-            yield ObjectEnded(sid, number, ArchiveFooter(object_index=index, status=status))
-        elif rtype == DAMAGE:
-            ev = pickle.loads(body)
-            assert isinstance(ev, Damage)
-            yield ev
+    def __init__(self) -> None:
+        self._pending: bytearray | None = None  # a large chunk's pieces so far (they span buffers)
+
+    def events(self, view: memoryview) -> Iterator[object]:
+        """The events of an EVENTS buffer: ObjectStarted, OptionsRead, ChunkRead (``data`` a
+        view of ``view`` when whole; pieces of a larger chunk are joined), ObjectEnded (its
+        footer carries only the index and status), Damage.
+
+        The caller releases the views (drops the events) before reusing the buffer.
+        """
+        _kind, _i, _s, _o, count, _b, _c = W.get_prefix(view)
+        pos = W.PREFIX_LEN
+        for _ in range(count):
+            rtype, sid_raw, number, size = EVENT.unpack_from(view, pos)
+            pos += EVENT.size
+            body = view[pos: pos + size]
+            pos += size
+            sid = uuid.UUID(bytes=sid_raw)
+            if rtype == CHUNK:
+                index, seq, offset, plain, flags, ref_i, ref_s, at = CHUNK_EVENT.unpack_from(body, 0)
+                piece = body[CHUNK_EVENT.size:]
+                data: memoryview | bytearray | None = piece
+                if flags & ChunkFlags.DUPLICATE:
+                    data = None
+                elif at or len(piece) < plain:
+                    self._pending = bytearray() if at == 0 else self._pending
+                    pending = self._pending
+                    assert pending is not None and len(pending) == at, "chunk pieces arrive in order"
+                    pending += piece
+                    if len(pending) < plain:
+                        continue
+                    data, self._pending = pending, None
+                header = ChunkHeader(index, seq, offset, plain, 0, flags=ChunkFlags(flags),
+                                     ref=(ref_i, ref_s) if ref_i != NO_REF else None)
+                yield ChunkRead(sid, number, number, header, data)
+            elif rtype == STARTED:
+                yield ObjectStarted(sid, number, ArchiveHeader.unpack(body))
+            elif rtype == OPTIONS:
+                yield OptionsRead(sid, number, Options.unpack(body))
+            elif rtype == ENDED:
+                index, status = ENDED_EVENT.unpack_from(body, 0)
+                yield ObjectEnded(sid, number, ArchiveFooter(object_index=index, status=status))
+            elif rtype == DAMAGE:
+                ev = pickle.loads(body)
+                assert isinstance(ev, Damage)
+                yield ev
