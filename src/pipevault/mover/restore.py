@@ -19,7 +19,7 @@ import os
 import stat
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,12 +172,15 @@ class BlockReader:
 
     def _volume(self, ctx: StageContext, volume: Any, starts: list[tuple[int, Key]], problems: list[str]) -> int:
         blocks, j, addr = 0, 0, starts[0][0]
-        active: list[Key] = []
+        active: deque[Key] = deque()  # objects started at or before addr, oldest first
         while True:
             while j < len(starts) and starts[j][0] <= addr:
                 active.append(starts[j][1])
                 j += 1
-            active = [k for k in active if k not in self.done]
+            # Objects end roughly in the order they start: dropping finished ones from the
+            # front until one is unfinished answers "is any unfinished" without a full pass.
+            while active and active[0] in self.done:
+                active.popleft()
             if not active:
                 if j == len(starts):
                     return blocks
