@@ -35,6 +35,7 @@ from typing import Any
 from pipevault.catalog.objects import VersionInfo
 from pipevault.config import Settings
 from pipevault.events import ItemCounter, Reporter
+from pipevault.mover import backup
 from pipevault.mover.backup import BUFFER, BackupOptions, BackupResult, ChunkEncode, SourceReader
 from pipevault.mover.keys import key_path, node_key
 from pipevault.mover.paths import TargetTree, check_filespace
@@ -51,7 +52,7 @@ from pipevault.mover.restore import (
 )
 from pipevault.mover.site import settings_passphrase
 from pipevault.mover.walk import from_text, to_text
-from pipevault.pipe import Pipe, StageSpec
+from pipevault.pipe import Pipe, StageSpec, preload_process_modules
 from pipevault.pipe.net import ControlClient, Credentials, RemotePipe
 from pipevault.pipe.net.client import DEFAULT_CONNECTIONS
 
@@ -110,6 +111,8 @@ def run_remote_backup(settings: Settings, server: Server, opts: BackupOptions, r
         NodeBusy: another backup of this node runs on the server.
     """
     t0 = time.perf_counter()
+    if opts.store_process:
+        preload_process_modules([backup.__name__])  # the encoder processes, imported while we plan
     kind = "archive" if opts.archive else "backup"
     node = server.creds.node
     filespaces = sorted({to_text(filespace_of(r)) for r in opts.paths})
@@ -145,7 +148,8 @@ def run_remote_backup(settings: Settings, server: Server, opts: BackupOptions, r
         StageSpec("read", functools.partial(SourceReader, plan.send, mc["name"], counter, kind, int(now * 1e9),
                                             int(expires * 1e9) if expires else 0, opts.description)),
         StageSpec("encode", functools.partial(ChunkEncode, sid, key, mc["compress"], mc["dedup"]),
-                  instances=max(1, opts.instances), allocates=True),
+                  instances=max(1, opts.instances), allocates=True,
+                  mode="process" if opts.store_process else "thread"),
         remote.agent_stage(),
     ]
     pipe = Pipe(stages, buffer_size=BUFFER, max_buffers=buffers, reporter=counter,

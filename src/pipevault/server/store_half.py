@@ -28,10 +28,11 @@ from typing import Any
 from pipevault.clock import SYSTEM
 from pipevault.config import Settings
 from pipevault.errors import PipevaultError
-from pipevault.mover import serving
+from pipevault.mover import backup, serving
 from pipevault.mover.remote_wire import version_to_wire
 from pipevault.mover.restore import RestoreOptions
 from pipevault.mover.site import Site
+from pipevault.pipe import preload_process_modules
 from pipevault.server import halves
 from pipevault.server.errors import AccessDenied, NodeBusy, NoSuchPipe, ServerConfigError, ServerError
 
@@ -40,7 +41,8 @@ KEEP_S = 600.0
 
 
 def open_site_once(settings: Settings) -> None:
-    """Open (creating on first use) and close the site, so a bad configuration shows at start.
+    """Open (creating on first use) and close the site, so a bad configuration shows at start;
+    start the server process modules are forked from.
 
     Raises:
         ServerConfigError: the catalog or the default pool cannot be opened.
@@ -49,6 +51,9 @@ def open_site_once(settings: Settings) -> None:
         Site.open(settings).close()
     except PipevaultError as exc:
         raise ServerConfigError(f"the server's site cannot be opened: {exc.message}") from exc
+    # Each backup's store and catalog run as process modules: forked from a server that
+    # imported them once, instead of a fresh interpreter (about a second of CPU) each.
+    preload_process_modules([backup.__name__])
 
 
 @dataclass
