@@ -29,6 +29,7 @@ class ProgressBar:
                                   TimeRemainingColumn(), console=console, transient=False)
         self._task = self._progress.add_task(description, total=total, items="")
         self._lock = threading.Lock()
+        self._total_items: int | None = None
 
     def __enter__(self) -> ProgressBar:
         self._progress.start()
@@ -40,15 +41,18 @@ class ProgressBar:
     def emit(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, ProgressEvent):
-                items = ""
-                if event.total_items:
-                    items = f"{event.items_done}/{event.total_items} files"
-                elif event.items_done:
-                    items = f"{event.items_done} files"
-                self._progress.update(self._task, completed=event.bytes_done, items=items)
-            elif isinstance(event, JobFinished):
+                self._total_items = event.total_items or self._total_items
                 self._progress.update(self._task, completed=event.bytes_done,
-                                      total=event.bytes_done)
+                                      items=self._items(event.items_done))
+            elif isinstance(event, JobFinished):
+                # The last files are counted after the last progress event: show the final count.
+                self._progress.update(self._task, completed=event.bytes_done, total=event.bytes_done,
+                                      items=self._items(event.items_done))
+
+    def _items(self, done: int) -> str:
+        if self._total_items:
+            return f"{done}/{self._total_items} files"
+        return f"{done} files" if done else ""
 
 
 def reporter_for(json_mode: bool, console: Console, description: str,
