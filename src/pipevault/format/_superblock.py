@@ -215,11 +215,11 @@ def peek_header(buf: memoryview) -> SuperblockHeader:
                           f"header_len={header_len}")
     if payload_len > (1 << size_log2) - header_len:
         raise FormatError(f"payload length {payload_len} exceeds superblock size {1 << size_log2}")
-    (checksum,) = _CHECKSUM.unpack_from(buf, CHECKSUM_OFFSET)
+    (sealed,) = _CHECKSUM.unpack_from(buf, CHECKSUM_OFFSET)
     # Positional _make: one header is decoded per superblock read.
     return SuperblockHeader._make((
         _session_uuid(sid), seq, payload_len, size_log2, _FLAGS[flags & 7], _REQUIRED[required & 7],
-        _OPTIONAL[optional & 3], minor, header_len, checksum, _major, required & ~_KNOWN_REQUIRED))
+        _OPTIONAL[optional & 3], minor, header_len, sealed, _major, required & ~_KNOWN_REQUIRED))
 
 
 def verify(buf: memoryview, header: SuperblockHeader | None = None) -> tuple[SuperblockHeader, memoryview]:
