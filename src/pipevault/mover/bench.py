@@ -151,7 +151,13 @@ def run(quick: bool, workdir: Path, cases: tuple[str, ...] | None = None) -> Ite
         wall, cpu = _measure(ours_backup)
         record("pipevault", "backup", wall, cpu, _du(home / "pools"))
         out = workdir / "pv-out"
-        wall, cpu = _measure(lambda: run_restore(site, RestoreOptions([str(tree)], to=str(out))))
+
+        def ours_restore() -> None:
+            r = run_restore(site, RestoreOptions([str(tree)], to=str(out)))
+            stages["restore"] = {s.name: {"wait_in_s": s.wait_input_s, "wait_buf_s": s.wait_alloc_s}
+                                 for s in r.stages}
+            stages["restore_bottleneck"] = r.bottleneck
+        wall, cpu = _measure(ours_restore)
         record("pipevault", "restore", wall, cpu)
     finally:
         site.close()
@@ -198,8 +204,7 @@ def run(quick: bool, workdir: Path, cases: tuple[str, ...] | None = None) -> Ite
         if cases and op not in cases:
             continue
         extra = dict(notes)
-        if op == "backup":
-            extra["pipevault_stages"] = stages.get("backup")
-            extra["bottleneck"] = stages.get("backup_bottleneck")
+        extra["pipevault_stages"] = stages.get(op)
+        extra["bottleneck"] = stages.get(f"{op}_bottleneck")
         yield BenchResult("backup", op, figures["pipevault"][f"{op}_mb_s"], figures["tar|zstd"][f"{op}_mb_s"],
                           "tar -cf - | zstd -1 -T0", notes=extra)

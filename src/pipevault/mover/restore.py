@@ -92,6 +92,8 @@ class RestoreResult:
     verified_only: bool = False
     blocks_read: int = 0
     media_problems: list[str] = field(default_factory=list)
+    stages: tuple[Any, ...] = ()  # each stage's figures (StageFigures), where the time went
+    bottleneck: str | None = None
 
 
 # -- choosing versions -----------------------------------------------------------------------
@@ -771,7 +773,8 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     failed = sorted((plan.wanted[k].path, why) for k, why in writer.failed.items())
     blocks, problems = result.results["read"][0]
     out = RestoreResult(len(writer.restored), writer.bytes, time.perf_counter() - t0, failed,
-                        opts.verify_only, blocks, problems)
+                        opts.verify_only, blocks, problems, tuple(s.figures() for s in result.status.stages),
+                        result.status.bottleneck(result.elapsed_s))
     return checked(out, len(plan.wanted))
 
 
