@@ -219,7 +219,7 @@ def run_remote_restore(settings: Settings, server: Server, opts: RestoreOptions,
                     job="verify" if opts.verify_only else "restore", name=remote.pipe_name)
         result = remote.run(pipe)
     finally:
-        writer.pool.shutdown(wait=True)
+        writer.close()
         if target is not None:
             target.close()
     failed = sorted((wanted[k].path, why) for k, why in writer.failed.items())

@@ -63,6 +63,8 @@ from pipevault.pipe import Pipe, StageContext, StageSpec, preload_process_module
 BLOCK_BUFFER = (1 << 20) + (64 << 10)
 SMALL_RESTORE = 256 << 10  # files up to this size are written whole by the writer threads
 WRITERS = 4
+WRITE_BATCH = 32  # small files per writer-thread task
+WRITE_BATCH_BYTES = 4 << 20
 VERIFY_KEEP = 512 << 20  # bytes of chunks --verify keeps for the duplicates that may repeat them
 Key = tuple[uuid.UUID, str, str, str]  # media session, file space, high-level name, low-level name
 
@@ -271,7 +273,10 @@ class ObjectWriter:
         # Small files are written whole by a few threads: creating a file is kernel work
         # that runs in parallel once the GIL is released, and most restores are many files.
         self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="pv-write")
-        self.writes: dict[tuple[str, ...], tuple[Key, Future[None]]] = {}
+        # Small files in flight: each names its batch and its place there. A batch is handed
+        # to a writer thread whole (one task per WRITE_BATCH files, not one per file).
+        self.writes: dict[tuple[str, ...], tuple[Key, _WriteBatch, int]] = {}
+        self._batch = _WriteBatch()
         # Chunks that duplicates may refer to: (session, object, chunk) -> (parts, file
         # offset, length) of where they were restored, or their bytes under --verify.
         self.originals: dict[tuple[uuid.UUID, int, int], tuple[tuple[str, ...], int, int] | bytes] = {}
@@ -296,17 +301,33 @@ class ObjectWriter:
         if self.target is not None:
             self._finish_dirs()
 
+    def close(self) -> None:
+        """Stop the writer threads (after the pipe, failed or not); small files collected but
+        never handed to a thread are dropped (their directories closed)."""
+        for dfd, *_ in self._batch.files:
+            os.close(dfd)
+        self._batch = _WriteBatch()
+        self.pool.shutdown(wait=True)
+
     def _drain_writes(self, keep: int) -> None:
         """Wait for the oldest small-file writes until at most ``keep`` are in flight."""
         while len(self.writes) > keep:
             parts = next(iter(self.writes))
             self._settle(parts, self.writes.pop(parts))
 
-    def _settle(self, parts: tuple[str, ...], pending: tuple[Key, Future[None]]) -> None:
-        key, future = pending
-        try:
-            future.result()
-        except (DestinationError, OSError) as exc:
+    def _submit(self) -> None:
+        """Hand the collected small files to a writer thread."""
+        batch, self._batch = self._batch, _WriteBatch()
+        if batch.files:
+            batch.future = self.pool.submit(_write_batch, batch.files)
+
+    def _settle(self, parts: tuple[str, ...], pending: tuple[Key, _WriteBatch, int]) -> None:
+        key, batch, i = pending
+        if batch.future is None:
+            self._submit()  # it is in the batch still being collected
+        assert batch.future is not None
+        exc = batch.future.result()[i]
+        if exc is not None:
             message = exc.message if isinstance(exc, DestinationError) else f"{exc.strerror}"
             self.restored.discard(key)
             self.failed[key] = f"cannot write it: {message}"
@@ -534,11 +555,15 @@ class ObjectWriter:
         assert self.target is not None
         if o.kind == ObjectType.FILE and o.small is not None:
             dfd, name, fresh = self.target.file_slot(o.parts)
-            self.writes[o.parts] = (o.key, self.pool.submit(_write_small, dfd, name, fresh, o.small, h,
-                                                            "/".join(o.parts)))
+            batch = self._batch
+            self.writes[o.parts] = (o.key, batch, len(batch.files))
+            batch.files.append((dfd, name, fresh, o.small, h, "/".join(o.parts)))
+            batch.size += len(o.small)
             o.small = None
-            if len(self.writes) > 4 * WRITERS:
-                self._drain_writes(2 * WRITERS)
+            if len(batch.files) >= WRITE_BATCH or batch.size >= WRITE_BATCH_BYTES:
+                self._submit()
+            if len(self.writes) > 8 * WRITE_BATCH:
+                self._drain_writes(4 * WRITE_BATCH)
         elif o.kind == ObjectType.FILE:
             fd = o.fd
             if o.written != h.size:
@@ -584,6 +609,30 @@ class ObjectWriter:
 
 
 _EUID, _EGID = os.geteuid(), os.getegid()
+
+
+class _WriteBatch:
+    """Small files written by one writer-thread task: ``(dir fd, name, fresh, data, header,
+    label)`` each, and the task's future once submitted (its result: each file's error or None)."""
+
+    __slots__ = ("files", "future", "size")
+
+    def __init__(self) -> None:
+        self.files: list[tuple[int, str, bool, bytearray, Any, str]] = []
+        self.size = 0
+        self.future: Future[list[DestinationError | OSError | None]] | None = None
+
+
+def _write_batch(files: list[tuple[int, str, bool, bytearray, Any, str]]) -> list[DestinationError | OSError | None]:
+    """Write each small file of a batch (in a writer thread); each one's error or None."""
+    errors: list[DestinationError | OSError | None] = []
+    for dfd, name, fresh, data, h, label in files:
+        try:
+            _write_small(dfd, name, fresh, data, h, label)
+            errors.append(None)
+        except (DestinationError, OSError) as exc:
+            errors.append(exc)
+    return errors
 
 
 def _write_small(dfd: int, name: str, fresh: bool, data: bytearray, h: Any, label: str) -> None:
@@ -767,7 +816,7 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     try:
         result = pipe.run()
     finally:
-        writer.pool.shutdown(wait=True)  # after a failure too: no writer thread outlives the job
+        writer.close()  # after a failure too: no writer thread outlives the job
         if target is not None:
             target.close()
     failed = sorted((plan.wanted[k].path, why) for k, why in writer.failed.items())

@@ -53,6 +53,7 @@ CHUNK_EVENT = struct.Struct("<IIQQBIIQ")  # index, seq, offset, plain length, fl
 ENDED_EVENT = struct.Struct("<IB")  # object index, status
 STARTED, OPTIONS, CHUNK, ENDED, DAMAGE = 1, 2, 3, 4, 5
 NO_REF = 0xFFFFFFFF
+_FLAGS = [ChunkFlags(v) for v in range(8)]  # every combination of the three chunk flags, made once
 
 
 class ScanStage:
@@ -171,6 +172,7 @@ class EventReader:
 
     def __init__(self) -> None:
         self._pending: bytearray | None = None  # a large chunk's pieces so far (they span buffers)
+        self._sessions: dict[bytes, uuid.UUID] = {}  # a restore reads few sessions: ids made once
 
     def events(self, view: memoryview) -> Iterator[object]:
         """The events of an EVENTS buffer: ObjectStarted, OptionsRead, ChunkRead (``data`` a
@@ -186,7 +188,9 @@ class EventReader:
             pos += EVENT.size
             body = view[pos: pos + size]
             pos += size
-            sid = uuid.UUID(bytes=sid_raw)
+            sid = self._sessions.get(sid_raw)
+            if sid is None:
+                sid = self._sessions[sid_raw] = uuid.UUID(bytes=sid_raw)
             if rtype == CHUNK:
                 index, seq, offset, plain, flags, ref_i, ref_s, at = CHUNK_EVENT.unpack_from(body, 0)
                 piece = body[CHUNK_EVENT.size:]
@@ -201,7 +205,7 @@ class EventReader:
                     if len(pending) < plain:
                         continue
                     data, self._pending = pending, None
-                header = ChunkHeader(index, seq, offset, plain, 0, flags=ChunkFlags(flags),
+                header = ChunkHeader(index, seq, offset, plain, 0, flags=_FLAGS[flags & 7],
                                      ref=(ref_i, ref_s) if ref_i != NO_REF else None)
                 yield ChunkRead(sid, number, number, header, data)
             elif rtype == STARTED:
