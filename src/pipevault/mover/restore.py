@@ -16,6 +16,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import stat
 import time
 import uuid
@@ -694,6 +695,21 @@ class _Plan:
     starts: list[tuple[str, list[tuple[int, Key]]]]  # per volume, in read order: (first block, object)
 
 
+# How the backup's catalog stage ends every version's attributes (see mover/catalogue.py).
+_TAIL = re.compile(r'"session":"([0-9a-f-]{36})","object":(\d+)}$')
+
+
+def _object_index(attributes: str, session: uuid.UUID) -> int | None:
+    """The version's object index in ``session``, when its attributes record it."""
+    m = _TAIL.search(attributes, max(0, len(attributes) - 80))
+    if m is not None:
+        return int(m.group(2)) if m.group(1) == str(session) else None
+    attrs = json.loads(attributes)  # written by something else (a rebuilt catalog, an older version)
+    if "object" in attrs and attrs.get("session") == str(session):
+        return int(attrs["object"])
+    return None
+
+
 def _plan(site: Site, versions: list[VersionInfo]) -> _Plan:
     """Which object of which session each version is, and where each starts on which volume."""
     wanted: dict[Key, VersionInfo] = {}
@@ -711,9 +727,9 @@ def _plan(site: Site, versions: list[VersionInfo]) -> _Plan:
                 media[v.session_id] = uuid.UUID(ms)
             key = (media[v.session_id], v.filespace, v.hl, v.ll)
             wanted[key] = v
-            attrs = json.loads(v.attributes)
-            if "object" in attrs and attrs.get("session") == str(key[0]):
-                by_index[(key[0], int(attrs["object"]))] = key
+            index = _object_index(v.attributes, key[0])
+            if index is not None:
+                by_index[(key[0], index)] = key
         pieces = location_rows.restore_plan(conn, [v.version_id for v in wanted.values()])
     ids = {v.version_id: k for k, v in wanted.items()}
     firsts: dict[tuple[str, Key], int] = {}
