@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -98,6 +100,19 @@ class SlowReader:
                 total += n
                 SYSTEM.sleep(self.pause)
         return total
+
+
+def terminate(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM ``proc`` (a daemon: it stops its pipes), SIGKILL if it lingers; close its stdout."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

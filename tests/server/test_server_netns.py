@@ -4,7 +4,6 @@ client processes in the other. Needs root and iproute2 (gated as kernel feature 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from server_helpers import pipe_segments, random_file, wait_for
+from server_helpers import pipe_segments, random_file, terminate, wait_for
 
-from feature_gate import require_feature
 from pipevault.clock import SYSTEM
 from pipevault.pipe.net import ControlClient
 from pipevault.pipe.net.checkpoint import Checkpoint
-from pipevault.server.netns import NetnsPair, netns_probe
+from pipevault.server.netns import NetnsPair
 from pipevault.server.nodes import NodeRegistry
 
 pytestmark = pytest.mark.kernel
@@ -52,28 +50,13 @@ def start_server(pair: NetnsPair, home: Path) -> Server:
     return Server(pair, home, proc, address, secret, log)
 
 
-@pytest.fixture(scope="module")
-def pair() -> Iterator[NetnsPair]:
-    require_feature("netns", netns_probe)
-    with NetnsPair.create() as p:
-        yield p
-
-
 @pytest.fixture
 def server(pair: NetnsPair, tmp_path: Path) -> Iterator[Server]:
     s = start_server(pair, tmp_path / "server")
     try:
         yield s
     finally:
-        if s.proc.poll() is None:
-            s.proc.send_signal(signal.SIGTERM)
-            try:
-                s.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                s.proc.kill()
-                s.proc.wait(5)
-        if s.proc.stdout is not None:
-            s.proc.stdout.close()
+        terminate(s.proc)
 
 
 def test_push_and_pull_across_namespaces(server: Server, tmp_path: Path) -> None:

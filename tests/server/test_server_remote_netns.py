@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from server_helpers import wait_for
+from server_helpers import terminate, wait_for
 
-from feature_gate import require_feature
 from pipevault import config
 from pipevault.catalog import classes as class_rows
 from pipevault.catalog import objects as object_rows
@@ -25,7 +23,7 @@ from pipevault.catalog import sessions as session_rows
 from pipevault.clock import SYSTEM
 from pipevault.mover import Site
 from pipevault.pipe.net import ControlClient
-from pipevault.server.netns import NetnsPair, netns_probe
+from pipevault.server.netns import NetnsPair
 from pipevault.server.nodes import NodeRegistry
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "mover"))
@@ -58,15 +56,7 @@ class Remote:
         self.address = json.loads(self.proc.stdout.readline())["address"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        terminate(self.proc)
 
     def secret_file(self, node: str) -> Path:
         path = self.tmp / f"{node}.secret"
@@ -95,13 +85,6 @@ class Remote:
     def idle(self, node: str) -> bool:
         with ControlClient(f"unix:{self.home / 'server' / 'pipevault.sock'}") as control:
             return all(p["state"] != "running" for p in control.request("status")["pipes"] if p["node"] == node)
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[NetnsPair]:
-    require_feature("netns", netns_probe)
-    with NetnsPair.create() as p:
-        yield p
 
 
 @pytest.fixture
