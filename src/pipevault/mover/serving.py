@@ -161,7 +161,7 @@ def begin_backup(settings: Settings, node: str, params: dict[str, Any],
         site.settings, None, node, site.tape, sid, cat_session, mc.destination_pool, None,
         SessionHeader(node=node, job=kind, kind=kind, host=host or socket.gethostname(), software="pipevault"),
         mc.compress, mc.dedup, archive, description, expires, mc.name, stored=now, catalog_stage=True,
-        sync_bytes=sync_bytes)
+        sync_bytes=sync_bytes, deleted=() if archive else tuple(deleted))  # noted on media, as locally
     return BackupService(site, lock, cat_session, store, mc.encrypt, deleted)
 
 
