@@ -49,3 +49,26 @@ def test_label_a_tape_cartridge(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with Site.open(config.load()) as site, site.catalog.read() as conn:
         vol = volume_rows.get_volume(conn, volser)
     assert vol.pool == "tape" and vol.state == "scratch" and vol.media_type == "tape"
+
+
+def test_labelling_cut_short_neither_blocks_nor_loses_a_cartridge(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A job killed while labelling leaves a cartridge the catalog lacks (inventory saved) or a
+    cartridge file the inventory lacks: the next label adopts the first and steps over the second."""
+    assert run(capsys, "pool", "define", "tape", "--media-type", "tape")[0] == 0
+    with Site.open(config.load()) as site:
+        lib = site.tapes.library("tape")
+        with site.catalog.read() as conn:
+            known = {v.name for v in volume_rows.list_volumes(conn, pool="tape")}
+        # Killed after the library saved its inventory, before the catalog heard of it:
+        lib.label_new("TAPE0900L9")
+        # Killed after the cartridge file was written, before the inventory was saved:
+        stray = (lib.directory / "slots") / "TAPE0901L9.tape"
+        stray.write_bytes(((lib.directory / "slots") / "TAPE0900L9.tape").read_bytes())
+        first = site.tapes.label("tape")
+        second = site.tapes.label("tape")
+        with site.catalog.read() as conn:
+            now = {v.name: v for v in volume_rows.list_volumes(conn, pool="tape")}
+    assert first == "TAPE0900L9" and now[first].state == "scratch"  # adopted, not labelled twice
+    assert second not in known | {first, "TAPE0901L9"} and second in now
+    assert "TAPE0901L9" in lib.strays() and stray.exists()  # kept: it might hold imported data

@@ -271,3 +271,12 @@ class TapeLibrary:
     def outside(self) -> list[str]:
         """Volsers of exported cartridges."""
         return sorted(p.name.removesuffix(SUFFIX) for p in self._outside.glob("*" + SUFFIX))
+
+    def strays(self) -> list[str]:
+        """Volsers of cartridge files in the slots that the inventory does not list: left by
+        a process killed between writing a cartridge and saving the inventory (a label or an
+        import cut short). They are kept (an imported one holds data) and their volsers stay
+        taken."""
+        listed = {v for v in self._slots if v is not None}
+        return sorted(v for p in self._slots_dir.glob("*" + SUFFIX)
+                      if (v := p.name.removesuffix(SUFFIX)) not in listed)

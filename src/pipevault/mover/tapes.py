@@ -148,16 +148,25 @@ class TapeShelf:
         prefix = "".join(c for c in pool.upper() if c.isalnum())[:6] or "TAPE"
         with self.catalog.read() as conn:
             taken = {v.name for v in volume_rows.list_volumes(conn)}
-        known = {e.volser for e in lib.inventory()} | set(lib.outside())
+        for e in lib.inventory():
+            if e.scratch and e.volser not in taken:
+                # Labelled by a job killed before it reached the catalog: blank, so it is
+                # this label (nothing is ever written to a cartridge the catalog lacks).
+                self._catalogue(pool, lib, e.volser)
+                return e.volser
+        known = {e.volser for e in lib.inventory()} | set(lib.outside()) | set(lib.strays())
         n = len(known) + 1
         while f"{prefix}{n:04d}L9" in taken | known:
             n += 1
         volser = f"{prefix}{n:04d}L9"
         lib.label_new(volser)
+        self._catalogue(pool, lib, volser)
+        return volser
+
+    def _catalogue(self, pool: str, lib: TapeLibrary, volser: str) -> None:
         with self.catalog.write() as conn:
             volume_rows.add_volume(conn, volser, pool, lib.capacity - lib.capacity % lib.block_size,
                                    now=self.clock.now(), media_type=TAPE_MEDIA_TYPE, state="scratch")
-        return volser
 
     def mount(self, pool: str, volser: str) -> MountedTape:
         """Load cartridge ``volser`` of ``pool`` into a free drive.
