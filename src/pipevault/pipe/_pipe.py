@@ -365,6 +365,21 @@ def _main_not_reimported() -> Iterator[None]:
             sys.modules["__main__"] = main
 
 
+def _release_fork_server() -> None:
+    """Close this module's copy of the fork server's "alive" pipe end.
+
+    The server exits when every holder of that end has closed it; multiprocessing gives one
+    to each process it forks, so without this a SIGKILLed initiator would leave the server
+    waiting for its modules and the modules (PDEATHSIG) waiting for the server. Module
+    processes never start processes of their own, so they do not need it.
+    """
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None:
+        os.close(fd)
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
+
+
 def _die_with_parent(initiator: int) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG), so a
     SIGKILLed initiator leaves no module process behind waiting on a pipe nobody stops.
@@ -385,6 +400,7 @@ def _process_main(pipe: str, stage: int, instance: int, factory: Any,
                   conn: multiprocessing.connection.Connection, initiator: int) -> None:
     """Entry of a process module: attach to the pipe by name, run the module, report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the initiator handles Ctrl-C for the pipe
+    _release_fork_server()
     _die_with_parent(initiator)
     pool = P.BufferPool.attach(pipe, SYSTEM.monotonic)
     ctx = StageContext(pool, stage, instance)
