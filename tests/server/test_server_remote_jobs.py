@@ -20,7 +20,8 @@ from pipevault.catalog import sessions as session_rows
 from pipevault.config import Settings
 from pipevault.mover import BackupOptions, RestoreOptions, Site
 from pipevault.mover import _wire as W
-from pipevault.mover.errors import KeyMissing, NothingMatched
+from pipevault.mover.errors import KeyMissing, NothingMatched, WrongPassphrase
+from pipevault.mover.keys import node_key
 from pipevault.mover.remote import Server, run_remote_backup, run_remote_restore
 from pipevault.pipe import Pipe, StageContext, StageSpec
 from pipevault.pipe.net import Credentials, RemotePipe
@@ -101,6 +102,12 @@ def test_encrypted_class_stays_encrypted_and_needs_the_client_key(served: tuple[
     keyless = settings_at(tmp_path / "other-home")
     with pytest.raises(KeyMissing):
         run_remote_restore(keyless, n1, RestoreOptions([str(src)], to=str(tmp_path / "out2")))
+    # Another key for the same node: the session header's key check names it a wrong key.
+    other = settings_at(tmp_path / "third-home", PIPEVAULT_PASSPHRASE="another secret")
+    node_key(other.home, n1.creds.node, b"another secret", create=True)
+    with pytest.raises(WrongPassphrase):
+        run_remote_restore(other, n1, RestoreOptions([str(src)], to=str(tmp_path / "out3")))
+    assert not (tmp_path / "out3" / "secret.txt").exists()
 
 
 def test_a_node_reads_only_its_own_data(served: tuple[Daemon, Settings], tmp_path: Path) -> None:

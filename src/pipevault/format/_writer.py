@@ -87,6 +87,8 @@ class SessionWriter:
             buffer, for example); it may hold old data, the writer zeroes what it does not fill.
         clock: time source for the footer and resume times.
         resume: continue a session after a failure instead of starting one (see :meth:`resume`).
+        key_check: without ``key``, the key check of chunks encrypted elsewhere (added with
+            :meth:`add_chunk`), written in the session header so a reader can tell a wrong key.
 
     Not thread-safe: one writer per session, fed by one thread. Encoding may run elsewhere
     (:attr:`encoder` is thread-safe); hand the results to :meth:`add_chunk` in order.
@@ -96,7 +98,7 @@ class SessionWriter:
                  size: int = DEFAULT_SIZE, key: bytes | None = None, selector: Selector | None = None,
                  dedup: bool = False, discard_duplicates: bool = False, chunk_size: int = DEFAULT_CHUNK,
                  allocate: Allocate = _allocate, clock: Clock = SYSTEM,
-                 resume: ResumePoint | None = None) -> None:
+                 resume: ResumePoint | None = None, key_check: bytes = b"") -> None:
         self.session_id = resume.session_id if resume else (session_id or uuid.uuid4())
         self.size_log2 = size_log2_of(resume.size if resume else size)
         self.size = 1 << self.size_log2
@@ -104,6 +106,9 @@ class SessionWriter:
             raise LimitError(f"chunk size {chunk_size} is outside 1 byte..64 MiB")
         self.chunk_size = chunk_size
         self.keys = SessionKeys.derive(key, self.session_id) if key is not None else None
+        # Chunks encrypted elsewhere (a server storing a client's chunks never holds the key)
+        # still get the key check in the header, so a reader with a wrong key is told so.
+        self.key_check = self.keys.key_check if self.keys else key_check
         self.encoder = ChunkEncoder(self.session_id, keys=self.keys, selector=selector,
                                     dedup=dedup or discard_duplicates)
         self.discard_duplicates = discard_duplicates
@@ -116,7 +121,7 @@ class SessionWriter:
         self._held: list[tuple[memoryview, int, list[tuple[int, int]]]] | None = None
         self._sid = self.session_id.bytes
         self._flags = SuperblockFlags.NONE
-        self._required = Required.AES_GCM if self.keys else Required.NONE
+        self._required = Required.AES_GCM if self.key_check else Required.NONE
         self._optional = Optional.DEDUP_HASH if (dedup or discard_duplicates) else Optional.NONE
         self._seen: dict[bytes, tuple[int, int]] = {}
         self._points: dict[int, tuple[Any, ...]] = {}
@@ -129,7 +134,7 @@ class SessionWriter:
         if resume is None:
             self.seq = 0
             self.objects = self.plain_bytes = self.stored_bytes = self.errors = self.duplicates = 0
-            key_check = self.keys.key_check if self.keys else b""
+            key_check = self.key_check
             base = header or SessionHeader()
             created = base.created_ns or int(clock.now() * 1e9)
             self.header = dataclasses.replace(base, size_log2=self.size_log2, key_check=key_check,
@@ -140,7 +145,7 @@ class SessionWriter:
             self._resume(resume)
 
     def _resume(self, point: ResumePoint) -> None:
-        if point.key_check != (self.keys.key_check if self.keys else b""):
+        if point.key_check != self.key_check:
             raise WriterStateError(f"resuming session {point.session_id} needs the key it was started with")
         self.seq = point.next_seq
         self.objects, self.plain_bytes = point.objects, point.plain_bytes
@@ -387,7 +392,7 @@ class SessionWriter:
         (required, objects, plain, stored, errors, dups, next_object, obj, first_seq, chunk_seq, offset,
          obj_stored, obj_dups) = state
         return ResumePoint(
-            session_id=self.session_id, size=self.size, key_check=self.keys.key_check if self.keys else b"",
+            session_id=self.session_id, size=self.size, key_check=self.key_check,
             required=required, next_seq=durable_seq + 1, objects=objects, plain_bytes=plain,
             stored_bytes=stored, errors=errors, duplicates=dups, next_object_index=next_object,
             open_object=obj, object_first_seq=first_seq, chunk_seq=chunk_seq, object_offset=offset,

@@ -483,6 +483,7 @@ class StoreParams:
     catalog_stage: bool = False  # a CatalogStage follows the store (else the store catalogues)
     sync_bytes: int = SYNC_EVERY  # stored bytes between durability points (sync, then catalogue)
     deleted: tuple[tuple[str, str, str], ...] = ()  # objects the plan found deleted (noted on media)
+    key_check: bytes = b""  # without key: the key check of chunks the client encrypted (remote backup)
 
 
 class StoreStage:
@@ -507,7 +508,7 @@ class StoreStage:
         writer = SessionWriter(p.header, session_id=p.session_id, size=SUPERBLOCK_SIZE, key=p.key, dedup=p.dedup,
                                discard_duplicates=p.dedup,
                                selector=SamplingSelector() if p.compress else fixed(Compression.NONE),
-                               clock=site.clock)
+                               clock=site.clock, key_check=p.key_check)
         on_durable = (functools.partial(send_durable, ctx) if p.catalog_stage
                       else Cataloguer(site, p).add_durable)
         self.store = SessionStore(site, writer, p.pool, on_durable, sync_every=p.sync_bytes)

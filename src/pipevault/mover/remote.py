@@ -35,6 +35,7 @@ from typing import Any
 from pipevault.catalog.objects import VersionInfo
 from pipevault.config import Settings
 from pipevault.events import ItemCounter, Reporter
+from pipevault.format import SessionKeys
 from pipevault.mover import backup
 from pipevault.mover.backup import BUFFER, BackupOptions, BackupResult, ChunkEncode, SourceReader
 from pipevault.mover.keys import key_path, node_key
@@ -139,6 +140,8 @@ def run_remote_backup(settings: Settings, server: Server, opts: BackupOptions, r
         params["deleted"] = _send_deleted(server, plan.deleted)
     if sync_bytes is not None:
         params["sync_bytes"] = sync_bytes
+    if key is not None:  # the server writes it in the session header: a wrong key is then named
+        params["key_check"] = SessionKeys.derive(key, sid).key_check.hex()
     buffers = max(opts.max_buffers, 8, 2 * server.connections + 4)
     remote = RemotePipe.extend(server.address, server.creds, direction="push", module="store", params=params,
                                connections=server.connections, buffer_size=BUFFER, max_buffers=buffers,

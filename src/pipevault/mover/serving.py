@@ -43,6 +43,7 @@ from pipevault.mover.tapes import try_lock
 from pipevault.pipe import PipeResult, StageContext, StageSpec
 
 MIN_SYNC = 1 << 20
+KEY_CHECK_LEN = 16
 DEFAULT_SYNC = 64 << 20  # a remote backup cut by the network resumes from its last durable point
 
 
@@ -127,6 +128,9 @@ def begin_backup(settings: Settings, node: str, params: dict[str, Any],
     expire_days = params.get("expire_days")
     sync_bytes = max(MIN_SYNC, int(params.get("sync_bytes") or DEFAULT_SYNC))
     host = str(params.get("host") or "")[:255]
+    key_check = bytes.fromhex(str(params.get("key_check") or ""))
+    if len(key_check) not in (0, KEY_CHECK_LEN):
+        raise ValueError(f"a key check has {KEY_CHECK_LEN} bytes, not {len(key_check)}")
     site = Site.open(settings, node=node)
     try:
         mc = site.management_class(str(class_name) if class_name else None)
@@ -161,7 +165,8 @@ def begin_backup(settings: Settings, node: str, params: dict[str, Any],
         site.settings, None, node, site.tape, sid, cat_session, mc.destination_pool, None,
         SessionHeader(node=node, job=kind, kind=kind, host=host or socket.gethostname(), software="pipevault"),
         mc.compress, mc.dedup, archive, description, expires, mc.name, stored=now, catalog_stage=True,
-        sync_bytes=sync_bytes, deleted=() if archive else tuple(deleted))  # noted on media, as locally
+        sync_bytes=sync_bytes, deleted=() if archive else tuple(deleted),  # noted on media, as locally
+        key_check=key_check)
     return BackupService(site, lock, cat_session, store, mc.encrypt, deleted)
 
 
