@@ -16,7 +16,6 @@ import functools
 import itertools
 import json
 import os
-import re
 import stat
 import time
 import uuid
@@ -695,15 +694,15 @@ class _Plan:
     starts: list[tuple[str, list[tuple[int, Key]]]]  # per volume, in read order: (first block, object)
 
 
-# How the backup's catalog stage ends every version's attributes (see mover/catalogue.py).
-_TAIL = re.compile(r'"session":"([0-9a-f-]{36})","object":(\d+)}$')
-
-
 def _object_index(attributes: str, session: uuid.UUID) -> int | None:
     """The version's object index in ``session``, when its attributes record it."""
-    m = _TAIL.search(attributes, max(0, len(attributes) - 80))
-    if m is not None:
-        return int(m.group(2)) if m.group(1) == str(session) else None
+    # The backup's catalog stage ends every version's attributes with
+    # ``"session":"<uuid>","object":<n>}`` (mover/catalogue.py): read it from there.
+    at = attributes.rfind('"session":"', max(0, len(attributes) - 80))
+    if at >= 0 and attributes[at + 47: at + 58] == '","object":' and attributes.endswith("}"):
+        number = attributes[at + 58: -1]
+        if number.isdigit():
+            return int(number) if attributes[at + 11: at + 47] == str(session) else None
     attrs = json.loads(attributes)  # written by something else (a rebuilt catalog, an older version)
     if "object" in attrs and attrs.get("session") == str(session):
         return int(attrs["object"])
