@@ -48,6 +48,8 @@ class ManagementClass:
     def __post_init__(self) -> None:
         if not 1 <= len(self.name) <= 30:
             raise CatalogConflict(f"management class name {self.name!r} must have 1 to 30 characters")
+        if not self.destination_pool:
+            raise CatalogConflict(f"class {self.name}: a destination pool is needed")
         if self.versions_exists < 1 or self.versions_deleted < 0:
             raise CatalogConflict(f"class {self.name}: keep at least one version of an existing "
                                   "file and zero or more of a deleted one")

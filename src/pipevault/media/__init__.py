@@ -4,10 +4,10 @@ Layer: core. May import format and the foundation; never pipe, catalog or anythi
 
 Every medium is a :class:`Volume` of fixed-size blocks with frozen :class:`Capabilities`;
 operations outside them raise :class:`~pipevault.media.errors.MediaUnsupported`. Statistics,
-fault injection and read-only access are wrappers of the same interface. Pools, volume states,
-management classes and the storage map are plain dataclasses with pure functions over them,
-so the catalog can persist them field by field. ``pipevault.media.testing`` is the
-conformance suite every implementation passes.
+fault injection and read-only access are wrappers of the same interface. Pools, volume states
+and migration plans are plain dataclasses with pure functions over them, so the catalog can
+persist them field by field (management classes and the storage map live in the catalog).
+``pipevault.media.testing`` is the conformance suite every implementation passes.
 """
 
 from pipevault.media._disk import DiskPoolDirectory as DiskPoolDirectory
@@ -22,10 +22,6 @@ from pipevault.media._plans import ReclamationPlan as ReclamationPlan
 from pipevault.media._plans import StoredExtent as StoredExtent
 from pipevault.media._plans import plan_migration as plan_migration
 from pipevault.media._plans import plan_reclamation as plan_reclamation
-from pipevault.media._policy import ManagementClass as ManagementClass
-from pipevault.media._policy import Resolution as Resolution
-from pipevault.media._policy import StorageMap as StorageMap
-from pipevault.media._policy import StorageRule as StorageRule
 from pipevault.media._pools import Occupancy as Occupancy
 from pipevault.media._pools import Pool as Pool
 from pipevault.media._pools import PoolVolume as PoolVolume
@@ -73,7 +69,6 @@ __all__ = [
     "FamilyVolume",
     "FaultyVolume",
     "InventoryEntry",
-    "ManagementClass",
     "MemoryVolume",
     "MigrationPlan",
     "MotionStatistics",
@@ -85,10 +80,7 @@ __all__ = [
     "PositionCost",
     "ReadOnlyVolume",
     "ReclamationPlan",
-    "Resolution",
     "StatisticsVolume",
-    "StorageMap",
-    "StorageRule",
     "StoredExtent",
     "TapeDrive",
     "TapeLibrary",

@@ -1,10 +1,8 @@
-"""Management classes and the storage map that binds every object to one.
+"""The storage map: ordered rules binding every object to a management class.
 
-A :class:`ManagementClass` is policy: where an object's data goes (destination pool), how
-many backup versions to keep and for how long, how long archives are kept, and whether data is
-compressed, encrypted and deduplicated. The :class:`StorageMap` resolves an object (its file
-space and name) to its class and pool through an ordered list of rules. Field names match the
-catalog's ``classes`` table, so a class converts with ``ManagementClass(**row)``.
+:class:`StorageMap` resolves an object (its file space and name) to its
+:class:`~pipevault.catalog.classes.ManagementClass` and destination pool; the first rule
+whose patterns match wins, the default class takes the rest.
 """
 
 from __future__ import annotations
@@ -13,47 +11,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipevault.media.errors import PoolError
-
-
-@dataclass(frozen=True)
-class ManagementClass:
-    """Policy for the objects bound to it (defaults: Storage Protect's STANDARD copy groups).
-
-    Attributes:
-        name: class name (1-30 characters).
-        destination_pool: pool that receives new backup and archive data.
-        versions_exists: backup versions kept while the object exists (the active one counts).
-        versions_deleted: backup versions kept after the object was deleted.
-        retain_extra_days: days an inactive backup version is kept (except the last one of a
-            deleted object).
-        retain_only_days: days the last backup version of a deleted object is kept.
-        archive_days: days an archive copy is kept.
-        compress, encrypt, dedup: what the mover does to the data on its way to the pool.
-    """
-
-    name: str
-    destination_pool: str
-    versions_exists: int = 2
-    versions_deleted: int = 1
-    retain_extra_days: int = 30
-    retain_only_days: int = 60
-    archive_days: int = 365
-    compress: bool = True
-    encrypt: bool = False
-    dedup: bool = False
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if not 1 <= len(self.name) <= 30:
-            raise PoolError(f"management class name {self.name!r} must have 1 to 30 characters")
-        if not self.destination_pool:
-            raise PoolError(f"management class {self.name} needs a destination pool")
-        if self.versions_exists < 1 or self.versions_deleted < 0:
-            raise PoolError(f"class {self.name}: keep at least one version of an existing object "
-                            "and zero or more of a deleted one")
-        if min(self.retain_extra_days, self.retain_only_days, self.archive_days) < 0:
-            raise PoolError(f"class {self.name}: retention days cannot be negative")
+from pipevault.catalog.classes import ManagementClass
+from pipevault.catalog.errors import CatalogConflict
 
 
 @dataclass(frozen=True)
@@ -73,7 +32,7 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
     """Compile a storage-map glob (see :class:`StorageRule`) to an anchored regular expression.
 
     Raises:
-        PoolError: an unclosed ``[`` set.
+        CatalogConflict: an unclosed ``[`` set.
     """
     out, i = [], 0
     while i < len(pattern):
@@ -89,7 +48,7 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
         elif c == "[":
             end = pattern.find("]", i + 2)
             if end < 0:
-                raise PoolError(f"pattern {pattern!r} has an unclosed '['")
+                raise CatalogConflict(f"pattern {pattern!r} has an unclosed '['")
             body = pattern[i + 1:end]
             neg = body.startswith("!")
             out.append("[" + ("^" if neg else "") + re.escape(body[1:] if neg else body) + "]")
@@ -122,7 +81,7 @@ class StorageMap:
         pools: if given, the pools that exist; every class's destination must be one of them.
 
     Raises:
-        PoolError: a rule or the default names an unknown class, a destination pool does not
+        CatalogConflict: a rule or the default names an unknown class, a destination pool does not
             exist, two classes share a name, or a pattern is malformed.
     """
 
@@ -136,14 +95,14 @@ class StorageMap:
     def __post_init__(self) -> None:
         by_name = {c.name: c for c in self.classes}
         if len(by_name) != len(self.classes):
-            raise PoolError("two management classes share a name")
+            raise CatalogConflict("two management classes share a name")
         for name in [self.default_class, *(r.class_name for r in self.rules)]:
             if name not in by_name:
-                raise PoolError(f"storage map names management class {name!r}, which is not defined")
+                raise CatalogConflict(f"storage map names management class {name!r}, which is not defined")
         if self.pools is not None:
             for c in self.classes:
                 if c.destination_pool not in self.pools:
-                    raise PoolError(f"class {c.name} sends data to pool {c.destination_pool!r}, "
+                    raise CatalogConflict(f"class {c.name} sends data to pool {c.destination_pool!r}, "
                                     "which does not exist")
         compiled = tuple((glob_to_regex(r.filespace), glob_to_regex(r.pattern)) for r in self.rules)
         object.__setattr__(self, "_compiled", compiled)
@@ -158,12 +117,12 @@ class StorageMap:
         """The class called ``name``.
 
         Raises:
-            PoolError: no such class.
+            CatalogConflict: no such class.
         """
         for c in self.classes:
             if c.name == name:
                 return c
-        raise PoolError(f"no management class {name!r}")
+        raise CatalogConflict(f"no management class {name!r}")
 
     def resolve(self, filespace: str, name: str) -> Resolution:
         """The class and pool for object ``name`` in ``filespace``."""

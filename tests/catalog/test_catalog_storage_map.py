@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipevault.media import ManagementClass, StorageMap, StorageRule
-from pipevault.media._policy import glob_to_regex
-from pipevault.media.errors import PoolError
+from pipevault.catalog.classes import ManagementClass
+from pipevault.catalog.errors import CatalogConflict
+from pipevault.catalog.storage_map import StorageMap, StorageRule, glob_to_regex
 
 STANDARD = ManagementClass("STANDARD", "DISKPOOL")
 DATABASE = ManagementClass("DATABASE", "TAPEPOOL", versions_exists=7, retain_extra_days=90, compress=False)
@@ -51,28 +51,28 @@ def test_class_flags_travel_with_the_resolution() -> None:
 
 
 def test_maps_with_unknown_classes_or_pools_are_refused() -> None:
-    with pytest.raises(PoolError, match="'NOPE', which is not defined"):
+    with pytest.raises(CatalogConflict, match="'NOPE', which is not defined"):
         StorageMap.build([STANDARD], [StorageRule("**", "NOPE")], default_class="STANDARD")
-    with pytest.raises(PoolError, match="not defined"):
+    with pytest.raises(CatalogConflict, match="not defined"):
         StorageMap.build([STANDARD], [], default_class="OTHER")
-    with pytest.raises(PoolError, match="does not exist"):
+    with pytest.raises(CatalogConflict, match="does not exist"):
         StorageMap.build([STANDARD, DATABASE], [], default_class="STANDARD", pools=["DISKPOOL"])
-    with pytest.raises(PoolError, match="share a name"):
+    with pytest.raises(CatalogConflict, match="share a name"):
         StorageMap.build([STANDARD, STANDARD], [], default_class="STANDARD")
-    with pytest.raises(PoolError, match="unclosed"):
+    with pytest.raises(CatalogConflict, match="unclosed"):
         StorageMap.build([STANDARD], [StorageRule("/a/[bc", "STANDARD")], default_class="STANDARD")
-    with pytest.raises(PoolError, match="no management class"):
+    with pytest.raises(CatalogConflict, match="no management class"):
         _map().class_named("NOPE")
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"name": ""}, "1 to 30"), ({"name": "X" * 31}, "1 to 30"), ({"destination_pool": ""}, "destination"),
-    ({"versions_exists": 0}, "at least one"), ({"versions_deleted": -1}, "at least one"),
+    ({"versions_exists": 0}, "at least one"), ({"versions_deleted": -1}, "zero or more"),
     ({"archive_days": -1}, "negative"),
 ])
 def test_classes_are_validated(kwargs: dict[str, object], match: str) -> None:
     base: dict[str, object] = {"name": "C", "destination_pool": "P"}
-    with pytest.raises(PoolError, match=match):
+    with pytest.raises(CatalogConflict, match=match):
         ManagementClass(**{**base, **kwargs})  # type: ignore[arg-type]
 
 
