@@ -116,7 +116,7 @@ class LibraryError(MediaError):
 
 
 class PoolError(MediaError):
-    """A pool, volume state change, management class or storage map rule is invalid."""
+    """A pool or a volume state change is invalid."""
 
     code = "media.pool"
     exit_code = 39
