@@ -692,6 +692,7 @@ class _Plan:
     wanted: dict[Key, VersionInfo]
     by_index: dict[tuple[uuid.UUID, int], Key]
     starts: list[tuple[str, list[tuple[int, Key]]]]  # per volume, in read order: (first block, object)
+    stored: int = 0  # bytes of the wanted objects on media (what the progress bar counts: blocks read)
 
 
 def _object_index(attributes: str, session: uuid.UUID) -> int | None:
@@ -739,7 +740,7 @@ def _plan(site: Site, versions: list[VersionInfo]) -> _Plan:
         per_volume[vol].append((block, k))
     order = _read_order(pieces, {vid: k[0] for vid, k in ids.items()})
     starts = [(vol, sorted(per_volume[vol], key=lambda s: s[0])) for vol in order]
-    return _Plan(wanted, by_index, starts)
+    return _Plan(wanted, by_index, starts, sum(p.length for p in pieces))
 
 
 def _read_order(pieces: list[location_rows.Location], session_of: dict[int, uuid.UUID]) -> list[str]:
@@ -826,7 +827,7 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, plan.starts, writer.done)),
                  *sink_stages(writer)],
                 buffer_size=BLOCK_BUFFER, max_buffers=32, reporter=counter,
-                total_bytes=sum(v.size for v in plan.wanted.values()),
+                total_bytes=plan.stored,
                 job="verify" if opts.verify_only else "restore")
     try:
         result = pipe.run()
