@@ -58,16 +58,14 @@ def _record(rtype: int, body: Buffer) -> bytes:
     return RECORD_HEADER.pack(rtype, 0, 0, len(body)) + body
 
 
+_NEEDS = {Compression.NONE: 0, Compression.LZ4: int(Required.LZ4), Compression.ZSTD: int(Required.ZSTD)}
+_AES_GCM = int(Required.AES_GCM)
+
+
 def required_by(header: ChunkHeader) -> int:
-    """The ``Required`` bits a reader needs for a chunk with this header."""
-    bits = 0
-    if header.compression is Compression.LZ4:
-        bits |= Required.LZ4
-    elif header.compression is Compression.ZSTD:
-        bits |= Required.ZSTD
-    if header.encryption is Encryption.AES_256_GCM:
-        bits |= Required.AES_GCM
-    return bits
+    """The ``Required`` bits a reader needs for a chunk with this header (an int: this runs
+    for every chunk, and IntFlag operations run Python code)."""
+    return _NEEDS[header.compression] | (_AES_GCM if header.encryption is Encryption.AES_256_GCM else 0)
 
 
 def frame_object(object_index: int, header_body: bytes, chunk: EncodedChunk | None,

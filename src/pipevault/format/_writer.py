@@ -26,7 +26,7 @@ from pipevault.format._fields import (
     SessionHeader,
     SessionStatus,
 )
-from pipevault.format._framed import FramedObject, records_of, unframe_chunk
+from pipevault.format._framed import FramedObject, records_of, required_by, unframe_chunk
 from pipevault.format._records import (
     ALL,
     CHUNK_HEADER_LEN,
@@ -40,7 +40,6 @@ from pipevault.format._records import (
     ChunkFooter,
     ChunkHeader,
     Compression,
-    Encryption,
     RecordType,
     Resume,
 )
@@ -61,8 +60,6 @@ from pipevault.format.errors import LimitError, WriterStateError
 Allocate = Callable[[int], memoryview]
 DEFAULT_CHUNK = 1 << 20
 _DUPLICATE, _HAS_DEDUP_HASH = int(ChunkFlags.DUPLICATE), int(ChunkFlags.HAS_DEDUP_HASH)
-_NEEDS = {Compression.NONE: 0, Compression.LZ4: int(Required.LZ4), Compression.ZSTD: int(Required.ZSTD)}
-_AES_GCM = int(Required.AES_GCM)
 DEDUP_INDEX_MAX = 1 << 20  # dedup hashes remembered per session (about 100 MB at most)
 KEEP_POINTS = 4096  # resume points kept: a tape drive buffer holds far fewer superblocks
 
@@ -260,7 +257,7 @@ class SessionWriter:
                 flags = int(h.flags)
         if flags & _DUPLICATE:
             self._optional |= Optional.DUPLICATES
-        need = _NEEDS[h.compression] | (_AES_GCM if h.encryption is Encryption.AES_256_GCM else 0)
+        need = required_by(h)
         if need & ~int(self._required):
             self._required |= need
         self._put(RecordType.CHUNK_HEADER, h.pack(), continuable=False)

@@ -58,7 +58,7 @@ from pipevault.format import (
 from pipevault.format.errors import LimitError
 from pipevault.media import SUPERBLOCK_SIZE
 from pipevault.mover import _wire as W
-from pipevault.mover.catalogue import CatalogStage, Cataloguer, send_durable
+from pipevault.mover.catalogue import CatalogStage, send_durable
 from pipevault.mover.objmeta import entry_meta, header_and_doc
 from pipevault.mover.plan import Plan, make_plan
 from pipevault.mover.site import Site
@@ -480,7 +480,6 @@ class StoreParams:
     expires: float | None
     class_name: str
     stored: float | None = None  # the backup date of every version (the catalog's clock when None)
-    catalog_stage: bool = False  # a CatalogStage follows the store (else the store catalogues)
     sync_bytes: int = SYNC_EVERY  # stored bytes between durability points (sync, then catalogue)
     deleted: tuple[tuple[str, str, str], ...] = ()  # objects the plan found deleted (noted on media)
     key_check: bytes = b""  # without key: the key check of chunks the client encrypted (remote backup)
@@ -492,10 +491,9 @@ class StoreStage:
     Runs in the initiator with its ``site`` (thread mode), or as a process module that opens
     its own site from the parameters: the store is the serial Python hot spot of a backup
     (stream-format records), and a process of its own takes it off the interpreter lock the
-    reader and encoders share. Durable objects go to a following
-    :class:`~pipevault.mover.catalogue.CatalogStage` (``params.catalog_stage``, the store then
-    allocates buffers) or are catalogued here. Result: objects and bytes durable, stored
-    bytes, volumes used.
+    reader and encoders share. Durable objects go on (in buffers the store allocates) to the
+    :class:`~pipevault.mover.catalogue.CatalogStage` that must follow it. Result: objects and
+    bytes durable, stored bytes, volumes used.
     """
 
     def __init__(self, params: StoreParams, site: Site | None = None) -> None:
@@ -509,9 +507,8 @@ class StoreStage:
                                discard_duplicates=p.dedup,
                                selector=SamplingSelector() if p.compress else fixed(Compression.NONE),
                                clock=site.clock, key_check=p.key_check)
-        on_durable = (functools.partial(send_durable, ctx) if p.catalog_stage
-                      else Cataloguer(site, p).add_durable)
-        self.store = SessionStore(site, writer, p.pool, on_durable, sync_every=p.sync_bytes)
+        self.store = SessionStore(site, writer, p.pool, functools.partial(send_durable, ctx),
+                                  sync_every=p.sync_bytes)
         try:
             self._feed(ctx)
         except BaseException:
@@ -622,7 +619,7 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
         params = StoreParams(
             site.settings, site.passphrase, site.node, site.tape, sid, cat_session, mc.destination_pool, key,
             SessionHeader(node=site.node, job=kind, kind=kind, host=socket.gethostname(), software="pipevault"),
-            mc.compress, mc.dedup, opts.archive, opts.description, expires, mc.name, stored=now, catalog_stage=True,
+            mc.compress, mc.dedup, opts.archive, opts.description, expires, mc.name, stored=now,
             deleted=() if opts.archive else tuple(plan.deleted))
         # The store and the catalog run as processes of their own when the site can be reopened
         # there (opened from settings, on the real clock); otherwise (tests on a manual clock)

@@ -1,10 +1,9 @@
 """Cataloguing durable objects: the last stage of a backup pipe.
 
 The store (:mod:`pipevault.mover.store`) hands on objects only once they are wholly on
-synced media; this module turns them into catalog versions, thousands per transaction.
-It runs either inside the store stage (:class:`Cataloguer` called directly) or as a stage
-of its own after it (:class:`CatalogStage`), usually a process: then building catalog rows
-and SQLite's work overlap with writing superblocks instead of adding to it.
+synced media; this module turns them into catalog versions, thousands per transaction, in
+a stage of its own after the store (:class:`CatalogStage`), usually a process: building
+catalog rows and SQLite's work overlap with writing superblocks instead of adding to it.
 
 A CATALOG buffer (store -> catalog stage) holds a volume-name table, then per object
 ``CATALOG_REC`` followed by its doc and its pieces (see :mod:`pipevault.mover._wire`). The
@@ -53,13 +52,6 @@ class Cataloguer:
             p.class_name, attrs, digest, p.archive, p.description, p.expires))
         self.objects += 1
         self.bytes += stream
-
-    def add_durable(self, durable: list[Durable]) -> None:
-        """Catalogue ``durable`` objects (idents: doc, digest, stream) and commit."""
-        for d in durable:
-            doc, digest, stream = d.ident
-            self.add(d.footer.object_index, d.footer.status, digest, stream, d.footer.stored_bytes, doc, d.spans)
-        self.commit()
 
     def commit(self) -> None:
         """Write what was queued in one transaction (returns when committed)."""

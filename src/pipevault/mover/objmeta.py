@@ -16,7 +16,7 @@ import pickle
 from pipevault.format import ArchiveHeader, ObjectType
 from pipevault.mover import _wire as W
 from pipevault.mover.plan import attributes_of
-from pipevault.mover.walk import Entry, group_name, to_text, user_name
+from pipevault.mover.walk import Entry, group_name, high_name, low_name, to_text, user_name
 
 
 def entry_meta(e: Entry, class_name: str, stored_ns: int, expires_ns: int, description: str) -> bytes:
@@ -40,8 +40,5 @@ def header_and_doc(meta: bytes | memoryview, index: int) -> tuple[bytes, bytes]:
         link_target=(link_target if kind == ObjectType.SYMLINK
                      else os.fsencode("/" + hardlink_of) if hardlink_of else b""),
         filespace=fs, stored_ns=stored_ns, expires_ns=expires_ns, description=description)
-    head = os.path.dirname(rel)
-    hl = "/" + to_text(head) if head else "/"
-    ll = to_text(os.path.basename(rel))
     attrs = attributes_of(kind, mode, uid, gid, size, mtime, ctime, atime, ino, nlink, rdev, link_target, hardlink_of)
-    return header.pack(), W.dumps(fs, hl, ll, kind, header.size, W.attributes_json(attrs))
+    return header.pack(), W.dumps(fs, high_name(rel), low_name(rel), kind, header.size, W.attributes_json(attrs))

@@ -83,7 +83,7 @@ class ScanStage:
             def want(sid: uuid.UUID, index: int) -> bool:
                 return (sid, index) in wanted
         scanner = Scanner(key=self.key, sessions=self.sessions, want=want)
-        out = _EventBuffers(ctx)
+        out = _EventBuffers(ctx, wanted)
         while (buf := ctx.receive_buf()) is not None:
             try:
                 events = scanner.feed(buf.view)
@@ -92,19 +92,20 @@ class ScanStage:
             except KeyRequiredError as exc:
                 raise KeyMissing(f"the data is encrypted: {exc.message}") from exc
             for ev in events:
-                out.event(ev, wanted)
+                out.event(ev)
             del events  # chunk data may be views of the superblock: copied by now
             ctx.free_buf(buf)
         for ev in scanner.finish():
-            out.event(ev, wanted)
+            out.event(ev)
         out.flush()
 
 
 class _EventBuffers:
-    """Packs events into EVENTS buffers, sending each when full."""
+    """Packs events into EVENTS buffers, sending each when full; only those of ``wanted``
+    objects (all when None)."""
 
-    def __init__(self, ctx: StageContext) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: StageContext, wanted: set[tuple[uuid.UUID, int]] | None) -> None:
+        self.ctx, self.wanted = ctx, wanted
         self.buf: Any = None
         self.pos = self.count = 0
 
@@ -134,7 +135,8 @@ class _EventBuffers:
         self.pos = pos
         self.count += 1
 
-    def event(self, ev: object, wanted: set[tuple[uuid.UUID, int]] | None) -> None:
+    def event(self, ev: object) -> None:
+        wanted = self.wanted
         if isinstance(ev, ChunkRead):
             h = ev.header
             duplicate = bool(h.flags & ChunkFlags.DUPLICATE)

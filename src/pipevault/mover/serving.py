@@ -164,7 +164,7 @@ def begin_backup(settings: Settings, node: str, params: dict[str, Any],
     store = StoreParams(
         site.settings, None, node, site.tape, sid, cat_session, mc.destination_pool, None,
         SessionHeader(node=node, job=kind, kind=kind, host=host or socket.gethostname(), software="pipevault"),
-        mc.compress, mc.dedup, archive, description, expires, mc.name, stored=now, catalog_stage=True,
+        mc.compress, mc.dedup, archive, description, expires, mc.name, stored=now,
         sync_bytes=sync_bytes, deleted=() if archive else tuple(deleted),  # noted on media, as locally
         key_check=key_check)
     return BackupService(site, lock, cat_session, store, mc.encrypt, deleted)

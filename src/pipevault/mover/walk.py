@@ -80,15 +80,23 @@ class Entry:
     @property
     def hl(self) -> str:
         """High-level name: the directory part of ``rel``, rooted at ``/``."""
-        if not self.rel:
-            return "/"
-        head = os.path.dirname(self.rel)
-        return "/" + to_text(head) if head else "/"
+        return high_name(self.rel)
 
     @property
     def ll(self) -> str:
         """Low-level name: the entry's own name (as catalog text)."""
-        return to_text(os.path.basename(self.rel))
+        return low_name(self.rel)
+
+
+def high_name(rel: str) -> str:
+    """The catalog's high-level name of path ``rel`` in its file space: its directory, from ``/``."""
+    head = os.path.dirname(rel)
+    return "/" + to_text(head) if head else "/"
+
+
+def low_name(rel: str) -> str:
+    """The catalog's low-level name of path ``rel``: its own name, as catalog text."""
+    return to_text(os.path.basename(rel))
 
 
 @dataclass
