@@ -18,6 +18,7 @@ from typing import Any
 import xxhash
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pipevault.format._codecs import Buffer, SamplingSelector, Selector, compress, decompress
 from pipevault.format._crypto import SessionKeys, dedup_hash
@@ -47,7 +48,8 @@ class EncodedChunk:
     footer: ChunkFooter
 
 
-_DUPLICATE = int(ChunkFlags.DUPLICATE)
+_DUPLICATE, _STORED_HASH = int(ChunkFlags.DUPLICATE), int(ChunkFlags.STORED_HASH)
+_NO_HASH = bytes(16)
 
 
 def _tampered(h: ChunkHeader) -> IntegrityError:
@@ -60,16 +62,24 @@ def _mismatch(h: ChunkHeader) -> IntegrityError:
                           "match its content hash", object_index=h.object_index, chunk=h.chunk_seq)
 
 
-def _plain(h: ChunkHeader, stored: Buffer, content_hash: bytes) -> Buffer:
-    """Decompress decrypted ``stored`` bytes and check them against ``content_hash``."""
+def _unpacked(h: ChunkHeader, stored: Buffer) -> Buffer:
+    """Decompress decrypted, already verified ``stored`` bytes (``stored`` itself when untransformed)."""
     if h.compression is Compression.NONE:
         if h.stored_len != h.plain_len:
             raise FormatError(f"uncompressed chunk {h.object_index}/{h.chunk_seq} "
                               f"stores {h.stored_len} of {h.plain_len} bytes")
-        plain = stored
-    else:
-        plain = decompress(h.compression, stored, h.plain_len)
-    if xxhash.xxh3_128_digest(plain) != content_hash:
+        return stored
+    return decompress(h.compression, stored, h.plain_len)
+
+
+def _plain(h: ChunkHeader, stored: Buffer, content_hash: bytes) -> Buffer:
+    """Decompress decrypted ``stored`` bytes and check them against ``content_hash``.
+
+    A ``STORED_HASH`` chunk was checked before (its hash covers the stored bytes, or the GCM
+    tag does); a chunk of format 1.0 is checked here, on its plaintext.
+    """
+    plain = _unpacked(h, stored)
+    if not int(h.flags) & _STORED_HASH and xxhash.xxh3_128_digest(plain) != content_hash:
         raise _mismatch(h)
     return plain
 
@@ -86,14 +96,21 @@ class ChunkEncoder:
         keys: the session's keys, or None for no encryption.
         selector: picks compression per chunk (default: zstd-1 unless a sample does not compress).
         dedup: compute the dedup hash of every chunk.
+        stored_hash: write format 1.1 chunks (``STORED_HASH``: the content hash covers the
+            stored bytes; none under encryption, whose GCM tag covers them); False writes
+            chunks as format 1.0 did (the hash of the plaintext, sealed in the footer when
+            encrypted).
     """
 
     def __init__(self, session_id: uuid.UUID, *, keys: SessionKeys | None = None,
-                 selector: Selector | None = None, dedup: bool = False) -> None:
+                 selector: Selector | None = None, dedup: bool = False, stored_hash: bool = True) -> None:
         self.session_id = session_id
         self.keys = keys
         self.selector: Selector = selector if selector is not None else SamplingSelector()
         self.dedup = dedup
+        self.stored_hash = stored_hash
+        # One AEAD object per session: it holds the expanded key (encrypt is thread-safe).
+        self._aead = AESGCM(keys.chunk_key) if keys is not None else None
 
     def __call__(self, plain: Buffer, object_index: int, chunk_seq: int, object_offset: int) -> EncodedChunk:
         """Encode one chunk of at most 64 MiB.
@@ -118,14 +135,17 @@ class ChunkEncoder:
                 stored = packed
             else:
                 comp, level, flags = Compression.NONE, 0, ChunkFlags.RAW_FALLBACK
-        # Hashed after compressing: the compressor has just pulled the plaintext into cache.
-        content_hash = xxhash.xxh3_128_digest(view)
         algo, dhash = DedupAlgo.NONE, bytes(32)
         if self.dedup:
             algo, dhash = dedup_hash(view, self.keys)
             flags |= ChunkFlags.HAS_DEDUP_HASH
         if comp is Compression.NONE:
             level = 0
+        if self.stored_hash:
+            return self._encode_stored_hash(view, stored, object_index, chunk_seq, object_offset, comp, level,
+                                            flags | ChunkFlags.STORED_HASH, algo, dhash)
+        # Hashed after compressing: the compressor has just pulled the plaintext into cache.
+        content_hash = xxhash.xxh3_128_digest(view)
         if self.keys is None:
             header = ChunkHeader(object_index, chunk_seq, object_offset, len(view), len(stored), comp, level,
                                  Encryption.NONE, flags, algo, bytes(12), content_hash, dhash)
@@ -139,6 +159,23 @@ class ChunkEncoder:
         sealed = enc.update(content_hash) + enc.finalize()
         footer = ChunkFooter(object_index, chunk_seq, len(stored), sealed, enc.tag)
         return EncodedChunk(header, ciphertext, footer)
+
+    def _encode_stored_hash(self, view: memoryview, stored: Buffer, object_index: int, chunk_seq: int,
+                            object_offset: int, comp: Compression, level: int, flags: ChunkFlags,
+                            algo: DedupAlgo, dhash: bytes) -> EncodedChunk:
+        """A format 1.1 chunk: the content hash of the stored bytes, or the GCM tag alone."""
+        n = len(stored)
+        if self._aead is None:
+            # Hashed right after compressing: the compressed bytes are still in cache.
+            header = ChunkHeader(object_index, chunk_seq, object_offset, len(view), n, comp, level,
+                                 Encryption.NONE, flags, algo, bytes(12), xxhash.xxh3_128_digest(stored), dhash)
+            return EncodedChunk(header, stored, ChunkFooter(object_index, chunk_seq, n))
+        nonce = secrets.token_bytes(12)
+        header = ChunkHeader(object_index, chunk_seq, object_offset, len(view), n, comp, level,
+                             Encryption.AES_256_GCM, flags, algo, nonce, _NO_HASH, dhash)
+        sealed = self._aead.encrypt(nonce, stored, _aad(self.session_id, header))  # ciphertext, then the tag
+        footer = ChunkFooter(object_index, chunk_seq, n, _NO_HASH, sealed[n:])
+        return EncodedChunk(header, memoryview(sealed)[:n], footer)
 
     def duplicate(self, object_index: int, chunk_seq: int, object_offset: int, original: ChunkHeader,
                   of: tuple[int, int]) -> EncodedChunk:
@@ -161,6 +198,7 @@ class ChunkDecoder:
     def __init__(self, session_id: uuid.UUID, keys: SessionKeys | None = None) -> None:
         self.session_id = session_id
         self.keys = keys
+        self._aead = AESGCM(keys.chunk_key) if keys is not None else None
 
     def __call__(self, header: ChunkHeader, stored: Buffer, footer: ChunkFooter) -> Buffer:
         """The chunk's plaintext: ``stored`` itself when untransformed (no copy), else new bytes.
@@ -178,10 +216,19 @@ class ChunkDecoder:
             raise FormatError(f"chunk {header.object_index}/{header.chunk_seq} is a duplicate; "
                               "its data is in the chunk it refers to")
         content_hash = header.content_hash
+        stored_hash = int(header.flags) & _STORED_HASH
         if header.encryption is Encryption.AES_256_GCM:
-            if self.keys is None:
+            if self._aead is None:
                 raise KeyRequiredError(f"chunk {header.object_index}/{header.chunk_seq} is encrypted; "
                                        "no key given")
+            if stored_hash:
+                try:
+                    stored = self._aead.decrypt(header.nonce, bytes(stored) + footer.tag,
+                                                _aad(self.session_id, header))
+                except InvalidTag as exc:
+                    raise _tampered(header) from exc
+                return _unpacked(header, stored)
+            assert self.keys is not None
             dec = Cipher(algorithms.AES(self.keys.chunk_key), modes.GCM(header.nonce, footer.tag)).decryptor()
             dec.authenticate_additional_data(_aad(self.session_id, header))
             stored = dec.update(stored)
@@ -190,6 +237,11 @@ class ChunkDecoder:
                 dec.finalize()
             except InvalidTag as exc:
                 raise _tampered(header) from exc
+        elif stored_hash:
+            # Checked before decompressing: damaged bytes never reach the decompressor.
+            if xxhash.xxh3_128_digest(stored) != content_hash:
+                raise _mismatch(header)
+            return _unpacked(header, stored)
         return _plain(header, stored, content_hash)
 
 
@@ -202,7 +254,9 @@ class ChunkAssembly:
 
     - encrypted, keys known: decrypted straight into the chunk's own buffer (the copy out of
       the superblock and the decryption are one pass);
-    - untransformed: appended to the chunk's own buffer and hashed while still in cache;
+    - untransformed, or with a content hash of the stored bytes (``STORED_HASH``): appended to
+      the chunk's own buffer and hashed while still in cache; the hash is compared before
+      anything is decompressed;
     - otherwise appended, and decoded at :meth:`finish` with the one-shot :class:`ChunkDecoder`.
 
     Args:
@@ -227,7 +281,7 @@ class ChunkAssembly:
                 # update_into wants room for a cipher block beyond the input.
                 self._buf = bytearray(header.stored_len + 16)
                 self._view = memoryview(self._buf)
-        elif header.compression is Compression.NONE:
+        elif header.compression is Compression.NONE or int(header.flags) & _STORED_HASH:
             self._hash = xxhash.xxh3_128()
 
     def add(self, piece: memoryview, at: int) -> None:
@@ -263,14 +317,16 @@ class ChunkAssembly:
             return self._decrypted(footer)
         stored: Buffer = self._buf if self._buf is not None else b""
         self._buf = None
-        if self._hash is None or len(stored) != h.stored_len or h.stored_len != h.plain_len or (
+        flags = int(h.flags)
+        if self._hash is None or len(stored) != h.stored_len or (
                 footer.object_index, footer.chunk_seq, footer.stored_len) != (
-                h.object_index, h.chunk_seq, h.stored_len) or int(h.flags) & _DUPLICATE:
-            # Transformed, or something is off: the one-shot decoder checks and raises.
+                h.object_index, h.chunk_seq, h.stored_len) or flags & _DUPLICATE or (
+                h.stored_len != h.plain_len and not flags & _STORED_HASH):
+            # Transformed as in format 1.0, or something is off: the one-shot decoder checks and raises.
             return decoder_for(h)(h, stored, footer)
         if self._hash.digest() != h.content_hash:
             raise _mismatch(h)
-        return stored
+        return _unpacked(h, stored)
 
     def _decrypted(self, footer: ChunkFooter) -> Buffer:
         h = self.header
@@ -282,10 +338,11 @@ class ChunkAssembly:
                 h.object_index, h.chunk_seq, h.stored_len):
             raise FormatError(f"chunk {h.object_index}/{h.chunk_seq}: header and footer lengths disagree "
                               f"({h.stored_len}, {footer.stored_len})")
-        content_hash = self._dec.update(footer.sealed_hash)
+        stored_hash = int(h.flags) & _STORED_HASH
+        content_hash = _NO_HASH if stored_hash else self._dec.update(footer.sealed_hash)
         try:
             self._dec.finalize_with_tag(footer.tag)
         except InvalidTag as exc:
             raise _tampered(h) from exc
         del buf[h.stored_len:]
-        return _plain(h, buf, content_hash)
+        return _unpacked(h, buf) if stored_hash else _plain(h, buf, content_hash)

@@ -60,12 +60,14 @@ def _record(rtype: int, body: Buffer) -> bytes:
 
 _NEEDS = {Compression.NONE: 0, Compression.LZ4: int(Required.LZ4), Compression.ZSTD: int(Required.ZSTD)}
 _AES_GCM = int(Required.AES_GCM)
+_STORED_HASH_FLAG, _STORED_HASH = int(ChunkFlags.STORED_HASH), int(Required.STORED_HASH)
 
 
 def required_by(header: ChunkHeader) -> int:
     """The ``Required`` bits a reader needs for a chunk with this header (an int: this runs
     for every chunk, and IntFlag operations run Python code)."""
-    return _NEEDS[header.compression] | (_AES_GCM if header.encryption is Encryption.AES_256_GCM else 0)
+    return (_NEEDS[header.compression] | (_AES_GCM if header.encryption is Encryption.AES_256_GCM else 0)
+            | (_STORED_HASH if int(header.flags) & _STORED_HASH_FLAG else 0))
 
 
 def frame_object(object_index: int, header_body: bytes, chunk: EncodedChunk | None,

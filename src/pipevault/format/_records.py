@@ -70,6 +70,7 @@ class ChunkFlags(IntFlag):
     RAW_FALLBACK = 1
     DUPLICATE = 2
     HAS_DEDUP_HASH = 4
+    STORED_HASH = 8  # content_hash covers the stored bytes, and is absent under encryption (§5.1)
 
 
 class RecordHeader(NamedTuple):
@@ -108,7 +109,7 @@ def read_record_header(payload: memoryview, pos: int) -> RecordHeader:
 _COMPRESSION = list(Compression)
 _ENCRYPTION = list(Encryption)
 _DEDUP = list(DedupAlgo)
-_CHUNK_FLAGS = [ChunkFlags(v) for v in range(8)]
+_CHUNK_FLAGS = [ChunkFlags(v) for v in range(16)]
 _CHUNK_HEADER = struct.Struct("<IIQIIBbBBB3x12s4x16s32s")
 CHUNK_HEADER_LEN = _CHUNK_HEADER.size  # 96
 CONTENT_HASH_AT = 48  # offset of content_hash in the body
@@ -162,7 +163,7 @@ class ChunkHeader(NamedTuple):
         except IndexError as exc:
             raise UnsupportedFeatureError(f"chunk {oi}/{cs} uses an unknown transform "
                                           f"(compression {comp}, encryption {enc}, dedup {dedup})") from exc
-        if flags & ~7 or plain > MAX_CHUNK or stored > MAX_CHUNK + 64:
+        if flags & ~15 or plain > MAX_CHUNK or stored > MAX_CHUNK + 64:
             raise FormatError(f"chunk {oi}/{cs} header out of range (flags {flags:#x}, "
                               f"lengths {plain}/{stored})")
         cflags = _CHUNK_FLAGS[flags]

@@ -30,7 +30,7 @@ from pipevault.format.errors import (
 
 MAGIC = b"\x89PVSB\r\n\x1a"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 HEADER_LEN = 64
 MIN_SIZE_LOG2 = 16
 MAX_SIZE_LOG2 = 24
@@ -62,6 +62,7 @@ class Required(IntFlag):
     LZ4 = 1
     ZSTD = 2
     AES_GCM = 4
+    STORED_HASH = 8  # chunks whose content hash covers their stored bytes (docs/format.md §5.1)
 
 
 class Optional(IntFlag):
@@ -72,14 +73,14 @@ class Optional(IntFlag):
     DUPLICATES = 2
 
 
-KNOWN_REQUIRED = Required.LZ4 | Required.ZSTD | Required.AES_GCM
+KNOWN_REQUIRED = Required.LZ4 | Required.ZSTD | Required.AES_GCM | Required.STORED_HASH
 _KNOWN_REQUIRED = int(KNOWN_REQUIRED)
 
 
 # Decoding a header happens for every superblock read: the flag values and the few session
 # ids in flight are made once, not per superblock.
 _FLAGS = [SuperblockFlags(v) for v in range(8)]
-_REQUIRED = [Required(v) for v in range(8)]
+_REQUIRED = [Required(v) for v in range(16)]
 _OPTIONAL = [Optional(v) for v in range(4)]
 _uuids: dict[bytes, uuid.UUID] = {}
 
@@ -165,7 +166,7 @@ def checksum(buf: memoryview, end: int, spans: Spans, start: int = HEADER_LEN) -
 
 def pack_header(buf: memoryview, session_id: bytes, seq: int, payload_len: int, size_log2: int = DEFAULT_SIZE_LOG2,
                 flags: int = 0, required: int = 0, optional: int = 0) -> None:
-    """Write the header fields of a version 1.0 superblock into ``buf[:56]``; :func:`seal` follows."""
+    """Write the header fields of a version 1.1 superblock into ``buf[:56]``; :func:`seal` follows."""
     _HEADER.pack_into(buf, 0, MAGIC, VERSION_MAJOR, VERSION_MINOR, HEADER_LEN, size_log2, flags, 0, required,
                       optional, session_id, seq, payload_len, 0)
 
@@ -218,7 +219,7 @@ def peek_header(buf: memoryview) -> SuperblockHeader:
     (sealed,) = _CHECKSUM.unpack_from(buf, CHECKSUM_OFFSET)
     # Positional _make: one header is decoded per superblock read.
     return SuperblockHeader._make((
-        _session_uuid(sid), seq, payload_len, size_log2, _FLAGS[flags & 7], _REQUIRED[required & 7],
+        _session_uuid(sid), seq, payload_len, size_log2, _FLAGS[flags & 7], _REQUIRED[required & 15],
         _OPTIONAL[optional & 3], minor, header_len, sealed, _major, required & ~_KNOWN_REQUIRED))
 
 

@@ -86,6 +86,8 @@ class SessionWriter:
         resume: continue a session after a failure instead of starting one (see :meth:`resume`).
         key_check: without ``key``, the key check of chunks encrypted elsewhere (added with
             :meth:`add_chunk`), written in the session header so a reader can tell a wrong key.
+        stored_hash: encode chunks as format 1.1 (content hash of the stored bytes, see
+            :class:`ChunkEncoder`); False writes them as format 1.0 did.
 
     Not thread-safe: one writer per session, fed by one thread. Encoding may run elsewhere
     (:attr:`encoder` is thread-safe); hand the results to :meth:`add_chunk` in order.
@@ -95,7 +97,7 @@ class SessionWriter:
                  size: int = DEFAULT_SIZE, key: bytes | None = None, selector: Selector | None = None,
                  dedup: bool = False, discard_duplicates: bool = False, chunk_size: int = DEFAULT_CHUNK,
                  allocate: Allocate = _allocate, clock: Clock = SYSTEM,
-                 resume: ResumePoint | None = None, key_check: bytes = b"") -> None:
+                 resume: ResumePoint | None = None, key_check: bytes = b"", stored_hash: bool = True) -> None:
         self.session_id = resume.session_id if resume else (session_id or uuid.uuid4())
         self.size_log2 = size_log2_of(resume.size if resume else size)
         self.size = 1 << self.size_log2
@@ -107,7 +109,8 @@ class SessionWriter:
         # still get the key check in the header, so a reader with a wrong key is told so.
         self.key_check = self.keys.key_check if self.keys else key_check
         self.encoder = ChunkEncoder(self.session_id, keys=self.keys, selector=selector,
-                                    dedup=dedup or discard_duplicates)
+                                    dedup=dedup or discard_duplicates, stored_hash=stored_hash)
+        self._plain_flags = ChunkFlags.STORED_HASH if stored_hash else ChunkFlags.NONE
         self.discard_duplicates = discard_duplicates
         self._allocate = allocate
         self._clock = clock
@@ -211,8 +214,10 @@ class SessionWriter:
         fills are sealed once the hash is in the chunk header (their checksum covers it).
         """
         n = len(view)
-        self._put(RecordType.CHUNK_HEADER, ChunkHeader(index, self._chunk_seq, self._offset, n, n).pack(),
-                  continuable=False)
+        header = ChunkHeader(index, self._chunk_seq, self._offset, n, n, flags=self._plain_flags)
+        if self._plain_flags:
+            self._required |= Required.STORED_HASH
+        self._put(RecordType.CHUNK_HEADER, header.pack(), continuable=False)
         hbuf, at = self._current(), self._pos - CHUNK_HEADER_LEN + CONTENT_HASH_AT
         self._held = []
         try:
