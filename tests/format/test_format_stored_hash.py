@@ -151,10 +151,13 @@ def test_a_flipped_stored_bit_costs_its_chunk_and_no_wrong_byte_is_delivered(
     for b in blocks:
         for e in scanner.feed(b):
             (delivered if isinstance(e, ChunkRead) else damage).append(e)  # type: ignore[arg-type]
-    assert [d.kind for d in damage if getattr(d, "kind", None) == "integrity"] == ["integrity"]
+    caught = [d.kind for d in damage if getattr(d, "kind", None) == "integrity"]
+    # 1.1 catches every flip; 1.0 checks the plaintext, so a flip the decompressor ignores
+    # (a zstd frame header flag, say) goes unnoticed and the right bytes are delivered.
+    assert caught == ["integrity"] if stored_hash or key else len(caught) <= 1
     sources = {0: data, 1: data[::-1]}
     for c in delivered:
         h = c.header
         assert bytes(c.data or b"") == sources[h.object_index][h.object_offset:h.object_offset + h.plain_len]
-    assert len(delivered) == sum(-(-len(d) // 30_000) for d in sources.values()) - 1
+    assert len(delivered) == sum(-(-len(d) // 30_000) for d in sources.values()) - len(caught)
 

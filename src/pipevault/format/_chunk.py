@@ -259,19 +259,25 @@ class ChunkAssembly:
       anything is decompressed;
     - otherwise appended, and decoded at :meth:`finish` with the one-shot :class:`ChunkDecoder`.
 
+    With ``views``, pieces that need no decryption are kept as the views they came in (hashed
+    in place): the caller keeps every superblock of the chunk unchanged until it is done with
+    what :meth:`finish` returns, and an untransformed chunk is never copied at all.
+
     Args:
         header: the chunk's header (its stored bytes are ``header.stored_len`` long).
         decoder: the session's decoder, or None when the keys are not known yet.
+        views: keep pieces as views instead of copying them (see above).
     """
 
-    __slots__ = ("_buf", "_dec", "_hash", "_view", "header")
+    __slots__ = ("_buf", "_dec", "_hash", "_pieces", "_view", "header")
 
-    def __init__(self, header: ChunkHeader, decoder: ChunkDecoder | None) -> None:
+    def __init__(self, header: ChunkHeader, decoder: ChunkDecoder | None, views: bool = False) -> None:
         self.header = header
         self._buf: bytearray | memoryview | None = None
         self._view: memoryview | None = None
         self._dec: Any = None
         self._hash: Any = None
+        self._pieces: list[memoryview] | None = None
         keys = decoder.keys if decoder is not None else None
         if header.encryption is Encryption.AES_256_GCM:
             if keys is not None and decoder is not None:
@@ -283,11 +289,18 @@ class ChunkAssembly:
                 self._view = memoryview(self._buf)
         elif header.compression is Compression.NONE or int(header.flags) & _STORED_HASH:
             self._hash = xxhash.xxh3_128()
+        if views and self._dec is None:
+            self._pieces = []
 
     def add(self, piece: memoryview, at: int) -> None:
         """Take the piece of stored bytes that starts at stored offset ``at`` (pieces come in order)."""
         if self._view is not None:
             self._dec.update_into(piece, self._view[at:])
+            return
+        if self._pieces is not None:
+            self._pieces.append(piece)
+            if self._hash is not None:
+                self._hash.update(piece)
             return
         if self._buf is None:
             self._buf = piece if len(piece) == self.header.stored_len else bytearray(piece)
@@ -304,9 +317,12 @@ class ChunkAssembly:
         if isinstance(self._buf, memoryview):
             self._buf = bytearray(self._buf)
 
-    def finish(self, footer: ChunkFooter, decoder_for: Callable[[ChunkHeader], ChunkDecoder]) -> Buffer:
+    def finish(self, footer: ChunkFooter, decoder_for: Callable[[ChunkHeader], ChunkDecoder]
+               ) -> Buffer | tuple[memoryview, ...]:
         """The chunk's verified plaintext, once all its stored bytes were added.
 
+        One buffer; with ``views``, an untransformed chunk that came in several pieces is
+        returned as those pieces, in order (views of the superblocks, never copied).
         ``decoder_for`` supplies the decoder where this assembly did not have one.
 
         Raises:
@@ -315,7 +331,20 @@ class ChunkAssembly:
         h = self.header
         if self._view is not None:
             return self._decrypted(footer)
-        stored: Buffer = self._buf if self._buf is not None else b""
+        stored: Buffer
+        if self._pieces is not None:
+            pieces, self._pieces = self._pieces, None
+            if len(pieces) > 1 and h.compression is Compression.NONE and self._hash is not None and (
+                    footer.object_index, footer.chunk_seq, footer.stored_len) == (
+                    h.object_index, h.chunk_seq, h.stored_len) and h.stored_len == h.plain_len == sum(
+                    len(p) for p in pieces) and not int(h.flags) & _DUPLICATE:
+                if self._hash.digest() != h.content_hash:
+                    raise _mismatch(h)
+                return tuple(pieces)
+            # One allocation for the whole chunk, no zero fill and no regrowth.
+            stored = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        else:
+            stored = self._buf if self._buf is not None else b""
         self._buf = None
         flags = int(h.flags)
         if self._hash is None or len(stored) != h.stored_len or (

@@ -3,7 +3,9 @@
 Data in :class:`ChunkRead` may be a view of the superblock buffer passed to the ``feed`` call
 that produced the event (an untransformed chunk that lies in one superblock): it stays valid
 until the caller reuses that buffer. Chunks joined from several superblocks or decoded get
-buffers of their own.
+buffers of their own. A scanner made with ``views=True`` copies no untransformed chunk: it
+hands out views of every superblock the chunk lies in (:attr:`ChunkRead.pieces`), valid while
+the caller leaves those buffers unchanged.
 """
 
 from __future__ import annotations
@@ -58,7 +60,10 @@ class ChunkRead:
 
     ``data`` is the plaintext when decoding was asked for and the object is wanted, else
     None; it is also None for a duplicate chunk, whose ``header.ref`` names the chunk
-    (object index, chunk seq) holding the same bytes.
+    (object index, chunk seq) holding the same bytes. ``pieces`` is the plaintext as the
+    buffers it lies in, in order: ``(data,)`` when it is one buffer, and from a reader with
+    ``views=True`` the views of an untransformed chunk's superblocks, with ``data`` None
+    (``header.plain_len`` bytes in all); empty when nothing was decoded.
     """
 
     session_id: uuid.UUID
@@ -66,6 +71,7 @@ class ChunkRead:
     last_seq: int
     header: ChunkHeader
     data: Buffer | None
+    pieces: tuple[Buffer, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

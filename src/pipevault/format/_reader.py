@@ -84,11 +84,15 @@ class SessionReader:
         decode: deliver chunk plaintext; False reads structure only (catalog rebuild).
         want: object indexes whose data to decode (default all); other chunks are checked
             structurally and delivered with ``data=None``.
+        views: deliver untransformed chunks as views of their superblocks, never copied
+            (:attr:`ChunkRead.pieces`); the caller then keeps every superblock fed unchanged
+            until it is done with the events of the chunks lying in it.
     """
 
     def __init__(self, session_id: uuid.UUID, *, key: bytes | None = None, decode: bool = True,
-                 want: Want | None = None) -> None:
+                 want: Want | None = None, views: bool = False) -> None:
         self.session_id = session_id
+        self._views = views
         self._key = key
         self._decode = decode
         self._want = want
@@ -153,7 +157,7 @@ class SessionReader:
             raise
         except FormatError as exc:
             self._begin_gap(seq, seq, "structure", str(exc.message), out)
-        if self._asm is not None:
+        if self._asm is not None and not self._views:
             # A chunk whose data all lies in this superblock but whose footer comes in the
             # next: its data must not stay a view of a buffer the caller may reuse now.
             self._asm.detach()
@@ -315,7 +319,7 @@ class SessionReader:
         self._chunk_first_seq = self.seq
         self._got = 0
         wanted = self._wanted(header) and not int(header.flags) & _DUPLICATE
-        self._asm = ChunkAssembly(header, self._decoder) if wanted else None
+        self._asm = ChunkAssembly(header, self._decoder, self._views) if wanted else None
 
     def _data(self, body: memoryview) -> None:
         if self._gap is not None:
@@ -349,10 +353,15 @@ class SessionReader:
         self.next_chunk += 1
         self.obj_offset += chunk.plain_len
         data: Buffer | None = None
+        pieces: tuple[Buffer, ...] = ()
         asm, self._asm = self._asm, None
         if asm is not None:
             try:
-                data = asm.finish(footer, self._decoder_for)
+                got = asm.finish(footer, self._decoder_for)
+                if isinstance(got, tuple):
+                    pieces = got
+                else:
+                    data, pieces = got, (got,)
             except IntegrityError as exc:
                 out.append(Damage(self.session_id, "integrity", exc.message, self._chunk_first_seq, self.seq,
                                   (Affected(chunk.object_index, self.obj.name if self.obj else None,
@@ -361,7 +370,7 @@ class SessionReader:
         key = (chunk.object_index, chunk.chunk_seq)
         if key > self._delivered:
             self._delivered = key
-            out.append(ChunkRead(self.session_id, self._chunk_first_seq, self.seq, chunk, data))
+            out.append(ChunkRead(self.session_id, self._chunk_first_seq, self.seq, chunk, data, pieces))
 
     def _decoder_for(self, chunk: ChunkHeader) -> ChunkDecoder:
         if self._decoder is None:

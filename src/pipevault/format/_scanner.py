@@ -30,10 +30,15 @@ class Scanner:
             header is read (no checksum, no parsing).
         decode: deliver chunk plaintext (False: structure only, for catalog rebuild).
         want: ``want(session_id, object_index)`` says whose chunk data to decode.
+        views: deliver untransformed chunks as views of the superblocks they lie in, never
+            copied (see :class:`SessionReader`): the caller keeps every block fed unchanged
+            until it is done with the events of the chunks in it.
     """
 
     def __init__(self, *, key: Keys = None, sessions: Collection[uuid.UUID] | None = None,
-                 decode: bool = True, want: Callable[[uuid.UUID, int], bool] | None = None) -> None:
+                 decode: bool = True, want: Callable[[uuid.UUID, int], bool] | None = None,
+                 views: bool = False) -> None:
+        self._views = views
         self._key = key
         self._sessions = frozenset(sessions) if sessions is not None else None
         self._decode = decode
@@ -48,7 +53,7 @@ class Scanner:
             key = self._key.get(sid) if isinstance(self._key, Mapping) else self._key
             want = self._want
             reader = self.readers[sid] = SessionReader(
-                sid, key=key, decode=self._decode,
+                sid, key=key, decode=self._decode, views=self._views,
                 want=(lambda index: want(sid, index)) if want is not None else None)
         return reader
 
@@ -86,12 +91,13 @@ class Scanner:
 
 
 def scan(blocks: Iterable[Buffer | Damage], *, key: Keys = None, sessions: Collection[uuid.UUID] | None = None,
-         decode: bool = True, want: Callable[[uuid.UUID, int], bool] | None = None) -> Iterator[Event]:
+         decode: bool = True, want: Callable[[uuid.UUID, int], bool] | None = None,
+         views: bool = False) -> Iterator[Event]:
     """Scan ``blocks`` (superblocks, or damage notes from :func:`split`) and yield all events.
 
     The options are those of :class:`Scanner`; the errors those of :meth:`Scanner.feed`.
     """
-    scanner = Scanner(key=key, sessions=sessions, decode=decode, want=want)
+    scanner = Scanner(key=key, sessions=sessions, decode=decode, want=want, views=views)
     for block in blocks:
         if isinstance(block, Damage):
             yield block
