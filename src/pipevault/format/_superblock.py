@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import IntFlag
 from typing import NamedTuple
 
@@ -44,6 +44,15 @@ _DATA = int(RecordType.DATA)
 _TAGGED = RECORD_HEADER_LEN + TAG_LEN  # record header and tag header: covered by the checksum
 Spans = Sequence[tuple[int, int]]
 """``(start, end)`` offsets in a superblock of the stored bytes the checksum leaves out, in order."""
+
+_compiled: Callable[[memoryview, int, int], int] | None
+try:
+    # The same checksum in one C call (``_accel.c``): the Python walk below is its specification.
+    from pipevault.format._accel import checksum as _compiled
+except ImportError:  # a source tree whose extension was not built: the Python code runs
+    _compiled = None
+COMPILED = _compiled is not None
+"""Whether superblocks are checksummed by the compiled ``_accel`` module (tests insist on it)."""
 
 
 class SuperblockFlags(IntFlag):
@@ -154,7 +163,10 @@ def data_spans(buf: memoryview, start: int, end: int) -> list[tuple[int, int]]:
 
 
 def checksum(buf: memoryview, end: int, spans: Spans, start: int = HEADER_LEN) -> int:
-    """xxh3-64 of ``buf[:56]`` and of the payload ``buf[start:end]`` minus ``spans``."""
+    """xxh3-64 of ``buf[:56]`` and of the payload ``buf[start:end]`` minus ``spans``.
+
+    The specification of :func:`payload_checksum` (which computes the spans itself).
+    """
     h = xxhash.xxh3_64(buf[:CHECKSUM_OFFSET])
     pos = start
     for lo, hi in spans:
@@ -162,6 +174,17 @@ def checksum(buf: memoryview, end: int, spans: Spans, start: int = HEADER_LEN) -
         pos = hi
     h.update(buf[pos:end])
     return h.intdigest()
+
+
+def payload_checksum(buf: memoryview, start: int, end: int) -> int:
+    """The checksum of a superblock whose payload is ``buf[start:end]``, spans found by a walk.
+
+    ``checksum(buf, end, data_spans(buf, start, end), start)``, in one compiled call when
+    ``_accel`` is built.
+    """
+    if _compiled is not None:
+        return _compiled(buf, start, end)
+    return checksum(buf, end, data_spans(buf, start, end), start)
 
 
 def pack_header(buf: memoryview, session_id: bytes, seq: int, payload_len: int, size_log2: int = DEFAULT_SIZE_LOG2,
@@ -174,9 +197,12 @@ def pack_header(buf: memoryview, session_id: bytes, seq: int, payload_len: int, 
 def seal(buf: memoryview, payload_len: int, spans: Spans) -> None:
     """Write the checksum of a superblock whose header fields and payload are in place.
 
-    ``spans`` are the payload's :func:`data_spans` (the writer knows them without a walk).
+    ``spans`` are the payload's :func:`data_spans` (the writer knows them without a walk);
+    the compiled checksum finds them itself, faster than the Python hash takes a list.
     """
-    _CHECKSUM.pack_into(buf, CHECKSUM_OFFSET, checksum(buf, HEADER_LEN + payload_len, spans))
+    end = HEADER_LEN + payload_len
+    value = _compiled(buf, HEADER_LEN, end) if _compiled is not None else checksum(buf, end, spans)
+    _CHECKSUM.pack_into(buf, CHECKSUM_OFFSET, value)
 
 
 def write_header(buf: memoryview, header: SuperblockHeader, spans: Spans | None = None) -> None:
@@ -246,7 +272,7 @@ def verify(buf: memoryview, header: SuperblockHeader | None = None) -> tuple[Sup
     if len(buf) < end:
         raise TruncatedError(f"superblock seq {header.seq} of session {header.session_id} is cut "
                              f"at {len(buf)} of {end} bytes", seq=header.seq)
-    if checksum(buf, end, data_spans(buf, header.header_len, end), header.header_len) != header.checksum:
+    if payload_checksum(buf, header.header_len, end) != header.checksum:
         raise ChecksumError(f"checksum mismatch in superblock seq {header.seq} of session "
                             f"{header.session_id}", seq=header.seq, session=str(header.session_id))
     if header.version_major != VERSION_MAJOR:
