@@ -59,6 +59,7 @@ Want = Callable[[int], bool]
 _DATA, _CONTINUATION, _RESUME = int(RecordType.DATA), int(RecordType.CONTINUATION), int(RecordType.RESUME)
 _CHUNK_HEADER, _CHUNK_FOOTER = int(RecordType.CHUNK_HEADER), int(RecordType.CHUNK_FOOTER)
 _DUPLICATE = int(ChunkFlags.DUPLICATE)
+_KNOWN = frozenset(int(t) for t in RecordType)
 _RECENT = 256
 MAX_RECORD = 64 << 20  # a metadata record joined from continuations (names, xattrs) never needs more
 
@@ -148,7 +149,8 @@ class SessionReader:
                             "missing or unreadable", out)
         self.expected = seq + 1
         self.seq = self._record_seq = seq
-        self.last_seq = max(self.last_seq, seq)
+        if seq > self.last_seq:
+            self.last_seq = seq
         self._recent[seq] = header.checksum
         self._recent.pop(seq - _RECENT, None)
         try:
@@ -188,7 +190,7 @@ class SessionReader:
             if pos + RECORD_HEADER_LEN <= end:
                 rtype, flags, reserved, length = unpack(payload, pos)
                 start = pos + RECORD_HEADER_LEN
-                if rtype != _DATA or flags or reserved or start + length > end:
+                if flags or reserved or start + length > end or rtype not in _KNOWN:
                     rtype, flags, length = read_record_header(payload, pos)  # checks and refusals
             else:
                 rtype, flags, length = read_record_header(payload, pos)  # raises: cut short

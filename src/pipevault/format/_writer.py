@@ -62,6 +62,7 @@ DEFAULT_CHUNK = 1 << 20
 _DUPLICATE, _HAS_DEDUP_HASH = int(ChunkFlags.DUPLICATE), int(ChunkFlags.HAS_DEDUP_HASH)
 DEDUP_INDEX_MAX = 1 << 20  # dedup hashes remembered per session (about 100 MB at most)
 KEEP_POINTS = 4096  # resume points kept: a tape drive buffer holds far fewer superblocks
+_NO_FLAGS = SuperblockFlags.NONE
 
 
 def _allocate(size: int) -> memoryview:
@@ -124,7 +125,9 @@ class SessionWriter:
         self._required = Required.AES_GCM if self.key_check else Required.NONE
         self._optional = Optional.DEDUP_HASH if (dedup or discard_duplicates) else Optional.NONE
         self._seen: dict[bytes, tuple[int, int]] = {}
-        self._points: dict[int, tuple[Any, ...]] = {}
+        # The state at each of the last KEEP_POINTS seals, by seq modulo KEEP_POINTS (a ring:
+        # no dict insert and delete per superblock); each entry starts with its seq.
+        self._points: list[tuple[Any, ...] | None] = [None] * KEEP_POINTS
         self._zeros = memoryview(bytes(self.size))
         self._header_pending = False
         self._obj_first_seq = self._chunk_seq = self._offset = self._obj_stored = self._obj_dups = 0
@@ -387,11 +390,11 @@ class SessionWriter:
         Raises:
             WriterStateError: that superblock was not sealed, or is too old.
         """
-        state = self._points.get(durable_seq)
-        if state is None:
+        state = self._points[durable_seq % KEEP_POINTS] if durable_seq >= 0 else None
+        if state is None or state[0] != durable_seq:
             raise WriterStateError(f"no resume point for superblock {durable_seq} of session "
                                    f"{self.session_id} (sealed: up to {self.seq - 1})")
-        (required, objects, plain, stored, errors, dups, next_object, obj, first_seq, chunk_seq, offset,
+        (_seq, required, objects, plain, stored, errors, dups, next_object, obj, first_seq, chunk_seq, offset,
          obj_stored, obj_dups) = state
         return ResumePoint(
             session_id=self.session_id, size=self.size, key_check=self.key_check,
@@ -401,12 +404,13 @@ class SessionWriter:
             object_stored=obj_stored, object_duplicates=obj_dups)
 
     def _point(self) -> tuple[Any, ...]:
-        """The writer's state at a seal, kept raw: a ResumePoint is built only when asked for."""
+        """The writer's state at the seal of superblock ``seq``, kept raw: a ResumePoint is
+        built only when asked for."""
         obj = None if self._header_pending else self._object
         if obj is None:
-            return (self._required, self.objects, self.plain_bytes, self.stored_bytes, self.errors,
+            return (self.seq, self._required, self.objects, self.plain_bytes, self.stored_bytes, self.errors,
                     self.duplicates, self._next_object - self._header_pending, None, 0, 0, 0, 0, 0)
-        return (self._required, self.objects, self.plain_bytes, self.stored_bytes, self.errors,
+        return (self.seq, self._required, self.objects, self.plain_bytes, self.stored_bytes, self.errors,
                 self.duplicates, self._next_object, obj, self._obj_first_seq, self._chunk_seq, self._offset,
                 self._obj_stored, self._obj_dups)
 
@@ -469,7 +473,7 @@ class SessionWriter:
     def _put_data(self, object_index: int, chunk_seq: int, object_offset: int, stored: memoryview) -> None:
         done = 0
         while done < len(stored):
-            buf = self._current()
+            buf = self._buf if self._buf is not None else self._current()
             room = self.size - self._pos - RECORD_HEADER_LEN - TAG_LEN
             if room <= 0:
                 self._seal()
@@ -497,8 +501,7 @@ class SessionWriter:
             self._held.append((buf, payload_len, self._spans))
         self._spans = []
         self._done.append(buf)
-        self._points[self.seq] = self._point()
-        self._points.pop(self.seq - KEEP_POINTS, None)
+        self._points[self.seq % KEEP_POINTS] = self._point()
         self._buf = None
-        self._flags = SuperblockFlags.NONE
+        self._flags = _NO_FLAGS
         self.seq += 1
