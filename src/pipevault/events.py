@@ -40,6 +40,7 @@ class StageFigures:
     buffers_out: int
     wait_input_s: float
     wait_alloc_s: float
+    cpu_s: float = 0.0  # CPU seconds of its instances, known once they ended
 
 
 @dataclass(frozen=True)

@@ -122,3 +122,17 @@ def pipe_leftovers() -> list[str]:
 def pipe_threads() -> list[str]:
     """Live module threads (named pv:<stage>#<instance>)."""
     return [t.name for t in threading.enumerate() if t.name.startswith("pv:")]
+
+
+class Burn:
+    """Middle stage: passes buffers on after spending about ``seconds`` of CPU in total."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self, ctx: StageContext) -> None:
+        end = time.thread_time() + self.seconds
+        while (buf := ctx.receive_buf()) is not None:
+            while time.thread_time() < end:
+                pass
+            ctx.send_buf(buf)

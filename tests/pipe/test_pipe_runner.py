@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipe_helpers import (
+    Burn,
     Collect,
     Counter,
     Endless,
@@ -172,6 +173,16 @@ def _run_catching(pipe: Pipe) -> BaseException | None:
     except BaseException as exc:
         return exc
     return None
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_status_counts_each_stages_cpu_time(mode: str) -> None:
+    specs = [StageSpec("head", P(Counter, 4)), StageSpec("burn", P(Burn, 0.3), mode=mode),
+             StageSpec("tail", Collect)]
+    head, burn, tail = Pipe(specs, buffer_size=KB64, max_buffers=8).run().status.stages
+    assert burn.cpu_s >= 0.3
+    assert burn.figures().cpu_s == round(burn.cpu_s, 3)
+    assert tail.cpu_s < 0.3 and head.cpu_s < 0.3
 
 
 def test_a_module_that_keeps_a_buffer_is_reported() -> None:

@@ -65,7 +65,7 @@ def restore_plan(conn: Connection, version_ids: Iterable[int]) -> list[Location]
     for start in range(0, len(ids), _IDS):
         query = (sa.select(*_COLUMNS).join(volumes, volumes.c.id == locations.c.volume_id)
                  .where(locations.c.version_id.in_(ids[start:start + _IDS])))
-        found.extend(_location(row) for row in conn.execute(query))
+        found.extend(_location(row) for row in conn.execute(query).all())
     found.sort(key=lambda p: (p.volume, p.superblock, p.offset, p.version_id, p.part))
     return found
 

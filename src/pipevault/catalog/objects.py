@@ -128,7 +128,8 @@ def query_versions(conn: Connection, node: str, filespace: str, hl: str = "*", l
     if description is not None:
         query = query.where(versions.c.state == "archive", _match(versions.c.description, description))
     query = query.order_by(objects.c.hl, objects.c.ll, versions.c.stored.desc(), versions.c.id.desc())
-    return [_info(row) for row in conn.execute(query)]
+    # all(): one fetchall of the driver's rows; iterating the result fetches them one by one.
+    return [_info(row) for row in conn.execute(query).all()]
 
 
 def active_version(conn: Connection, node: str, filespace: str, hl: str, ll: str) -> VersionInfo | None:

@@ -35,7 +35,10 @@ from pipevault.catalog.rebuild import split_name
 from pipevault.errors import PipevaultError
 from pipevault.events import ItemCounter, ItemWarning, Reporter
 from pipevault.format import (
+    ArchiveFooter,
+    ArchiveHeader,
     ChunkFlags,
+    ChunkHeader,
     ChunkRead,
     Damage,
     ObjectEnded,
@@ -54,7 +57,7 @@ from pipevault.mover.errors import (
 )
 from pipevault.mover.keys import key_path
 from pipevault.mover.paths import TargetTree, check_filespace, check_name, open_new_file
-from pipevault.mover.scan import EventReader, ScanStage
+from pipevault.mover.scan import EventReader, ScanStage, SmallFile
 from pipevault.mover.site import Site
 from pipevault.mover.walk import from_text, to_text
 from pipevault.pipe import Pipe, StageContext, StageSpec, preload_process_modules
@@ -222,7 +225,7 @@ def sink_stages(writer: ObjectWriter) -> list[StageSpec]:
     """The stages after those delivering superblocks: scan (a process: parsing and decoding
     run beside the writing) and the writer's sink."""
     wanted = list(writer.by_index) if len(writer.by_index) == len(writer.wanted) else None
-    scan = functools.partial(ScanStage, writer.key, {k[0] for k in writer.wanted}, wanted)
+    scan = functools.partial(ScanStage, writer.key, {k[0] for k in writer.wanted}, wanted, SMALL_RESTORE)
     return [StageSpec("scan", scan, mode="process", allocates=True),
             StageSpec("restore", functools.partial(RestoreSink, writer))]
 
@@ -337,7 +340,9 @@ class ObjectWriter:
 
     def _event(self, ev: object) -> None:
         try:
-            if isinstance(ev, ObjectStarted):
+            if type(ev) is SmallFile:
+                self._small(ev)
+            elif isinstance(ev, ObjectStarted):
                 self._started(ev)
             elif isinstance(ev, OptionsRead):
                 o = self.open.get((ev.session_id, ev.options.object_index))
@@ -365,16 +370,60 @@ class ObjectWriter:
             elif isinstance(exc, DestinationError):
                 raise
 
+    def _key_of(self, sid: uuid.UUID, index: int, name: bytes, filespace: str) -> Key | None:
+        """The wanted version object ``index`` of session ``sid`` is, or None when not wanted."""
+        key = self.by_index.get((sid, index))
+        if key is None:
+            hl, ll = split_name(name)
+            key = (sid, filespace, hl, ll)
+            if key not in self.wanted:
+                return None
+            self.by_index[(sid, index)] = key
+        return key
+
+    def _small(self, ev: SmallFile) -> None:
+        """A small file read whole: checked, noted and queued for a writer thread at once."""
+        key = self._key_of(ev.session_id, ev.object_index, ev.name, ev.filespace)
+        if key is None or key in self.done:
+            return
+        if key in self.redirect:  # a hard link's data, restored under the link's name: the long way
+            self._whole_object(ev)
+            return
+        v = self.wanted[key]
+        fs = ev.filespace or v.filespace
+        parts = self.base[fs] + check_name(ev.name.lstrip(b"/"))
+        data = ev.data
+        if v.digest is not None and xxhash.xxh3_128_digest(data) != v.digest:
+            self._fail(key, "content does not match the digest recorded at backup")
+            return
+        if ev.flags & ChunkFlags.HAS_DEDUP_HASH:
+            self._remember((ev.session_id, ev.object_index, 0), parts, 0, data)
+        self.done.add(key)
+        self.restored.add(key)
+        if self.counter is not None:
+            self.counter.count += 1
+        self.bytes += len(data)
+        self.restored_paths[(fs, ev.name)] = parts
+        if self.target is not None:
+            self._queue_small(key, parts, bytearray(data), ev)
+
+    def _whole_object(self, ev: SmallFile) -> None:
+        """A SMALL record taken apart into the events it stands for."""
+        header = ArchiveHeader(object_index=ev.object_index, name=ev.name, type=ObjectType.FILE, size=ev.size,
+                               mode=ev.mode, uid=ev.uid, gid=ev.gid, atime_ns=ev.atime_ns, mtime_ns=ev.mtime_ns,
+                               xattrs=ev.xattrs, filespace=ev.filespace)
+        self._started(ObjectStarted(ev.session_id, ev.seq, header))
+        if ev.size:
+            chunk = ChunkHeader(ev.object_index, 0, 0, ev.size, 0, flags=ChunkFlags(ev.flags))
+            self._chunk(ChunkRead(ev.session_id, ev.seq, ev.seq, chunk, ev.data))
+        self._ended(ObjectEnded(ev.session_id, ev.seq, ArchiveFooter(object_index=ev.object_index)))
+
     def _started(self, ev: ObjectStarted) -> None:
         h = ev.header
         slot = (ev.session_id, h.object_index)
-        key = self.by_index.get(slot)
+        key = self._key_of(ev.session_id, h.object_index, h.name, h.filespace)
         if key is None:
-            hl, ll = split_name(h.name)
-            key = (ev.session_id, h.filespace, hl, ll)
-            if key not in self.wanted:
-                return
-            self.by_index[slot] = key
+            return
         v = self.wanted[key]
         if key in self.done:
             return
@@ -430,7 +479,7 @@ class ObjectWriter:
         file_off = self._file_offset(o, h.object_offset)
         o.chunks[h.chunk_seq] = (file_off, len(view))
         if h.flags & ChunkFlags.HAS_DEDUP_HASH and not h.flags & ChunkFlags.DUPLICATE:
-            self._remember(o, h, file_off, view)
+            self._remember((o.key[0], h.object_index, h.chunk_seq), o.parts, file_off, view)
         if o.small is not None:
             o.small += view
         elif o.fd >= 0:
@@ -470,11 +519,12 @@ class ObjectWriter:
         assert self.target is not None
         return self.target.read_back(parts, off, n)
 
-    def _remember(self, o: _Open, h: Any, file_off: int, view: memoryview) -> None:
-        """Note where a chunk later chunks may repeat (it carries a dedup hash) went."""
-        slot = (o.key[0], h.object_index, h.chunk_seq)
+    def _remember(self, slot: tuple[uuid.UUID, int, int], parts: tuple[str, ...], file_off: int,
+                  view: memoryview) -> None:
+        """Note where chunk ``slot`` (session, object, chunk seq), which later chunks may repeat
+        (it carries a dedup hash), went."""
         if self.target is not None:
-            self.originals[slot] = (o.parts, file_off, len(view))
+            self.originals[slot] = (parts, file_off, len(view))
         elif self._kept + len(view) <= VERIFY_KEEP:
             # --verify writes nothing to read back: keep the bytes, within a bound.
             self.originals[slot] = bytes(view)
@@ -554,16 +604,8 @@ class ObjectWriter:
         h = o.header
         assert self.target is not None
         if o.kind == ObjectType.FILE and o.small is not None:
-            dfd, name, fresh = self.target.file_slot(o.parts)
-            batch = self._batch
-            self.writes[o.parts] = (o.key, batch, len(batch.files))
-            batch.files.append((dfd, name, fresh, o.small, h, "/".join(o.parts)))
-            batch.size += len(o.small)
+            self._queue_small(o.key, o.parts, o.small, h)
             o.small = None
-            if len(batch.files) >= WRITE_BATCH or batch.size >= WRITE_BATCH_BYTES:
-                self._submit()
-            if len(self.writes) > 8 * WRITE_BATCH:
-                self._drain_writes(4 * WRITE_BATCH)
         elif o.kind == ObjectType.FILE:
             fd = o.fd
             if o.written != h.size:
@@ -593,6 +635,19 @@ class ObjectWriter:
             if not stat.S_ISLNK(st.st_mode):
                 os.chmod(name, stat.S_IMODE(h.mode), dir_fd=dfd)
             os.utime(name, ns=(h.atime_ns, h.mtime_ns), dir_fd=dfd, follow_symlinks=False)
+
+    def _queue_small(self, key: Key, parts: tuple[str, ...], data: bytearray, h: Any) -> None:
+        """Queue a small file (its bytes and header ``h``) for a writer thread."""
+        assert self.target is not None
+        dfd, name, fresh = self.target.file_slot(parts)
+        batch = self._batch
+        self.writes[parts] = (key, batch, len(batch.files))
+        batch.files.append((dfd, name, fresh, data, h, "/".join(parts)))
+        batch.size += len(data)
+        if len(batch.files) >= WRITE_BATCH or batch.size >= WRITE_BATCH_BYTES:
+            self._submit()
+        if len(self.writes) > 8 * WRITE_BATCH:
+            self._drain_writes(4 * WRITE_BATCH)
 
     def _finish_dirs(self) -> None:
         assert self.target is not None
@@ -681,6 +736,8 @@ def _slot_of(ev: object) -> tuple[uuid.UUID, int] | None:
         return (ev.session_id, ev.header.object_index)
     if isinstance(ev, ObjectEnded):
         return (ev.session_id, ev.footer.object_index)
+    if isinstance(ev, SmallFile):
+        return (ev.session_id, ev.object_index)
     return None
 
 

@@ -152,6 +152,11 @@ class StageContext:
         self._c_held, self._c_wait_in, self._c_wait_alloc = c + P.C_HELD, c + P.C_WAIT_IN, c + P.C_WAIT_ALLOC
         self._c_bufs_in, self._c_bytes_in = c + P.C_BUFS_IN, c + P.C_BYTES_IN
         self._c_bufs_out, self._c_bytes_out = c + P.C_BUFS_OUT, c + P.C_BYTES_OUT
+        self._c_cpu = c + P.C_CPU
+
+    def record_cpu(self, ns: int) -> None:
+        """Note the CPU nanoseconds this instance used (its runner calls this when it ends)."""
+        self._ctl[self._c_cpu] = ns
 
     @property
     def fill_limit(self) -> int:

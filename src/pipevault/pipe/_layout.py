@@ -18,7 +18,8 @@ QUEUE_HEADER = 8
 Q_HEAD, Q_TAIL, Q_CLOSED, Q_PRODUCERS, Q_STAMP, Q_NEXTOUT, Q_KIND, Q_WINDOW = range(8)
 POLL_S = 0.05  # how often a blocked wait looks at the pipe state; bounds stop latency
 
-C_HELD, C_BUFS_IN, C_BYTES_IN, C_BUFS_OUT, C_BYTES_OUT, C_WAIT_IN, C_WAIT_ALLOC, C_STATE = range(8)
+# C_CPU: CPU nanoseconds the instance used, written when it ends (its thread's, or its process's).
+C_HELD, C_BUFS_IN, C_BYTES_IN, C_BUFS_OUT, C_BYTES_OUT, C_WAIT_IN, C_WAIT_ALLOC, C_CPU = range(8)
 COUNTER_WORDS = 8
 
 FREE, QUEUED = -1, -2  # holder values besides an instance slot

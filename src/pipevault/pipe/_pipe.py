@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -214,12 +215,14 @@ class Pipe:
 
     def _thread_main(self, pool: P.BufferPool, stage: int, instance: int, spec: StageSpec) -> None:
         ctx = StageContext(pool, stage, instance)
+        cpu0 = time.thread_time_ns()
         try:
             result = spec.factory().run(ctx)
             ctx.finish()
         except BaseException as exc:
             self._record_error(pool, ctx.slot, exc)
         else:
+            ctx.record_cpu(time.thread_time_ns() - cpu0)
             with self._lock:
                 self._done[ctx.slot] = result
             self._changed.set()
@@ -407,6 +410,8 @@ def _process_main(pipe: str, stage: int, instance: int, factory: Any,
     try:
         result = factory().run(ctx)
         ctx.finish()
+        # The whole process's: a module's own helper threads (readers, writers) count too.
+        ctx.record_cpu(time.process_time_ns())
         conn.send(("done", result))
     except BaseException as exc:
         if not (isinstance(exc, PipeStopped) and pool.state != P.RUNNING):

@@ -28,12 +28,14 @@ class StageStatus:
     buffers_out: int
     wait_input_s: float
     wait_alloc_s: float
+    cpu_s: float = 0.0  # summed over instances that ended (each writes its own when it ends)
 
     def figures(self) -> StageFigures:
         """The same numbers as an event payload."""
         return StageFigures(self.name, self.instances, self.buffers_held, self.queue_depth,
                             self.bytes_in, self.buffers_in, self.bytes_out, self.buffers_out,
-                            round(self.wait_input_s, 4), round(self.wait_alloc_s, 4))
+                            round(self.wait_input_s, 4), round(self.wait_alloc_s, 4),
+                            round(self.cpu_s, 3))
 
 
 @dataclass(frozen=True)
@@ -76,5 +78,5 @@ def read_status(pool: P.BufferPool) -> PipeStatus:
         stages.append(StageStatus(
             shape.name, shape.instances, sums[P.C_HELD], _depth(pool, i),
             sums[P.C_BYTES_IN], sums[P.C_BUFS_IN], sums[P.C_BYTES_OUT], sums[P.C_BUFS_OUT],
-            sums[P.C_WAIT_IN] / 1e9, sums[P.C_WAIT_ALLOC] / 1e9))
+            sums[P.C_WAIT_IN] / 1e9, sums[P.C_WAIT_ALLOC] / 1e9, sums[P.C_CPU] / 1e9))
     return PipeStatus(pool.name, STATE_NAMES.get(pool.state, "unknown"), tuple(stages))
