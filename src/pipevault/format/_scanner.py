@@ -80,7 +80,8 @@ class Scanner:
         except FormatError as exc:
             return [Damage(None, "unreadable", f"superblock #{self.blocks} of this scan (it claims session "
                            f"{header.session_id} seq {header.seq}): {exc.message}")]
-        return self._reader(header.session_id).feed(header, payload)
+        reader = self.readers.get(header.session_id)
+        return (reader if reader is not None else self._reader(header.session_id)).feed(header, payload)
 
     def finish(self) -> list[Event]:
         """The media ended: report every session left incomplete."""

@@ -243,10 +243,12 @@ def peek_header(buf: memoryview) -> SuperblockHeader:
     if payload_len > (1 << size_log2) - header_len:
         raise FormatError(f"payload length {payload_len} exceeds superblock size {1 << size_log2}")
     (sealed,) = _CHECKSUM.unpack_from(buf, CHECKSUM_OFFSET)
+    session = _uuids.get(sid)
     # Positional _make: one header is decoded per superblock read.
     return SuperblockHeader._make((
-        _session_uuid(sid), seq, payload_len, size_log2, _FLAGS[flags & 7], _REQUIRED[required & 15],
-        _OPTIONAL[optional & 3], minor, header_len, sealed, _major, required & ~_KNOWN_REQUIRED))
+        session if session is not None else _session_uuid(sid), seq, payload_len, size_log2, _FLAGS[flags & 7],
+        _REQUIRED[required & 15], _OPTIONAL[optional & 3], minor, header_len, sealed, _major,
+        required & ~_KNOWN_REQUIRED))
 
 
 def verify(buf: memoryview, header: SuperblockHeader | None = None) -> tuple[SuperblockHeader, memoryview]:
@@ -272,7 +274,9 @@ def verify(buf: memoryview, header: SuperblockHeader | None = None) -> tuple[Sup
     if len(buf) < end:
         raise TruncatedError(f"superblock seq {header.seq} of session {header.session_id} is cut "
                              f"at {len(buf)} of {end} bytes", seq=header.seq)
-    if payload_checksum(buf, header.header_len, end) != header.checksum:
+    got = _compiled(buf, header.header_len, end) if _compiled is not None else payload_checksum(
+        buf, header.header_len, end)
+    if got != header.checksum:
         raise ChecksumError(f"checksum mismatch in superblock seq {header.seq} of session "
                             f"{header.session_id}", seq=header.seq, session=str(header.session_id))
     if header.version_major != VERSION_MAJOR:

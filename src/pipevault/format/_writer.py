@@ -211,10 +211,12 @@ class SessionWriter:
                 self.add_chunk(self.encoder.encode(piece, index, self._chunk_seq, self._offset, choice))
 
     def _put_plain(self, index: int, view: memoryview) -> None:
-        """Pack an untransformed chunk: copy it first, then hash ``view`` while it is in cache.
+        """Pack an untransformed chunk: hash each piece right after copying it, while it is in cache.
 
-        Hashing first would read the plaintext from memory twice. The superblocks the copy
-        fills are sealed once the hash is in the chunk header (their checksum covers it).
+        Hashing first would read the plaintext from memory twice, and hashing the whole chunk
+        after copying it all reads back what the copies into other superblocks evicted. The
+        superblocks the copy fills are sealed once the hash is in the chunk header (their
+        checksum covers it).
         """
         n = len(view)
         header = ChunkHeader(index, self._chunk_seq, self._offset, n, n, flags=self._plain_flags)
@@ -224,8 +226,9 @@ class SessionWriter:
         hbuf, at = self._current(), self._pos - CHUNK_HEADER_LEN + CONTENT_HASH_AT
         self._held = []
         try:
-            self._put_data(index, self._chunk_seq, self._offset, view)
-            hbuf[at:at + 16] = xxhash.xxh3_128_digest(view)
+            hasher = xxhash.xxh3_128()
+            self._put_data(index, self._chunk_seq, self._offset, view, hasher.update)
+            hbuf[at:at + 16] = hasher.digest()
         finally:
             held, self._held = self._held, None
             for buf, payload_len, spans in held:
@@ -470,7 +473,9 @@ class SessionWriter:
             self._seal()
             buf = self._current()
 
-    def _put_data(self, object_index: int, chunk_seq: int, object_offset: int, stored: memoryview) -> None:
+    def _put_data(self, object_index: int, chunk_seq: int, object_offset: int, stored: memoryview,
+                  copied: Callable[[memoryview], object] | None = None) -> None:
+        """Append ``stored`` as DATA records over superblocks; ``copied`` sees each piece once copied."""
         done = 0
         while done < len(stored):
             buf = self._buf if self._buf is not None else self._current()
@@ -482,7 +487,10 @@ class SessionWriter:
             RECORD_HEADER.pack_into(buf, self._pos, RecordType.DATA, 0, 0, TAG_LEN + n)
             TAG.pack_into(buf, self._pos + RECORD_HEADER_LEN, object_index, chunk_seq, object_offset, done)
             start = self._pos + RECORD_HEADER_LEN + TAG_LEN
-            buf[start:start + n] = stored[done:done + n]
+            piece = stored[done:done + n]
+            buf[start:start + n] = piece
+            if copied is not None:
+                copied(piece)
             self._pos = start + n
             self._spans.append((start, self._pos))
             done += n
