@@ -70,3 +70,17 @@ def test_a_damaged_chunk_delivers_no_piece_in_views_mode() -> None:
     assert [e.kind for e in events if isinstance(e, Damage)] == ["integrity"]
     assert [c.header.chunk_seq for c in chunks] == [1]
     assert b"".join(chunks[0].pieces) == data[150_000:]
+
+
+def test_views_with_duplicates_and_unwanted_objects() -> None:
+    data = loglike(120_000, 11)
+    _w, blocks = write_session([(b"/a", data), (b"/b", data), (b"/c", data)], size=1 << 16, chunk_size=100_000,
+                               selector=fixed(Compression.NONE), discard_duplicates=True)
+    events = list(scan(blocks, views=True, want=lambda _sid, index: index != 2))
+    chunks = {(c.header.object_index, c.header.chunk_seq): c for c in events if isinstance(c, ChunkRead)}
+    assert not [e for e in events if isinstance(e, Damage)]
+    for seq in (0, 1):
+        first, dup, unwanted = chunks[(0, seq)], chunks[(1, seq)], chunks[(2, seq)]
+        assert b"".join(first.pieces) == data[seq * 100_000:(seq + 1) * 100_000]
+        assert dup.header.ref == (0, seq) and dup.pieces == () and dup.data is None
+        assert unwanted.pieces == () and unwanted.data is None

@@ -3,19 +3,21 @@
 Cases, each in both directions (``pack-*`` and ``unpack-*``):
 
 - ``none``: no transform. Ours: copy into 256 KiB superblocks, content hash, framing, the
-  superblock checksum over the framing (docs/format.md §2). Baseline: the least any
-  integrity-checked store does, one copy of the chunk into a reused 1 MiB buffer and its
-  xxh3-128.
-- ``lz4``, ``zstd1``: ours runs the whole format path (compress, hash, frame, checksum; on
-  unpack verify, join pieces, decompress, check the hash); the baseline only calls
+  superblock checksum over the framing (docs/format.md §2); unpacking verifies in place and
+  hands out views (``views=True``: no copy). Baseline: the least any integrity-checked store
+  does, one copy of the chunk into a reused 1 MiB buffer and its xxh3-128.
+- ``lz4``, ``zstd1``: ours runs the whole format path (compress, hash the stored bytes, frame,
+  checksum; on unpack verify, hash, join pieces, decompress); the baseline only calls
   ``lz4.block.compress``/``decompress`` or zstd level 1 on the same chunks.
 - ``zstd1-aes``: as ``zstd1`` plus AES-256-GCM; the baseline is zstd then ``AESGCM.encrypt``.
 
-Packing recycles eight superblock buffers, as a DataPipe pool does once the medium has a
-superblock (fresh 256 KiB allocations would add page faults to our side only). Figures are
-MB/s of plaintext per CPU second (10^6 bytes), best of several alternating rounds
-so ours and the baseline see the same machine load. Everything happens in memory: the suite
-writes nothing (``workdir`` is unused).
+Chunks are written as format 1.1 (``STORED_HASH``: the content hash covers the stored bytes;
+under AES-GCM the tag does). Packing recycles eight superblock buffers, as a DataPipe pool
+does once the medium has a superblock (fresh 256 KiB allocations would add page faults to
+our side only). Figures are MB/s of plaintext per CPU second (10^6 bytes), best of several
+alternating rounds so ours and the baseline see the same machine load. Before timing, the
+plaintext read back is compared with the chunks written. Everything happens in memory: the
+suite writes nothing (``workdir`` is unused).
 """
 
 from __future__ import annotations
