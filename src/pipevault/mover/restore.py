@@ -752,17 +752,18 @@ class _Plan:
     stored: int = 0  # bytes of the wanted objects on media (what the progress bar counts: blocks read)
 
 
-def _object_index(attributes: str, session: uuid.UUID) -> int | None:
-    """The version's object index in ``session``, when its attributes record it."""
+def _object_index(attributes: str, session: str) -> int | None:
+    """The version's object index in media session ``session`` (its text), when its
+    attributes record it."""
     # The backup's catalog stage ends every version's attributes with
     # ``"session":"<uuid>","object":<n>}`` (mover/catalogue.py): read it from there.
-    at = attributes.rfind('"session":"', max(0, len(attributes) - 80))
+    at = attributes.rfind('"session":"', -80)  # (a negative start counts from the end)
     if at >= 0 and attributes[at + 47: at + 58] == '","object":' and attributes.endswith("}"):
         number = attributes[at + 58: -1]
         if number.isdigit():
-            return int(number) if attributes[at + 11: at + 47] == str(session) else None
+            return int(number) if attributes[at + 11: at + 47] == session else None
     attrs = json.loads(attributes)  # written by something else (a rebuilt catalog, an older version)
-    if "object" in attrs and attrs.get("session") == str(session):
+    if "object" in attrs and attrs.get("session") == session:
         return int(attrs["object"])
     return None
 
@@ -771,31 +772,34 @@ def _plan(site: Site, versions: list[VersionInfo]) -> _Plan:
     """Which object of which session each version is, and where each starts on which volume."""
     wanted: dict[Key, VersionInfo] = {}
     by_index: dict[tuple[uuid.UUID, int], Key] = {}
-    per_volume: dict[str, list[tuple[int, Key]]] = defaultdict(list)
+    key_of: dict[int, Key] = {}  # version id -> key (ints hash in C; keys hold a UUID)
     with site.catalog.read() as conn:
-        media: dict[int, uuid.UUID] = {}
+        media: dict[int, tuple[uuid.UUID, str] | None] = {}
         for v in versions:
             if v.session_id is None:
                 continue
             if v.session_id not in media:
-                ms = session_rows.get_session(conn, v.session_id).media_session
-                if ms is None:
-                    continue
-                media[v.session_id] = uuid.UUID(ms)
-            key = (media[v.session_id], v.filespace, v.hl, v.ll)
+                text = session_rows.get_session(conn, v.session_id).media_session
+                media[v.session_id] = (uuid.UUID(text), text) if text is not None else None
+            ms = media[v.session_id]
+            if ms is None:
+                continue
+            key = (ms[0], v.filespace, v.hl, v.ll)
             wanted[key] = v
-            index = _object_index(v.attributes, key[0])
+            key_of[v.version_id] = key
+            index = _object_index(v.attributes, ms[1])
             if index is not None:
-                by_index[(key[0], index)] = key
-        pieces = location_rows.restore_plan(conn, [v.version_id for v in wanted.values()])
-    ids = {v.version_id: k for k, v in wanted.items()}
-    firsts: dict[tuple[str, Key], int] = {}
+                by_index[(ms[0], index)] = key
+        pieces = location_rows.restore_plan(conn, key_of)
+    firsts: dict[tuple[str, int], int] = {}  # (volume, version id) -> its first superblock there
     for p in pieces:
-        k = ids[p.version_id]
-        firsts[(p.volume, k)] = min(p.superblock, firsts.get((p.volume, k), p.superblock))
-    for (vol, k), block in firsts.items():
-        per_volume[vol].append((block, k))
-    order = _read_order(pieces, {vid: k[0] for vid, k in ids.items()})
+        at = (p.volume, p.version_id)
+        if at not in firsts:  # pieces come in volume and superblock order
+            firsts[at] = p.superblock
+    per_volume: dict[str, list[tuple[int, Key]]] = defaultdict(list)
+    for (vol, vid), block in firsts.items():
+        per_volume[vol].append((block, key_of[vid]))
+    order = _read_order(pieces, {vid: k[0] for vid, k in key_of.items()})
     starts = [(vol, sorted(per_volume[vol], key=lambda s: s[0])) for vol in order]
     return _Plan(wanted, by_index, starts, sum(p.length for p in pieces))
 
