@@ -1,9 +1,12 @@
-/* Compiled form of the superblock checksum (docs/format.md section 2).
+/* Compiled forms of the superblock checksum (docs/format.md section 2) and of the reader's
+ * commonest superblock.
  *
  * The readable specification is pipevault/format/_superblock.py (data_spans and checksum);
- * this module computes the same value in one call, because the Python walk and the several
- * streaming hash updates cost more per superblock than the bytes they hash. Tests check
- * both give the same checksum for any payload, well-formed or not.
+ * checksum() computes the same value in one call, because the Python walk and the several
+ * streaming hash updates cost more per superblock than the bytes they hash. sole_data()
+ * recognises a superblock that is nothing but one piece of a chunk's stored bytes (most
+ * superblocks of large untransformed objects) and verifies it in one call; anything else is
+ * left to the Python reader. Tests check both agree with the Python code on any input.
  *
  * The hash itself is not reimplemented: the covered bytes are gathered into one bytes object
  * and handed to xxhash.xxh3_64_intdigest (xxh3 of a concatenation equals the streaming hash of
@@ -19,6 +22,13 @@
 #define RECORD_HEADER_LEN 8
 #define TAG_LEN 24
 #define TYPE_DATA 0x06
+#define HEADER_LEN 64
+#define VERSION_MAJOR 1
+#define MIN_SIZE_LOG2 16
+#define MAX_SIZE_LOG2 24
+#define KNOWN_REQUIRED 0x0F
+
+static const unsigned char MAGIC[8] = {0x89, 'P', 'V', 'S', 'B', '\r', '\n', 0x1a};
 
 static PyObject *xxh3_64_intdigest;
 
@@ -26,6 +36,12 @@ static uint32_t
 load_u32le(const unsigned char *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static uint64_t
+load_u64le(const unsigned char *p)
+{
+    return (uint64_t)load_u32le(p) | ((uint64_t)load_u32le(p + 4) << 32);
 }
 
 /* Walk the records of buf[start:end] as data_spans does; with out != NULL copy the covered
@@ -97,8 +113,80 @@ done:
     return result;
 }
 
+/* xxh3-64 of buf[:56] and buf[start:end], all of it covered (no stored bytes left out). */
+static PyObject *
+covered_hash(const unsigned char *buf, Py_ssize_t start, Py_ssize_t end)
+{
+    PyObject *bytes = PyBytes_FromStringAndSize(NULL, CHECKSUM_OFFSET + (end - start));
+    if (bytes == NULL)
+        return NULL;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(bytes);
+    memcpy(out, buf, CHECKSUM_OFFSET);
+    memcpy(out + CHECKSUM_OFFSET, buf + start, (size_t)(end - start));
+    PyObject *result = PyObject_CallOneArg(xxh3_64_intdigest, bytes);
+    Py_DECREF(bytes);
+    return result;
+}
+
+PyDoc_STRVAR(sole_data_doc,
+"sole_data(buf) -> (session_id, seq, checksum, object_index, chunk_seq, object_offset,\n"
+"                   stored_offset, start, end) | None\n\n"
+"For a valid version 1 superblock with a 64-byte header, no superblock flags, only known\n"
+"required features, whose payload is exactly one DATA record (no record flags, reserved\n"
+"bytes zero, at least one stored byte) and whose checksum matches: its header fields, the\n"
+"tag header's four fields and the offsets of the stored bytes in buf. None for anything\n"
+"else, valid or not: the caller then reads the superblock the general way, which reports\n"
+"any damage. buf is read during the call only.");
+
+static PyObject *
+accel_sole_data(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) != 0)
+        return NULL;
+    PyObject *result = NULL;
+    const unsigned char *b = (const unsigned char *)view.buf;
+    const Py_ssize_t first = HEADER_LEN + RECORD_HEADER_LEN + TAG_LEN; /* first stored byte */
+    if (view.len <= first || memcmp(b, MAGIC, sizeof MAGIC) != 0 || b[8] != VERSION_MAJOR
+            || b[10] != HEADER_LEN || b[11] != 0 || b[12] < MIN_SIZE_LOG2 || b[12] > MAX_SIZE_LOG2
+            || b[13] != 0 || (load_u32le(b + 16) & ~(uint32_t)KNOWN_REQUIRED) != 0)
+        goto none;
+    Py_ssize_t payload_len = (Py_ssize_t)load_u32le(b + 48);
+    Py_ssize_t end = HEADER_LEN + payload_len;
+    if (payload_len > ((Py_ssize_t)1 << b[12]) - HEADER_LEN || end > view.len || end <= first)
+        goto none;
+    const unsigned char *r = b + HEADER_LEN;
+    if (r[0] != TYPE_DATA || r[1] != 0 || r[2] != 0 || r[3] != 0
+            || (Py_ssize_t)load_u32le(r + 4) != payload_len - RECORD_HEADER_LEN)
+        goto none;
+    uint64_t sealed = load_u64le(b + CHECKSUM_OFFSET);
+    PyObject *got = covered_hash(b, HEADER_LEN, first);
+    if (got == NULL)
+        goto done;
+    uint64_t value = PyLong_AsUnsignedLongLong(got);
+    Py_DECREF(got);
+    if (value == (uint64_t)-1 && PyErr_Occurred())
+        goto done;
+    if (value != sealed)
+        goto none;
+    const unsigned char *tag = r + RECORD_HEADER_LEN;
+    result = Py_BuildValue("(y#KKkkKknn)", (const char *)(b + 24), (Py_ssize_t)16,
+                           (unsigned long long)load_u64le(b + 40), (unsigned long long)sealed,
+                           (unsigned long)load_u32le(tag), (unsigned long)load_u32le(tag + 4),
+                           (unsigned long long)load_u64le(tag + 8), (unsigned long)load_u32le(tag + 16),
+                           first, end);
+    goto done;
+none:
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef accel_methods[] = {
     {"checksum", (PyCFunction)(void (*)(void))accel_checksum, METH_FASTCALL, checksum_doc},
+    {"sole_data", accel_sole_data, METH_O, sole_data_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -45,7 +45,7 @@ from pipevault.format._records import (
     Resume,
     read_record_header,
 )
-from pipevault.format._superblock import SuperblockFlags, SuperblockHeader
+from pipevault.format._superblock import SoleData, SuperblockFlags, SuperblockHeader
 from pipevault.format.errors import (
     FormatError,
     IntegrityError,
@@ -147,12 +147,7 @@ class SessionReader:
         elif seq > self.expected:
             self._begin_gap(self.expected, seq - 1, "lost", f"superblocks {self.expected}..{seq - 1} are "
                             "missing or unreadable", out)
-        self.expected = seq + 1
-        self.seq = self._record_seq = seq
-        if seq > self.last_seq:
-            self.last_seq = seq
-        self._recent[seq] = header.checksum
-        self._recent.pop(seq - _RECENT, None)
+        self._advance(seq, header.checksum)
         try:
             self._records(payload, out)
         except (UnsupportedFeatureError, WrongKeyError, KeyRequiredError):
@@ -164,6 +159,37 @@ class SessionReader:
             # next: its data must not stay a view of a buffer the caller may reuse now.
             self._asm.detach()
         return out
+
+    def _advance(self, seq: int, checksum: int) -> None:
+        """Superblock ``seq`` (with ``checksum``) is the one being read."""
+        self.expected = seq + 1
+        self.seq = self._record_seq = seq
+        if seq > self.last_seq:
+            self.last_seq = seq
+        self._recent[seq] = checksum
+        self._recent.pop(seq - _RECENT, None)
+
+    def continue_data(self, sole: SoleData, block: memoryview) -> bool:
+        """Read a verified superblock that is one DATA record, if it simply continues the open chunk.
+
+        ``sole`` is what ``_accel.sole_data(block)`` found. Returns False, having changed
+        nothing, unless the superblock is the next expected one, no damage or continued record
+        is pending and the piece continues the open chunk within its stored length; then it
+        has done exactly what :meth:`feed` would (which would return no event) and returns True.
+        """
+        _sid, seq, checksum, object_index, chunk_seq, object_offset, at, start, end = sole
+        chunk = self.chunk
+        if (seq != self.expected or self._gap is not None or self._cont is not None or chunk is None
+                or at != self._got or at + end - start > chunk.stored_len or object_index != chunk.object_index
+                or chunk_seq != chunk.chunk_seq or object_offset != chunk.object_offset):
+            return False
+        self._advance(seq, checksum)
+        if self._asm is not None:
+            self._asm.add(block[start:end], at)
+            if not self._views:
+                self._asm.detach()
+        self._got = at + end - start
+        return True
 
     def finish(self) -> list[Event]:
         """The media ended: report what is incomplete."""

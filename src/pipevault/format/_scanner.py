@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pipevault.format._codecs import Buffer
 from pipevault.format._events import Damage, Event
 from pipevault.format._reader import SessionReader
-from pipevault.format._superblock import HEADER_LEN, MAGIC, peek_header, verify
+from pipevault.format._superblock import HEADER_LEN, MAGIC, peek_header, sole_data, verify
 from pipevault.format.errors import FormatError, UnknownVersionError, UnsupportedFeatureError
 
 Keys = bytes | Mapping[uuid.UUID, bytes] | None
@@ -44,6 +44,7 @@ class Scanner:
         self._decode = decode
         self._want = want
         self.readers: dict[uuid.UUID, SessionReader] = {}
+        self._by_raw: dict[bytes, SessionReader] = {}  # the same readers by raw session id
         self.blocks = 0
         self.skipped = 0
 
@@ -52,7 +53,7 @@ class Scanner:
         if reader is None:
             key = self._key.get(sid) if isinstance(self._key, Mapping) else self._key
             want = self._want
-            reader = self.readers[sid] = SessionReader(
+            reader = self.readers[sid] = self._by_raw[sid.bytes] = SessionReader(
                 sid, key=key, decode=self._decode, views=self._views,
                 want=(lambda index: want(sid, index)) if want is not None else None)
         return reader
@@ -66,6 +67,14 @@ class Scanner:
         """
         self.blocks += 1
         view = memoryview(block).cast("B")
+        if sole_data is not None:
+            # Most superblocks of a large object are one piece of a chunk: recognised and
+            # verified in one compiled call; anything else takes the general path below.
+            sole = sole_data(view)
+            if sole is not None:
+                known = self._by_raw.get(sole[0])
+                if known is not None and known.continue_data(sole, view):
+                    return []
         try:
             header = peek_header(view)
         except FormatError as exc:

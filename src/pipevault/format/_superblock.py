@@ -45,12 +45,16 @@ _TAGGED = RECORD_HEADER_LEN + TAG_LEN  # record header and tag header: covered b
 Spans = Sequence[tuple[int, int]]
 """``(start, end)`` offsets in a superblock of the stored bytes the checksum leaves out, in order."""
 
+SoleData = tuple[bytes, int, int, int, int, int, int, int, int]
 _compiled: Callable[[memoryview, int, int], int] | None
+sole_data: Callable[[memoryview], SoleData | None] | None
+"""The compiled recogniser of a superblock that is one DATA record (``_accel.sole_data``)."""
 try:
     # The same checksum in one C call (``_accel.c``): the Python walk below is its specification.
     from pipevault.format._accel import checksum as _compiled
+    from pipevault.format._accel import sole_data
 except ImportError:  # a source tree whose extension was not built: the Python code runs
-    _compiled = None
+    _compiled = sole_data = None
 COMPILED = _compiled is not None
 """Whether superblocks are checksummed by the compiled ``_accel`` module (tests insist on it)."""
 
