@@ -8,12 +8,24 @@ that it gives exactly what the Python walk gives, for any payload, well-formed o
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
+from format_helpers import KEY, loglike
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipevault.format import _superblock
+from pipevault.clock import ManualClock
+from pipevault.format import (
+    ArchiveHeader,
+    Compression,
+    SessionHeader,
+    SessionWriter,
+    _chunk,
+    _superblock,
+    _writer,
+    fixed,
+)
 from pipevault.format._records import RECORD_HEADER, RecordType
 from pipevault.format._superblock import checksum, data_spans
 
@@ -66,9 +78,9 @@ def test_compiled_checksum_reads_any_buffer() -> None:
 
 
 def test_the_python_fallback_writes_and_reads_the_same_superblocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from format_helpers import collect, loglike, write_session
+    from format_helpers import collect, write_session
 
-    from pipevault.format import Compression, fixed, scan
+    from pipevault.format import scan
 
     data = loglike(150_000, 9)
     _w, compiled = write_session([(b"/f", data)], size=1 << 16, session_id=_SID,
@@ -83,3 +95,49 @@ def test_the_python_fallback_writes_and_reads_the_same_superblocks(monkeypatch: 
     assert [len(b) for b in compiled] == [len(b) for b in python] and len(compiled) > 2
     assert [bytes(b[64:]) for b in compiled[1:-1]] == [bytes(b[64:]) for b in python[1:-1]]
     assert [bytes(b[:64]) for b in compiled[1:-1]] == [bytes(b[:64]) for b in python[1:-1]]
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(0, 300_000), min_size=1, max_size=3), chunk=st.integers(1, 250_000),
+       comp=st.sampled_from([Compression.NONE, Compression.LZ4]), key=st.sampled_from([None, KEY]),
+       stored_hash=st.booleans())
+def test_the_compiled_writer_writes_what_the_python_writer_writes(sizes: list[int], chunk: int, comp: Compression,
+                                                                   key: bytes | None, stored_hash: bool) -> None:
+    def session() -> list[bytes]:
+        w = SessionWriter(SessionHeader(job="j", created_ns=1), session_id=_SID, size=1 << 16, key=key,
+                          selector=fixed(comp), chunk_size=chunk, clock=ManualClock(5.0), stored_hash=stored_hash)
+        for i, size in enumerate(sizes):
+            w.begin_object(ArchiveHeader(name=b"/o"))
+            w.write(loglike(size, i))
+            w.end_object()
+        w.close()
+        return [bytes(b) for b in w.take()]
+
+    assert _writer.fill_sole is not None
+    saved, token = _writer.fill_sole, _chunk.secrets.token_bytes
+    try:
+        _chunk.secrets.token_bytes = bytes  # type: ignore[assignment]  # one nonce for both runs
+        compiled = session()
+        _writer.fill_sole = None
+        python = session()
+    finally:
+        _writer.fill_sole, _chunk.secrets.token_bytes = saved, token  # type: ignore[assignment]
+    assert compiled == python
+
+
+def test_the_compiled_writer_fills_whole_superblocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = _writer.fill_sole
+    assert original is not None
+
+    def counting(*args: Any) -> int:
+        calls.append(original(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(_writer, "fill_sole", counting)
+    w = SessionWriter(size=1 << 16, selector=fixed(Compression.NONE))
+    w.begin_object(ArchiveHeader(name=b"/big"))
+    w.write(loglike(500_000, 1))
+    w.end_object()
+    w.close()
+    assert len(calls) >= 5 and all(n == (1 << 16) - 96 for n in calls)

@@ -51,6 +51,7 @@ from pipevault.format._superblock import (
     Required,
     SuperblockFlags,
     data_spans,
+    fill_sole,
     pack_header,
     seal,
     size_log2_of,
@@ -438,12 +439,15 @@ class SessionWriter:
 
     def _current(self) -> memoryview:
         if self._buf is None:
-            buf = self._allocate(self.size)
-            if len(buf) < self.size:
-                raise LimitError(f"allocated superblock buffer of {len(buf)} bytes, need {self.size}")
-            self._buf = buf[:self.size]
+            self._buf = self._new_buffer()
             self._pos = HEADER_LEN
         return self._buf
+
+    def _new_buffer(self) -> memoryview:
+        buf = self._allocate(self.size)
+        if len(buf) < self.size:
+            raise LimitError(f"allocated superblock buffer of {len(buf)} bytes, need {self.size}")
+        return buf[:self.size]
 
     def _reserve(self, body_len: int) -> None:
         """Start a new superblock unless a record of ``body_len`` (capped at one superblock) fits."""
@@ -477,7 +481,19 @@ class SessionWriter:
                   copied: Callable[[memoryview], object] | None = None) -> None:
         """Append ``stored`` as DATA records over superblocks; ``copied`` sees each piece once copied."""
         done = 0
+        # A piece that fills a whole superblock of its own (the middle of a large chunk) is
+        # written and sealed by one compiled call: byte for byte what the loop below writes.
+        sole_room = self.size - HEADER_LEN - RECORD_HEADER_LEN - TAG_LEN if fill_sole is not None else len(stored)
         while done < len(stored):
+            if self._buf is None and len(stored) - done >= sole_room and fill_sole is not None and not self._flags:
+                buf = self._new_buffer()
+                n = fill_sole(buf, self._sid, self.seq, self.size_log2, self._required, self._optional,
+                              object_index, chunk_seq, object_offset, stored, done)
+                if copied is not None:
+                    copied(stored[done:done + n])
+                self._sealed(buf)
+                done += n
+                continue
             buf = self._buf if self._buf is not None else self._current()
             room = self.size - self._pos - RECORD_HEADER_LEN - TAG_LEN
             if room <= 0:
@@ -508,6 +524,10 @@ class SessionWriter:
         else:
             self._held.append((buf, payload_len, self._spans))
         self._spans = []
+        self._sealed(buf)
+
+    def _sealed(self, buf: memoryview) -> None:
+        """``buf``, superblock ``seq``, is complete (its checksum may wait in ``_held``)."""
         self._done.append(buf)
         self._points[self.seq % KEEP_POINTS] = self._point()
         self._buf = None
