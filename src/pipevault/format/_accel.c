@@ -130,19 +130,24 @@ done:
     return result;
 }
 
-/* xxh3-64 of buf[:56] and buf[start:end], all of it covered (no stored bytes left out). */
-static PyObject *
-covered_hash(const unsigned char *buf, Py_ssize_t start, Py_ssize_t end)
+/* *value = xxh3-64 of buf[:56] and buf[start:end], all of it covered (no stored bytes left
+ * out). Returns 0, or -1 with an exception set. */
+static int
+covered_hash(const unsigned char *buf, Py_ssize_t start, Py_ssize_t end, uint64_t *value)
 {
     PyObject *bytes = PyBytes_FromStringAndSize(NULL, CHECKSUM_OFFSET + (end - start));
     if (bytes == NULL)
-        return NULL;
+        return -1;
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(bytes);
     memcpy(out, buf, CHECKSUM_OFFSET);
     memcpy(out + CHECKSUM_OFFSET, buf + start, (size_t)(end - start));
-    PyObject *result = PyObject_CallOneArg(xxh3_64_intdigest, bytes);
+    PyObject *hash = PyObject_CallOneArg(xxh3_64_intdigest, bytes);
     Py_DECREF(bytes);
-    return result;
+    if (hash == NULL)
+        return -1;
+    *value = PyLong_AsUnsignedLongLong(hash);
+    Py_DECREF(hash);
+    return *value == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
 }
 
 PyDoc_STRVAR(sole_data_doc,
@@ -177,13 +182,8 @@ accel_sole_data(PyObject *module, PyObject *arg)
     if (r[0] != TYPE_DATA || r[1] != 0 || r[2] != 0 || r[3] != 0
             || (Py_ssize_t)load_u32le(r + 4) != payload_len - RECORD_HEADER_LEN)
         goto none;
-    uint64_t sealed = load_u64le(b + CHECKSUM_OFFSET);
-    PyObject *got = covered_hash(b, HEADER_LEN, first);
-    if (got == NULL)
-        goto done;
-    uint64_t value = PyLong_AsUnsignedLongLong(got);
-    Py_DECREF(got);
-    if (value == (uint64_t)-1 && PyErr_Occurred())
+    uint64_t sealed = load_u64le(b + CHECKSUM_OFFSET), value;
+    if (covered_hash(b, HEADER_LEN, first, &value) != 0)
         goto done;
     if (value != sealed)
         goto none;
@@ -281,12 +281,8 @@ accel_fill_sole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memcpy(b + first, (const unsigned char *)stored.buf + done, (size_t)n);
     if (first + n < size) /* pool buffers are reused: the padding must not leak old contents */
         memset(b + first + n, 0, (size_t)(size - first - n));
-    PyObject *hash = covered_hash(b, HEADER_LEN, first);
-    if (hash == NULL)
-        goto done;
-    uint64_t value = PyLong_AsUnsignedLongLong(hash);
-    Py_DECREF(hash);
-    if (value == (uint64_t)-1 && PyErr_Occurred())
+    uint64_t value;
+    if (covered_hash(b, HEADER_LEN, first, &value) != 0)
         goto done;
     store_u64le(b + CHECKSUM_OFFSET, value);
     result = PyLong_FromSsize_t(n);
