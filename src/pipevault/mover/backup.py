@@ -483,6 +483,7 @@ class StoreParams:
     sync_bytes: int = SYNC_EVERY  # stored bytes between durability points (sync, then catalogue)
     deleted: tuple[tuple[str, str, str], ...] = ()  # objects the plan found deleted (noted on media)
     key_check: bytes = b""  # without key: the key check of chunks the client encrypted (remote backup)
+    background_sync: bool = True  # durability points on disk sync beside the store (see mover.store)
 
 
 class StoreStage:
@@ -508,7 +509,7 @@ class StoreStage:
                                selector=SamplingSelector() if p.compress else fixed(Compression.NONE),
                                clock=site.clock, key_check=p.key_check)
         self.store = SessionStore(site, writer, p.pool, functools.partial(send_durable, ctx),
-                                  sync_every=p.sync_bytes)
+                                  sync_every=p.sync_bytes, background_sync=p.background_sync)
         try:
             self._feed(ctx)
         except BaseException:

@@ -166,7 +166,7 @@ def begin_backup(settings: Settings, node: str, params: dict[str, Any],
         SessionHeader(node=node, job=kind, kind=kind, host=host or socket.gethostname(), software="pipevault"),
         mc.compress, mc.dedup, archive, description, expires, mc.name, stored=now,
         sync_bytes=sync_bytes, deleted=() if archive else tuple(deleted),  # noted on media, as locally
-        key_check=key_check)
+        key_check=key_check, background_sync=False)  # a resumed backup starts from the last checkpoint
     return BackupService(site, lock, cat_session, store, mc.encrypt, deleted)
 
 
