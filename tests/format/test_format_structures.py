@@ -213,6 +213,21 @@ def test_field_records_round_trip(
     assert type(record).unpack(memoryview(record.pack())) == record
 
 
+@given(st.one_of(session_headers, session_footers, archive_headers, archive_footers), st.data())
+def test_pack_fields_packs_what_the_record_would(
+        record: SessionHeader | SessionFooter | ArchiveHeader | ArchiveFooter, data: st.DataObject) -> None:
+    fields = dict(vars(record))
+    # Any subset given (the rest take their defaults) packs as the record made from it.
+    given_names = data.draw(st.sets(st.sampled_from(sorted(fields))))
+    subset = {k: v for k, v in fields.items() if k in given_names}
+    assert type(record).pack_fields(**subset) == type(record)(**subset).pack()
+
+
+def test_pack_fields_refuses_unknown_names() -> None:
+    with pytest.raises(FormatError, match="no field colour"):
+        ArchiveHeader.pack_fields(name=b"/x", colour="red")
+
+
 @given(items=st.lists(st.tuples(text, blob), max_size=5), oi=u32, cs=u32)
 def test_options_round_trip(items: list[tuple[str, bytes]], oi: int, cs: int) -> None:
     o = Options(tuple(items), oi, cs)

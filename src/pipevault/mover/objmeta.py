@@ -33,12 +33,13 @@ def header_and_doc(meta: bytes | memoryview, index: int) -> tuple[bytes, bytes]:
     (rel, kind, size, mode, uid, gid, mtime, ctime, atime, ino, nlink, rdev, xattrs, link_target, hardlink_of,
      filespace, class_name, stored_ns, expires_ns, description) = pickle.loads(meta)
     fs = to_text(filespace)
-    header = ArchiveHeader(
-        object_index=index, name=os.fsencode("/" + rel), type=kind, size=size if kind == ObjectType.FILE else 0,
+    data_size = size if kind == ObjectType.FILE else 0
+    header = ArchiveHeader.pack_fields(
+        object_index=index, name=os.fsencode("/" + rel), type=kind, size=data_size,
         mode=mode, uid=uid, gid=gid, owner=user_name(uid), group=group_name(gid), mtime_ns=mtime, ctime_ns=ctime,
         atime_ns=atime, xattrs=xattrs, mgmt_class=class_name,
         link_target=(link_target if kind == ObjectType.SYMLINK
                      else os.fsencode("/" + hardlink_of) if hardlink_of else b""),
         filespace=fs, stored_ns=stored_ns, expires_ns=expires_ns, description=description)
     attrs = attributes_of(kind, mode, uid, gid, size, mtime, ctime, atime, ino, nlink, rdev, link_target, hardlink_of)
-    return header.pack(), W.dumps(fs, high_name(rel), low_name(rel), kind, header.size, W.attributes_json(attrs))
+    return header, W.dumps(fs, high_name(rel), low_name(rel), kind, data_size, W.attributes_json(attrs))

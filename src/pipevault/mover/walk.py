@@ -37,6 +37,8 @@ def to_text(name: str) -> str:
     """A file name (as the OS gives it, undecodable bytes as surrogate escapes) as catalog
     text: the catalog's own reversible form, ``\\xNN`` per undecodable byte and backslashes
     doubled (:func:`pipevault.catalog.rebuild.name_text`); :func:`from_text` reverses it."""
+    if name.isascii() and "\\" not in name:
+        return name  # most names: an ASCII name has no undecodable bytes (three calls per entry)
     return name_text(os.fsencode(name))
 
 
