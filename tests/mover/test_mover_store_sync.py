@@ -85,3 +85,26 @@ def test_a_failed_background_sync_fails_the_session(tmp_path: Path, monkeypatch:
         store.abort()
     finally:
         site.close()
+
+
+def test_many_small_objects_call_durability_points_of_their_own(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipevault.mover.store.OBJECTS_EVERY", 50)
+    site = open_site(tmp_path / "home")
+    calls: list[int] = []
+    writer = SessionWriter(SessionHeader(node="n"))
+    pool = site.management_class(None).destination_pool
+    store = SessionStore(site, writer, pool, lambda d: calls.append(len(d)), sync_every=1 << 30,
+                         background_sync=True)
+    try:
+        for i in range(1000):
+            store.begin(ArchiveHeader(name=f"/s{i}".encode(), size=2000), None)
+            store.chunk(writer.encoder(random.Random(i).randbytes(2000), *writer.next_chunk()))
+            store.end(0, i)
+        before_close = sum(calls)
+        store.close(0)
+    finally:
+        site.close()
+    assert sum(calls) == 1000
+    # Far below the byte interval, the object count alone made objects durable on the way.
+    assert before_close >= 500

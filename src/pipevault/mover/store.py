@@ -30,6 +30,7 @@ from pipevault.media.errors import VolumeFull
 from pipevault.mover.site import Site
 
 SYNC_EVERY = 256 << 20  # bytes between durability points (sync volume, commit catalog batch)
+OBJECTS_EVERY = 1000  # objects waiting that call a durability point too (background syncs only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,12 +142,17 @@ class SessionStore:
             # One sync in flight at most: past two intervals, wait for it (bounds what the
             # catalog lags behind the media).
             self._finish_sync(wait=self._since_sync >= 2 * self.sync_every)
-        if self._since_sync >= self.sync_every and not force and self._syncing is None:
-            volume = self._volume
-            if self.background_sync and volume is not None and volume.capabilities.medium == "disk":
+        if force or self._syncing is not None:
+            return
+        due = self._since_sync >= self.sync_every
+        volume = self._volume
+        if self.background_sync and volume is not None and volume.capabilities.medium == "disk":
+            # Also every OBJECTS_EVERY objects: twenty thousand small files fit one interval,
+            # and the catalog stage would insert them all after the last sync, alone.
+            if due or len(self._pending) >= OBJECTS_EVERY:
                 self._start_sync(volume)
-            else:
-                self._checkpoint()
+        elif due:
+            self._checkpoint()
 
     def _append(self, block: memoryview) -> tuple[str, int]:
         while True:
