@@ -65,13 +65,14 @@ def stage_table(stages: tuple[StageFigures, ...], elapsed_s: float, bottleneck: 
     """Per-stage figures as a table; the bottleneck stage is marked."""
     mark = f", * = bottleneck ({bottleneck})" if bottleneck else ""
     table = Table(title=f"stages ({elapsed_s:.2f} s{mark})", title_justify="left")
-    for col in ("stage", "inst", "bufs", "MB in", "MB out", "wait in s", "wait buf s"):
+    for col in ("stage", "inst", "bufs", "MB in", "MB out", "wait in s", "wait buf s", "cpu s"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for s in stages:
         name = f"[bold yellow]{s.name}*[/]" if s.name == bottleneck else s.name
         buffers = s.buffers_in or s.buffers_out
         table.add_row(name, str(s.instances), str(buffers), f"{s.bytes_in / 1e6:.1f}",
-                      f"{s.bytes_out / 1e6:.1f}", f"{s.wait_input_s:.3f}", f"{s.wait_alloc_s:.3f}")
+                      f"{s.bytes_out / 1e6:.1f}", f"{s.wait_input_s:.3f}", f"{s.wait_alloc_s:.3f}",
+                      f"{s.cpu_s:.2f}")
     return table
 
 
