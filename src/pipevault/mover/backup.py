@@ -60,7 +60,7 @@ from pipevault.media import SUPERBLOCK_SIZE
 from pipevault.mover import _wire as W
 from pipevault.mover.catalogue import CatalogStage, send_durable
 from pipevault.mover.objmeta import entry_meta, header_and_doc
-from pipevault.mover.plan import Plan, make_plan
+from pipevault.mover.plan import Plan, make_plan, send_order
 from pipevault.mover.site import Site
 from pipevault.mover.store import SYNC_EVERY, SessionStore
 from pipevault.mover.walk import Entry, data_extents
@@ -632,8 +632,9 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
                 StageSpec("catalog", functools.partial(CatalogStage, params, site))]
         counter = ItemCounter(reporter, len(plan.send)) if reporter is not None else None
         stages = [
-            StageSpec("read", functools.partial(SourceReader, plan.send, mc.name, counter, kind, int(now * 1e9),
-                                                int(expires * 1e9) if expires else 0, opts.description)),
+            StageSpec("read", functools.partial(SourceReader, send_order(plan.send), mc.name, counter, kind,
+                                                int(now * 1e9), int(expires * 1e9) if expires else 0,
+                                                opts.description)),
             StageSpec("encode", functools.partial(ChunkEncode, sid, key, mc.compress, mc.dedup),
                       instances=max(1, opts.instances), allocates=True, mode="process" if separate else "thread"),
             *tail,

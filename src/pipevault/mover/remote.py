@@ -40,7 +40,7 @@ from pipevault.mover import backup
 from pipevault.mover.backup import BUFFER, BackupOptions, BackupResult, ChunkEncode, SourceReader
 from pipevault.mover.keys import key_path, node_key
 from pipevault.mover.paths import TargetTree, check_filespace
-from pipevault.mover.plan import filespace_of, plan_against
+from pipevault.mover.plan import filespace_of, plan_against, send_order
 from pipevault.mover.remote_wire import version_from_wire
 from pipevault.mover.restore import (
     BLOCK_BUFFER,
@@ -148,8 +148,9 @@ def run_remote_backup(settings: Settings, server: Server, opts: BackupOptions, r
                                window=server.window)
     counter = ItemCounter(reporter, len(plan.send)) if reporter is not None else None
     stages = [
-        StageSpec("read", functools.partial(SourceReader, plan.send, mc["name"], counter, kind, int(now * 1e9),
-                                            int(expires * 1e9) if expires else 0, opts.description)),
+        StageSpec("read", functools.partial(SourceReader, send_order(plan.send), mc["name"], counter, kind,
+                                            int(now * 1e9), int(expires * 1e9) if expires else 0,
+                                            opts.description)),
         StageSpec("encode", functools.partial(ChunkEncode, sid, key, mc["compress"], mc["dedup"]),
                   instances=max(1, opts.instances), allocates=True,
                   mode="process" if opts.store_process else "thread"),
