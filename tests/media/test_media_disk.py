@@ -66,6 +66,8 @@ def test_flipped_byte_on_disk_is_detected(tmp_path: Path) -> None:
     assert again.read(0) == data[0] and again.read(2) == data[2]
     with pytest.raises(MediaCorrupt, match="block 1 of V1 fails its checksum"):
         again.read(1)
+    with pytest.raises(MediaCorrupt, match="block 1 of V1 fails its checksum"):
+        again.read_into(1, memoryview(bytearray(512)))
     with pytest.raises(MediaCorrupt):
         again.read_at(600, 10)
 
@@ -80,6 +82,8 @@ def test_blocks_swapped_on_disk_are_detected(tmp_path: Path) -> None:
     vol.path.write_bytes(raw[:HEADER_SIZE] + second + first)
     with pytest.raises(MediaCorrupt):
         DiskVolume(vol.path).read(0)
+    with pytest.raises(MediaCorrupt):
+        DiskVolume(vol.path).read_into(0, memoryview(bytearray(512)))
 
 
 def test_torn_final_slot_is_cut_on_open(tmp_path: Path) -> None:

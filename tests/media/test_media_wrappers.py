@@ -41,6 +41,9 @@ def test_faulty_corrupts_reads_of_one_block() -> None:
     assert vol.read(0) == data[0]
     damaged = vol.read(1)
     assert damaged != data[1] and sum(a != b for a, b in zip(damaged, data[1], strict=True)) == 1
+    out = memoryview(bytearray(512))
+    vol.read_into(1, out)
+    assert bytes(out) == damaged  # the same damage through the caller's buffer
 
 
 def test_statistics_count_traffic_errors_and_time() -> None:

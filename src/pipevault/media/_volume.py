@@ -225,6 +225,17 @@ class Volume(ABC):
             MediaCorrupt: the block read back does not match its checksum.
         """
 
+    def read_into(self, address: int, out: memoryview) -> int:
+        """Read the block at ``address`` into ``out`` (at least ``block_size`` bytes, owned by
+        the caller); returns its length. Raises as :meth:`read` does.
+
+        Drivers that can read straight into the caller's buffer override this; the default
+        copies what :meth:`read` returns.
+        """
+        block = self.read(address)
+        out[:len(block)] = block
+        return len(block)
+
     @abstractmethod
     def status(self) -> VolumeStatus:
         """Where the volume stands: end of data, blocks, bytes used and free, position."""

@@ -47,6 +47,9 @@ class VolumeWrapper(Volume):
     def read(self, address: int) -> bytes:
         return self._inner.read(address)
 
+    def read_into(self, address: int, out: memoryview) -> int:
+        return self._inner.read_into(address, out)
+
     def status(self) -> VolumeStatus:
         return self._inner.status()
 
@@ -144,6 +147,12 @@ class StatisticsVolume(VolumeWrapper):
         self._stats.bytes_read += len(block)
         return block
 
+    def read_into(self, address: int, out: memoryview) -> int:
+        n = self._timed(lambda: self._inner.read_into(address, out), "read_seconds")
+        self._stats.reads += 1
+        self._stats.bytes_read += n
+        return n
+
     def read_at(self, offset: int, length: int) -> bytes:
         data = self._timed(lambda: self._inner.read_at(offset, length), "read_seconds")
         self._stats.reads += 1
@@ -214,6 +223,13 @@ class FaultyVolume(VolumeWrapper):
             damaged[len(damaged) // 2] ^= 0x10
             return bytes(damaged)
         return block
+
+    def read_into(self, address: int, out: memoryview) -> int:
+        self._enter("read")
+        n = self._inner.read_into(address, out)
+        if address in self._corrupt:
+            out[n // 2] ^= 0x10
+        return n
 
     def read_at(self, offset: int, length: int) -> bytes:
         self._enter("read_at")

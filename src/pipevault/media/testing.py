@@ -101,6 +101,21 @@ def check_append_then_read_round_trips(impl: Implementation) -> None:
     vol.close()
 
 
+def check_read_into_fills_the_callers_buffer(impl: Implementation) -> None:
+    """``read_into`` gives what ``read`` gives, in a larger buffer of the caller's, and
+    refuses what ``read`` refuses."""
+    vol = impl.make(BLOCK, 8)
+    data = blocks(4, seed=11)
+    vol.append(b"".join(data))
+    out = memoryview(bytearray(BLOCK + 100))
+    for i in (2, 0, 3, 1):
+        assert vol.read_into(i, out) == BLOCK
+        assert bytes(out[:BLOCK]) == data[i] == vol.read(i)
+    _raises(EndOfData, lambda: vol.read_into(4, out))
+    _raises(BadBlock, lambda: vol.read_into(-1, out))
+    vol.close()
+
+
 def check_volume_does_not_keep_callers_buffer(impl: Implementation) -> None:
     """A bytearray or memoryview may be reused by the caller as soon as append returns."""
     vol = impl.make(BLOCK, 4)
@@ -256,6 +271,7 @@ def check_sync_makes_data_durable(impl: Implementation) -> None:
 CHECKS: tuple[Callable[[Implementation], None], ...] = (
     check_capabilities_are_consistent,
     check_append_then_read_round_trips,
+    check_read_into_fills_the_callers_buffer,
     check_volume_does_not_keep_callers_buffer,
     check_partial_blocks_are_refused,
     check_reads_outside_the_data_are_refused,

@@ -193,16 +193,17 @@ class BlockReader:
                     return blocks
                 addr = max(addr, starts[j][0])
                 continue
+            buf = ctx.alloc_buf()
             try:
-                data = volume.read(addr)
+                buf.length = volume.read_into(addr, buf.data)  # straight into the pool buffer
             except EndOfData:
+                ctx.free_buf(buf)
                 return blocks
             except (MediaCorrupt, MediaIOError, BadBlock) as exc:
+                ctx.free_buf(buf)
                 problems.append(f"volume {volume.name} block {addr}: {exc.message}")
                 addr += 1
                 continue
-            buf = ctx.alloc_buf()
-            buf.set(data)
             ctx.send_buf(buf)
             blocks += 1
             addr += 1
