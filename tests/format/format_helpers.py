@@ -8,7 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hypothesis import strategies as st
+
 from pipevault.format import (
+    ArchiveFooter,
     ArchiveHeader,
     ChunkRead,
     Damage,
@@ -16,11 +19,34 @@ from pipevault.format import (
     ObjectEnded,
     ObjectStarted,
     SessionEnded,
+    SessionFooter,
     SessionHeader,
     SessionWriter,
 )
 
 KEY = bytes(range(32))
+
+# Field values of each kind, for property tests of the records.
+u8 = st.integers(0, 255)
+u32 = st.integers(0, 2**32 - 1)
+u64 = st.integers(0, 2**64 - 1)
+i64 = st.integers(-(2**63), 2**63 - 1)
+text = st.text(max_size=40)
+blob = st.binary(max_size=60)
+
+session_headers = st.builds(SessionHeader, created_ns=i64, node=text, job=text, kind=text, stream=text,
+                            host=text, software=text, size_log2=st.integers(16, 24), key_check=blob,
+                            options=text)
+session_footers = st.builds(SessionFooter, status=u8, objects=u64, plain_bytes=u64, stored_bytes=u64,
+                            first_seq=u64, last_seq=u64, ended_ns=i64, errors=u64, duplicates=u64)
+archive_headers = st.builds(
+    ArchiveHeader, object_index=u32, name=blob, type=u8, size=u64, mode=u32, uid=u32, gid=u32, owner=text,
+    group=text, mtime_ns=i64, ctime_ns=i64, atime_ns=i64,
+    xattrs=st.lists(st.tuples(st.binary(max_size=20), blob), max_size=4).map(tuple), mgmt_class=text,
+    object_id=st.none() | st.uuids(), version=u64, link_target=blob, stored_ns=i64, filespace=text,
+    expires_ns=i64, description=text)
+archive_footers = st.builds(ArchiveFooter, object_index=u32, status=u8, plain_bytes=u64, stored_bytes=u64,
+                            chunks=u32, first_seq=u64, last_seq=u64, duplicates=u32)
 
 
 def loglike(n: int, seed: int = 0) -> bytes:

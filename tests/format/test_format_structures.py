@@ -6,6 +6,17 @@ import struct
 import uuid
 
 import pytest
+from format_helpers import (
+    archive_footers,
+    archive_headers,
+    blob,
+    i64,
+    session_footers,
+    session_headers,
+    text,
+    u32,
+    u64,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -43,13 +54,6 @@ from pipevault.format.errors import (
     UnknownVersionError,
     UnsupportedFeatureError,
 )
-
-u8 = st.integers(0, 255)
-u32 = st.integers(0, 2**32 - 1)
-u64 = st.integers(0, 2**64 - 1)
-i64 = st.integers(-(2**63), 2**63 - 1)
-text = st.text(max_size=40)
-blob = st.binary(max_size=60)
 
 
 @given(sid=st.uuids(), seq=u64, log2=st.integers(16, 24), flags=st.integers(0, 7), req=st.integers(0, 7),
@@ -190,21 +194,6 @@ def test_tag_and_record_header() -> None:
     assert read_record_header(memoryview(struct.pack("<BBHI", 0xB3, 0, 0, 0)), 0).type == 0xB3
     with pytest.raises(FormatError):
         read_record_header(memoryview(struct.pack("<BBHI", 6, 2, 0, 0)), 0)
-
-
-session_headers = st.builds(SessionHeader, created_ns=i64, node=text, job=text, kind=text, stream=text,
-                            host=text, software=text, size_log2=st.integers(16, 24), key_check=blob,
-                            options=text)
-session_footers = st.builds(SessionFooter, status=u8, objects=u64, plain_bytes=u64, stored_bytes=u64,
-                            first_seq=u64, last_seq=u64, ended_ns=i64, errors=u64, duplicates=u64)
-archive_headers = st.builds(
-    ArchiveHeader, object_index=u32, name=blob, type=u8, size=u64, mode=u32, uid=u32, gid=u32, owner=text,
-    group=text, mtime_ns=i64, ctime_ns=i64, atime_ns=i64,
-    xattrs=st.lists(st.tuples(st.binary(max_size=20), blob), max_size=4).map(tuple), mgmt_class=text,
-    object_id=st.none() | st.uuids(), version=u64, link_target=blob, stored_ns=i64, filespace=text,
-    expires_ns=i64, description=text)
-archive_footers = st.builds(ArchiveFooter, object_index=u32, status=u8, plain_bytes=u64, stored_bytes=u64,
-                            chunks=u32, first_seq=u64, last_seq=u64, duplicates=u32)
 
 
 @given(st.one_of(session_headers, session_footers, archive_headers, archive_footers))

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_accel.h"
+
 #define CHECKSUM_OFFSET 56
 #define RECORD_HEADER_LEN 8
 #define TAG_LEN 24
@@ -33,33 +35,10 @@ static const unsigned char MAGIC[8] = {0x89, 'P', 'V', 'S', 'B', '\r', '\n', 0x1
 
 static PyObject *xxh3_64_intdigest;
 
-static uint32_t
-load_u32le(const unsigned char *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static uint64_t
-load_u64le(const unsigned char *p)
-{
-    return (uint64_t)load_u32le(p) | ((uint64_t)load_u32le(p + 4) << 32);
-}
-
-static void
-store_u32le(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static void
-store_u64le(unsigned char *p, uint64_t v)
-{
-    store_u32le(p, (uint32_t)v);
-    store_u32le(p + 4, (uint32_t)(v >> 32));
-}
+#define load_u32le accel_load_u32le
+#define load_u64le accel_load_u64le
+#define store_u32le accel_store_u32le
+#define store_u64le accel_store_u64le
 
 /* Walk the records of buf[start:end] as data_spans does; with out != NULL copy the covered
  * bytes there. Returns the number of payload bytes covered. */
@@ -316,5 +295,10 @@ PyInit__accel(void)
     Py_DECREF(xxhash);
     if (xxh3_64_intdigest == NULL)
         return NULL;
-    return PyModule_Create(&accel_module);
+    if (accel_fields_init() != 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&accel_module);
+    if (module != NULL && PyModule_AddFunctions(module, accel_fields_methods) != 0)
+        Py_CLEAR(module);
+    return module;
 }

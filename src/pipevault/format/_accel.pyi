@@ -1,4 +1,6 @@
-"""Type stub of the compiled superblock checksum (``_accel.c``)."""
+"""Type stub of the compiled superblock paths and field lists (``_accel.c``, ``_accel_fields.c``)."""
+
+from typing import Any
 
 from pipevault.format._codecs import Buffer
 
@@ -12,3 +14,10 @@ def fill_sole(buf: Buffer, session_id: bytes, seq: int, size_log2: int, required
 def sole_data(buf: Buffer, /) -> tuple[bytes, int, int, int, int, int, int, int, int] | None:
     """``(session_id, seq, checksum, object_index, chunk_seq, object_offset, stored_offset, start,
     end)`` of a valid superblock holding nothing but one DATA record; None for anything else."""
+
+def decode_fields(body: Buffer, table: tuple[tuple[str, int] | None, ...], /) -> dict[str, Any] | None:
+    """The values of a well-formed field list (``_fields._decode_values``); None for anything else."""
+
+def encode_fields(plan: tuple[tuple[str, int, int, Any], ...], values: dict[str, Any], missing: object, /
+                  ) -> bytes | None:
+    """The field list of ``values`` (``_fields._pack_python``); None for an unusual value."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -22,6 +23,17 @@ _INTS: dict[str, struct.Struct] = {"u8": struct.Struct("<B"), "u32": struct.Stru
                                    "u64": struct.Struct("<Q"), "i64": struct.Struct("<q")}
 
 T = TypeVar("T", bound="FieldRecord")
+_KIND_CODES = {"u8": 0, "u32": 1, "u64": 2, "i64": 3, "str": 4, "bytes": 5, "uuid": 6, "xattrs": 7}
+"""The kinds as ``_accel_fields.c`` numbers them."""
+
+_decode_fields: Callable[[memoryview, tuple[tuple[str, int] | None, ...]], dict[str, Any] | None] | None
+_encode_fields: Callable[[tuple[tuple[str, int, int, Any], ...], dict[str, Any], object], bytes | None] | None
+try:
+    # Field lists in one C call each (``_accel_fields.c``); the loops below are their specification.
+    from pipevault.format._accel import decode_fields as _decode_fields
+    from pipevault.format._accel import encode_fields as _encode_fields
+except ImportError:  # a source tree whose extension was not built: the Python code runs
+    _decode_fields = _encode_fields = None
 
 
 class FieldRecord:
@@ -46,9 +58,11 @@ class FieldRecord:
             FormatError: a name that is not a field of ``cls``, or a field without a
                 default left out.
         """
-        plan = _plan(cls)
-        if len(values) > len(plan) or not values.keys() <= {p[0] for p in plan}:
-            unknown = ", ".join(sorted(values.keys() - {p[0] for p in plan}))
+        names = _NAMES.get(cls)
+        if names is None:
+            names = _NAMES[cls] = frozenset(p[0] for p in _plan(cls))
+        if not values.keys() <= names:
+            unknown = ", ".join(sorted(values.keys() - names))
             raise FormatError(f"{cls.__name__} has no field {unknown}")
         return _pack(cls, values)
 
@@ -61,47 +75,12 @@ class FieldRecord:
             FormatError: a repeated single field, a bad length or bad UTF-8.
             UnsupportedFeatureError: an unknown critical field.
         """
-        # Every object of a restore passes here twice (header and footer): the loop keeps to
-        # local names and the record is made without its __init__ (see _Decoding).
+        # Every object of a restore passes here twice (header and footer): the compiled decoder
+        # takes the well-formed case, _decode_values (its specification) the rest and every error.
         dec = _DECODING.get(cls) or _decoding(cls)
-        by_id = dec.by_id
-        values: dict[str, Any] = {}
-        pos = 0
-        end = len(body)
-        entry_at = _ENTRY.unpack_from
-        while pos < end:
-            if pos + 6 > end:
-                raise TruncatedError(f"{cls.__name__} field entry cut at byte {pos}")
-            fid, length = entry_at(body, pos)
-            pos += 6
-            stop = pos + length
-            if stop > end:
-                raise TruncatedError(f"{cls.__name__} field {fid} of {length} bytes runs past the record")
-            known = by_id.get(fid)
-            if known is None:
-                known = by_id.get(fid & ~CRITICAL) if fid & CRITICAL else None
-                if known is None:
-                    if fid & CRITICAL:
-                        raise UnsupportedFeatureError(
-                            f"{cls.__name__} has unknown critical field {fid & ~CRITICAL}")
-                    pos = stop
-                    continue
-            name, kind, fmt = known
-            if kind == "xattrs":
-                values.setdefault(name, []).append(_decode_xattr(body[pos:stop], cls.__name__))
-                pos = stop
-                continue
-            if name in values:
-                raise FormatError(f"{cls.__name__} field {name} appears twice")
-            if fmt is not None and length == fmt.size:  # the common case, decoded in place
-                values[name] = fmt.unpack_from(body, pos)[0]
-            elif kind == "bytes":
-                values[name] = bytes(body[pos:stop])
-            else:
-                values[name] = _decode(kind, body[pos:stop], f"{cls.__name__}.{name}")
-            pos = stop
-        if "xattrs" in values:
-            values["xattrs"] = tuple(values["xattrs"])
+        values = _decode_fields(body, dec.table) if _decode_fields is not None else None
+        if values is None:
+            values = _decode_values(cls.__name__, dec, body)
         if dec.required and not dec.required <= values.keys():
             missing = ", ".join(sorted(dec.required - values.keys()))
             raise FormatError(f"{cls.__name__} lacks a field it must have: {missing}")
@@ -112,17 +91,62 @@ class FieldRecord:
         return record
 
 
+def _decode_values(what: str, dec: _Decoding, body: memoryview) -> dict[str, Any]:
+    """The values of the field list ``body`` (defaults not filled in): the specification of
+    ``_accel.decode_fields``, and the path that raises the errors of :meth:`FieldRecord.unpack`."""
+    by_id = dec.by_id
+    values: dict[str, Any] = {}
+    pos = 0
+    end = len(body)
+    entry_at = _ENTRY.unpack_from
+    while pos < end:
+        if pos + 6 > end:
+            raise TruncatedError(f"{what} field entry cut at byte {pos}")
+        fid, length = entry_at(body, pos)
+        pos += 6
+        stop = pos + length
+        if stop > end:
+            raise TruncatedError(f"{what} field {fid} of {length} bytes runs past the record")
+        known = by_id.get(fid)
+        if known is None:
+            known = by_id.get(fid & ~CRITICAL) if fid & CRITICAL else None
+            if known is None:
+                if fid & CRITICAL:
+                    raise UnsupportedFeatureError(f"{what} has unknown critical field {fid & ~CRITICAL}")
+                pos = stop
+                continue
+        name, kind, fmt = known
+        if kind == "xattrs":
+            values.setdefault(name, []).append(_decode_xattr(body[pos:stop], what))
+            pos = stop
+            continue
+        if name in values:
+            raise FormatError(f"{what} field {name} appears twice")
+        if fmt is not None and length == fmt.size:  # the common case, decoded in place
+            values[name] = fmt.unpack_from(body, pos)[0]
+        elif kind == "bytes":
+            values[name] = bytes(body[pos:stop])
+        else:
+            values[name] = _decode(kind, body[pos:stop], f"{what}.{name}")
+        pos = stop
+    if "xattrs" in values:
+        values["xattrs"] = tuple(values["xattrs"])
+    return values
+
+
 @dataclass(frozen=True)
 class _Decoding:
     """What :meth:`FieldRecord.unpack` needs of a class, computed once per class.
 
-    ``by_id``: field id -> (attribute, kind, struct of a fixed-size kind or None).
+    ``by_id``: field id -> (attribute, kind, struct of a fixed-size kind or None); ``table``
+    the same for ``_accel.decode_fields``: indexed by field id, ``(attribute, kind code)`` or None.
     ``defaults``: every attribute with a default; ``required``: those without one. The
     records are frozen dataclasses of plain values with no ``__post_init__``, so filling
     ``__dict__`` makes the same object ``__init__`` would, at a fifth of the cost.
     """
 
     by_id: dict[int, tuple[str, str, struct.Struct | None]]
+    table: tuple[tuple[str, int] | None, ...]
     defaults: dict[str, Any]
     required: frozenset[str]
 
@@ -133,13 +157,19 @@ _DECODING: dict[type, _Decoding] = {}
 def _decoding(cls: type) -> _Decoding:
     fields = dataclasses.fields(cls)
     defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    by_name: dict[str, tuple[int, str]] = cls.FIELDS  # type: ignore[attr-defined]
+    by_id = {fid: (name, kind) for name, (fid, kind) in by_name.items()}
+    table = tuple((by_id[i][0], _KIND_CODES[by_id[i][1]]) if i in by_id else None
+                  for i in range(max(by_id, default=-1) + 1))
     dec = _DECODING[cls] = _Decoding(
-        {fid: (name, kind, _INTS.get(kind)) for name, (fid, kind) in cls.FIELDS.items()},  # type: ignore[attr-defined]
+        {fid: (name, kind, _INTS.get(kind)) for fid, (name, kind) in by_id.items()}, table,
         defaults, frozenset(f.name for f in fields if f.name not in defaults))
     return dec
 
 
 _MISSING = object()
+_NAMES: dict[type, frozenset[str]] = {}
+_COMPILED_PLANS: dict[type, tuple[tuple[str, int, int, Any], ...]] = {}
 _PLANS: dict[type, tuple[tuple[str, int, str, Any, struct.Struct | None], ...]] = {}
 
 
@@ -158,7 +188,24 @@ def _plan(cls: type) -> tuple[tuple[str, int, str, Any, struct.Struct | None], .
 
 
 def _pack(cls: type, values: dict[str, Any]) -> bytes:
-    """The field list of ``values`` (attribute name -> value; absent ones take the default)."""
+    """The field list of ``values`` (attribute name -> value; absent ones take the default).
+
+    In one compiled call (``_accel.encode_fields``) for the common values; :func:`_pack_python`,
+    its specification, encodes the rest and raises the errors.
+    """
+    if _encode_fields is not None:
+        plan = _COMPILED_PLANS.get(cls)
+        if plan is None:
+            plan = _COMPILED_PLANS[cls] = tuple((name, fid, _KIND_CODES[kind], default)
+                                                for name, fid, kind, default, _entry in _plan(cls))
+        packed = _encode_fields(plan, values, _MISSING)
+        if packed is not None:
+            return packed
+    return _pack_python(cls, values)
+
+
+def _pack_python(cls: type, values: dict[str, Any]) -> bytes:
+    """:func:`_pack` in Python."""
     out = bytearray()
     get = values.get
     for name, fid, kind, default, entry in _plan(cls):

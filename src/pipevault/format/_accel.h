@@ -1,0 +1,40 @@
+/* Shared by the compiled parts of pipevault.format._accel (_accel.c, _accel_fields.c). */
+#ifndef PIPEVAULT_ACCEL_H
+#define PIPEVAULT_ACCEL_H
+
+#include <Python.h>
+#include <stdint.h>
+
+static inline uint32_t
+accel_load_u32le(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static inline uint64_t
+accel_load_u64le(const unsigned char *p)
+{
+    return (uint64_t)accel_load_u32le(p) | ((uint64_t)accel_load_u32le(p + 4) << 32);
+}
+
+static inline void
+accel_store_u32le(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static inline void
+accel_store_u64le(unsigned char *p, uint64_t v)
+{
+    accel_store_u32le(p, (uint32_t)v);
+    accel_store_u32le(p + 4, (uint32_t)(v >> 32));
+}
+
+/* _accel_fields.c: field lists (docs/format.md section 4). */
+int accel_fields_init(void);
+extern PyMethodDef accel_fields_methods[];
+
+#endif
