@@ -60,6 +60,7 @@ from pipevault.mover.paths import TargetTree, check_filespace, check_name, open_
 from pipevault.mover.scan import EventReader, ScanStage, SmallFile
 from pipevault.mover.site import Site
 from pipevault.mover.walk import from_text, to_text
+from pipevault.mover.write_behind import Outcome, WriteBehind, set_owner
 from pipevault.pipe import Pipe, StageContext, StageSpec, preload_process_modules
 
 # Superblocks (256 KiB) on the way in, events with whole 1 MiB chunks of plaintext on the way out.
@@ -68,6 +69,7 @@ SMALL_RESTORE = 256 << 10  # files up to this size are written whole by the writ
 WRITERS = 4
 WRITE_BATCH = 32  # small files per writer-thread task
 WRITE_BATCH_BYTES = 4 << 20
+HELD_BUFFERS = 4  # EVENTS buffers the restore keeps while their large-file writes run behind
 VERIFY_KEEP = 512 << 20  # bytes of chunks --verify keeps for the duplicates that may repeat them
 Key = tuple[uuid.UUID, str, str, str]  # media session, file space, high-level name, low-level name
 
@@ -216,10 +218,24 @@ class RestoreSink:
         self.writer = writer
 
     def run(self, ctx: StageContext) -> None:
-        while (buf := ctx.receive_buf()) is not None:
-            self.writer.feed(buf.view)
-            ctx.free_buf(buf)
-        self.writer.finish()
+        # Buffers whose data a large file's writes (behind, in another thread) still read.
+        held: deque[tuple[Any, Future[Outcome]]] = deque()
+        try:
+            while (buf := ctx.receive_buf()) is not None:
+                writes = self.writer.feed(buf.view)
+                if writes is None:
+                    ctx.free_buf(buf)
+                else:
+                    held.append((buf, writes))
+                while held and (len(held) > HELD_BUFFERS or held[0][1].done()):
+                    done, writes = held.popleft()
+                    writes.result()
+                    ctx.free_buf(done)
+            self.writer.finish()
+        finally:
+            self.writer.close_writes()  # after a failure too: no write reads a freed buffer
+            for done, _writes in held:
+                ctx.free_buf(done)
 
 
 def sink_stages(writer: ObjectWriter) -> list[StageSpec]:
@@ -277,6 +293,7 @@ class ObjectWriter:
         # Small files are written whole by a few threads: creating a file is kernel work
         # that runs in parallel once the GIL is released, and most restores are many files.
         self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="pv-write")
+        self.behind = WriteBehind()  # large files' writes and attributes, in order, in a thread
         # Small files in flight: each names its batch and its place there. A batch is handed
         # to a writer thread whole (one task per WRITE_BATCH files, not one per file).
         self.writes: dict[tuple[str, ...], tuple[Key, _WriteBatch, int]] = {}
@@ -289,10 +306,17 @@ class ObjectWriter:
 
     # -- events ------------------------------------------------------------------------------
 
-    def feed(self, events: memoryview) -> None:
-        """Apply the events of one EVENTS buffer (see :mod:`pipevault.mover.scan`)."""
+    def feed(self, events: memoryview) -> Future[Outcome] | None:
+        """Apply the events of one EVENTS buffer (see :mod:`pipevault.mover.scan`).
+
+        Returns the future of the large-file writes they called for (run behind, see
+        :mod:`pipevault.mover.write_behind`): ``events`` must stay valid until it is done.
+        None: nothing of the buffer is needed any more.
+        """
         for ev in self._events.events(events):
             self._event(ev)
+        self._settle_behind(wait=False)
+        return self.behind.submit()
 
     def finish(self) -> None:
         for o in list(self.open.values()):
@@ -300,6 +324,7 @@ class ObjectWriter:
         for key in self.wanted:
             if key not in self.done:
                 self._fail(key, "not found on the media")
+        self._settle_behind(wait=True)
         self._drain_writes(0)
         self.pool.shutdown()
         if self.target is not None:
@@ -312,6 +337,22 @@ class ObjectWriter:
             os.close(dfd)
         self._batch = _WriteBatch()
         self.pool.shutdown(wait=True)
+
+    def close_writes(self) -> None:
+        """Let the large-file writes already handed over end (their buffers are then free)."""
+        self.behind.close()
+
+    def _settle_behind(self, wait: bool) -> None:
+        """Take in what the large-file writes behind reported (all of it with ``wait``)."""
+        for outcome in self.behind.done(wait):
+            for key, message in outcome.warnings:
+                self._warn(self.wanted[key], message)
+            for key, why, parts in outcome.failed:
+                self.restored.discard(key)
+                self.failed[key] = why
+                self._warn(self.wanted[key], why)
+                if self.target is not None:
+                    self.target.remove(parts)
 
     def _drain_writes(self, keep: int) -> None:
         """Wait for the oldest small-file writes until at most ``keep`` are in flight."""
@@ -484,12 +525,7 @@ class ObjectWriter:
         if o.small is not None:
             o.small += view
         elif o.fd >= 0:
-            done = 0
-            try:
-                while done < len(view):
-                    done += os.pwrite(o.fd, view[done:], file_off + done)
-            except OSError as exc:
-                raise DestinationError(f"cannot write {'/'.join(o.parts)}: {exc.strerror}") from exc
+            self.behind.write(o.key, o.fd, view, file_off, o.parts)
         o.written += len(view)
 
     def _duplicate(self, o: _Open, h: Any) -> bytes:
@@ -497,6 +533,7 @@ class ObjectWriter:
         restored, from the file it was restored into, or (``--verify``) from memory."""
         sid = o.key[0]
         ref_obj, ref_seq = h.ref
+        self._settle_behind(wait=True)  # the original may still be on its way into its file
         source = self.open.get((sid, ref_obj))
         if source is not None and ref_seq in source.chunks:
             off, n = source.chunks[ref_seq]
@@ -595,6 +632,8 @@ class ObjectWriter:
     # -- attributes ------------------------------------------------------------------------------
 
     def _close(self, o: _Open, remove: bool) -> None:
+        if o.fd >= 0 and o.small is None:
+            self._settle_behind(wait=True)  # its writes behind end before its descriptor does
         if o.fd >= 0:
             os.close(o.fd)
             o.fd = -1
@@ -608,18 +647,8 @@ class ObjectWriter:
             self._queue_small(o.key, o.parts, o.small, h)
             o.small = None
         elif o.kind == ObjectType.FILE:
-            fd = o.fd
-            if o.written != h.size:
-                os.ftruncate(fd, h.size)  # restores trailing holes; data extents are already written
-            for name, value in h.xattrs:
-                try:
-                    os.setxattr(fd, name, value)
-                except OSError as exc:
-                    self._warn(o.version, f"extended attribute {name!r} not restored: {exc.strerror}")
-            _owner(fd, h)
-            os.fchmod(fd, stat.S_IMODE(h.mode))
-            os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
-            self._close(o, remove=False)
+            self.behind.finish_file(o.key, o.fd, h, o.written, o.parts)  # after its writes; closes it
+            o.fd = -1
         elif o.kind == ObjectType.DIRECTORY:
             self.dirs.append((o.parts, h))
         elif o.kind in (ObjectType.SYMLINK, ObjectType.FIFO, ObjectType.DEVICE):
@@ -659,12 +688,9 @@ class ObjectWriter:
                     os.setxattr(fd, name, value)
                 except OSError:
                     pass
-            _owner(fd, h)
+            set_owner(fd, h)
             os.fchmod(fd, stat.S_IMODE(h.mode))
             os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
-
-
-_EUID, _EGID = os.geteuid(), os.getegid()
 
 
 class _WriteBatch:
@@ -711,22 +737,13 @@ def _write_small(dfd: int, name: str, fresh: bool, data: bytearray, h: Any, labe
                     os.setxattr(fd, xname, value)
                 except OSError:
                     pass  # reported as a warning for large files; a small file keeps its data
-            _owner(fd, h)
+            set_owner(fd, h)
             os.fchmod(fd, stat.S_IMODE(h.mode))
             os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
         finally:
             os.close(fd)
     finally:
         os.close(dfd)
-
-
-def _owner(fd: int, h: Any) -> None:
-    if h.uid == _EUID and h.gid == _EGID:
-        return  # a new file already belongs to us
-    try:
-        os.fchown(fd, h.uid, h.gid)
-    except PermissionError:
-        pass  # not root: the files stay the restoring user's
 
 
 def _slot_of(ev: object) -> tuple[uuid.UUID, int] | None:

@@ -1,0 +1,133 @@
+"""Large restored files written behind the restore's event handling, by a thread of their own.
+
+The restore's writer thread turns events into files; writing a large file's chunks
+(``pwrite`` into the page cache, about a second of kernel time per gigabyte) used to happen
+in line, so that thread's Python waited for the kernel and the kernel for the Python. Here
+the writes, and the attributes a file gets once its data is in, are queued as the events are
+handled and handed to one thread per EVENTS buffer: one thread keeps them in order, so a
+file's attributes are set, and its descriptor closed, after all of its data is written.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+_EUID, _EGID = os.geteuid(), os.getegid()
+
+
+@dataclass
+class Outcome:
+    """What went wrong with the operations of one buffer: ``failed`` objects (key, why, the
+    parts to remove) and ``warnings`` (key, message) for objects restored without an xattr."""
+
+    failed: list[tuple[Any, str, tuple[str, ...]]] = field(default_factory=list)
+    warnings: list[tuple[Any, str]] = field(default_factory=list)
+
+
+class WriteBehind:
+    """Ordered writes and attribute settings of large restored files, run by one thread.
+
+    The restore thread queues operations (:meth:`write`, :meth:`finish_file`) while it
+    handles the events of one EVENTS buffer, then calls :meth:`submit`: the data views
+    queued must stay valid (the buffer kept) until the future it returns is done. A file
+    descriptor given to :meth:`finish_file` belongs to this object from then on (closed
+    after the attributes are set, or after a failed write).
+
+    Used by one thread (the restore's); its operations run in another.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pv-pwrite")
+        self._ops: list[tuple[Any, ...]] = []
+        self._inflight: deque[Future[Outcome]] = deque()
+
+    def write(self, key: Any, fd: int, data: memoryview | bytes, offset: int, parts: tuple[str, ...]) -> None:
+        """Queue writing ``data`` at ``offset`` of the file open as ``fd``."""
+        self._ops.append((key, fd, data, offset, parts, None))
+
+    def finish_file(self, key: Any, fd: int, header: Any, written: int, parts: tuple[str, ...]) -> None:
+        """Queue setting the attributes of ``header`` on ``fd`` (its size when ``written``
+        differs: trailing holes), then closing it."""
+        self._ops.append((key, fd, header, written, parts, True))
+
+    def submit(self) -> Future[Outcome] | None:
+        """Hand the operations queued so far to the thread; None when there were none."""
+        if not self._ops:
+            return None
+        ops, self._ops = self._ops, []
+        future = self._pool.submit(_run, ops)
+        self._inflight.append(future)
+        return future
+
+    def done(self, wait: bool = False) -> list[Outcome]:
+        """The outcomes of the submitted batches that are done (all of them with ``wait``,
+        after submitting what is queued), in order."""
+        if wait:
+            self.submit()
+        out: list[Outcome] = []
+        while self._inflight and (wait or self._inflight[0].done()):
+            out.append(self._inflight.popleft().result())
+        return out
+
+    def close(self) -> None:
+        """Run what was submitted to its end and stop the thread (queued operations of a
+        failed job are dropped, their descriptors closed)."""
+        for _key, fd, *_rest, finish in self._ops:
+            if finish:
+                os.close(fd)
+        self._ops = []
+        self._pool.shutdown(wait=True)
+
+
+def _run(ops: list[tuple[Any, ...]]) -> Outcome:
+    """The thread's side: each write, or finishing of a file, in order."""
+    out = Outcome()
+    broken: set[Any] = set()  # objects a write failed for: their later operations are skipped
+    for key, fd, data, offset_or_written, parts, finish in ops:
+        if key in broken:
+            if finish:
+                os.close(fd)
+            continue
+        try:
+            if finish:
+                _finish(key, fd, data, offset_or_written, out)
+            else:
+                view = memoryview(data).cast("B")
+                done = 0
+                while done < len(view):
+                    done += os.pwrite(fd, view[done:], offset_or_written + done)
+        except OSError as exc:
+            out.failed.append((key, f"cannot write it: {exc.strerror}", parts))
+            broken.add(key)
+    return out
+
+
+def set_owner(fd: int, h: Any) -> None:
+    """Give the file open as ``fd`` the owner in header ``h`` (as root; others keep theirs)."""
+    if h.uid == _EUID and h.gid == _EGID:
+        return  # a new file already belongs to us
+    try:
+        os.fchown(fd, h.uid, h.gid)
+    except PermissionError:
+        pass  # not root: the files stay the restoring user's
+
+
+def _finish(key: Any, fd: int, h: Any, written: int, out: Outcome) -> None:
+    try:
+        if written != h.size:
+            os.ftruncate(fd, h.size)  # restores trailing holes; data extents are already written
+        for name, value in h.xattrs:
+            try:
+                os.setxattr(fd, name, value)
+            except OSError as exc:
+                out.warnings.append((key, f"extended attribute {name!r} not restored: {exc.strerror}"))
+        set_owner(fd, h)
+        os.fchmod(fd, stat.S_IMODE(h.mode))
+        os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
+    finally:
+        os.close(fd)

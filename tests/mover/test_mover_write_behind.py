@@ -1,0 +1,105 @@
+"""Large restored files are written behind the event handling, in order, and a failed
+write names its file instead of passing as restored."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mover_helpers import open_site, snapshot
+
+from pipevault.format import ArchiveHeader
+from pipevault.mover import write_behind
+from pipevault.mover.backup import BackupOptions, run_backup
+from pipevault.mover.errors import RestoreIncomplete
+from pipevault.mover.restore import RestoreOptions, run_restore
+from pipevault.mover.write_behind import WriteBehind
+
+
+def test_writes_then_attributes_in_order_and_the_descriptor_is_closed(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    wb = WriteBehind()
+    try:
+        wb.write("k", fd, memoryview(b"hello "), 0, ("f",))
+        wb.write("k", fd, b"world", 6, ("f",))
+        header = ArchiveHeader(name=b"/f", size=20, mode=0o640, atime_ns=10**18, mtime_ns=2 * 10**18,
+                               uid=os.geteuid(), gid=os.getegid())
+        wb.finish_file("k", fd, header, 11, ("f",))
+        assert wb.submit() is not None
+        assert wb.submit() is None  # nothing queued since
+        outcomes = wb.done(wait=True)
+    finally:
+        wb.close()
+    assert [(o.failed, o.warnings) for o in outcomes] == [([], [])]
+    assert path.read_bytes() == b"hello world" + bytes(9)  # trailing hole restored by size
+    st = path.stat()
+    assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o640, 2 * 10**18)
+    with pytest.raises(OSError) as err:
+        os.fstat(fd)
+    assert err.value.errno == errno.EBADF
+
+
+def test_a_failed_write_names_the_object_and_skips_the_rest_of_it(tmp_path: Path) -> None:
+    (tmp_path / "ro").write_bytes(b"")
+    bad = os.open(tmp_path / "ro", os.O_RDONLY)  # pwrite on it fails (EBADF)
+    good = os.open(tmp_path / "ok", os.O_RDWR | os.O_CREAT, 0o600)
+    header = ArchiveHeader(name=b"/x", size=3, mode=0o600, uid=os.geteuid(), gid=os.getegid())
+    wb = WriteBehind()
+    try:
+        wb.write("bad", bad, b"abc", 0, ("ro",))
+        wb.write("ok", good, b"xyz", 0, ("ok",))
+        wb.write("bad", bad, b"def", 3, ("ro",))
+        wb.finish_file("bad", bad, header, 6, ("ro",))
+        wb.finish_file("ok", good, header, 3, ("ok",))
+        wb.submit()
+        (outcome,) = wb.done(wait=True)
+    finally:
+        wb.close()
+    assert [(key, parts) for key, _why, parts in outcome.failed] == [("bad", ("ro",))]
+    assert "cannot write it" in outcome.failed[0][1]
+    assert (tmp_path / "ok").read_bytes() == b"xyz"
+    for fd in (bad, good):  # both closed by their finish
+        with pytest.raises(OSError):
+            os.fstat(fd)
+
+
+def test_close_drops_queued_work_and_closes_its_descriptors(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    wb = WriteBehind()
+    wb.write("k", fd, b"data", 0, ("f",))
+    wb.finish_file("k", fd, ArchiveHeader(name=b"/f", size=4), 4, ("f",))
+    wb.close()  # never submitted: a failed job
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_restore_names_a_large_file_whose_writes_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(3 << 20))
+    (src / "other").write_bytes(os.urandom(2 << 20))
+    (src / "small").write_text("small\n")
+    site = open_site(tmp_path / "home")
+    try:
+        run_backup(site, BackupOptions([str(src)]))
+        real = os.pwrite
+
+        def pwrite(fd: int, data: Any, offset: int) -> int:
+            if os.readlink(f"/proc/self/fd/{fd}").endswith("/big"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(fd, data, offset)
+
+        monkeypatch.setattr(write_behind.os, "pwrite", pwrite)
+        out = tmp_path / "out"
+        with pytest.raises(RestoreIncomplete) as err:
+            run_restore(site, RestoreOptions([str(src)], to=str(out)))
+    finally:
+        site.close()
+    failed = err.value.details["failed"]
+    assert [(os.path.basename(p), why) for p, why in failed] == [("big", "cannot write it: No space left on device")]
+    assert not (out / "big").exists()  # not left behind half written
+    assert snapshot(out) == {k: v for k, v in snapshot(src).items() if k != b"big"}
