@@ -11,7 +11,7 @@ seconds include child processes. Cases:
 - ``restore``: MB/s of restored data; ratio ours / tar|zstd; notes as above.
 
 Every tool writes (repositories, restored trees) to a fresh journaled ext4 file system on a
-loop device when the bench runs as root (the notes say ``scratch_fs``). This machine's root
+direct-I/O loop device when the bench runs as root (the notes say ``scratch_fs``). This machine's root
 file system is ext4 without a journal, where creating files within minutes of deleting many
 scans past each recently deleted inode: 20,000 small files took 0.7 s to create in a fresh
 directory and 4 to 11 s right after earlier runs' deletions, so whichever tool ran after
@@ -138,20 +138,29 @@ def _sh(cmd: str, env: dict[str, str] | None = None) -> None:
 
 @contextlib.contextmanager
 def scratch_fs(workdir: Path, size_gib: int) -> Iterator[tuple[Path, str]]:
-    """A fresh journaled ext4 file system loop-mounted under ``workdir`` (root only), or
-    ``workdir`` itself when one cannot be made; yields the directory and what it is."""
+    """A fresh journaled ext4 file system on a direct-I/O loop device under ``workdir`` (root
+    only), or ``workdir`` itself when one cannot be made; yields the directory and what it is.
+
+    Direct I/O: a buffered loop device caches every block twice (its file system's pages and
+    the image file's); writing and syncing 1 GB took 5.2 s on it against 1.9 s on the disk's
+    own file system, and 2.1 s with direct I/O.
+    """
     image, mnt = workdir / "scratch.img", workdir / "scratch"
+    device = ""
     mounted = False
     try:
-        if os.geteuid() == 0 and shutil.which("mkfs.ext4") and shutil.which("mount"):
+        if os.geteuid() == 0 and shutil.which("mkfs.ext4") and shutil.which("losetup"):
             with open(image, "wb") as f:
                 f.truncate(size_gib << 30)
             mnt.mkdir()
-            made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True)
-            mounted = made.returncode == 0 and subprocess.run(
-                ["mount", "-o", "loop", str(image), str(mnt)], capture_output=True).returncode == 0
+            if subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True).returncode == 0:
+                made = subprocess.run(["losetup", "--direct-io=on", "-f", "--show", str(image)],
+                                      capture_output=True, text=True)
+                device = made.stdout.strip() if made.returncode == 0 else ""
+            mounted = bool(device) and subprocess.run(["mount", device, str(mnt)],
+                                                      capture_output=True).returncode == 0
         if mounted:
-            yield mnt, f"fresh ext4 ({size_gib} GiB, journaled) on a loop device"
+            yield mnt, f"fresh ext4 ({size_gib} GiB, journaled) on a direct-I/O loop device"
         else:
             yield workdir, "the work directory's own file system (not root, or no loop device)"
     finally:
@@ -159,6 +168,8 @@ def scratch_fs(workdir: Path, size_gib: int) -> Iterator[tuple[Path, str]]:
         # is detached now and released by the kernel when the last user goes.
         if mounted and subprocess.run(["umount", str(mnt)], capture_output=True).returncode:
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        if device:
+            subprocess.run(["losetup", "-d", device], capture_output=True)
         image.unlink(missing_ok=True)
 
 
