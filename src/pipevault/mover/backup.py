@@ -134,7 +134,8 @@ class BackupResult:
 
 
 PREFETCH_THREADS = 4
-PREFETCH_AHEAD = 64
+PREFETCH_AHEAD = 8  # prefetch tasks in flight
+PREFETCH_GROUP = 32  # small files per prefetch task
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,41 @@ def _open_ahead(e: Entry) -> int | Slurped:
     return fd
 
 
+def _groups(entries: list[Entry]) -> Iterator[list[Entry]]:
+    """The entries in prefetch tasks: a large file alone, others up to PREFETCH_GROUP a task."""
+    group: list[Entry] = []
+    for e in entries:
+        if e.kind == ObjectType.FILE and e.st.st_size > SMALL_FILE:
+            if group:
+                yield group
+                group = []
+            yield [e]
+            continue
+        group.append(e)
+        if len(group) == PREFETCH_GROUP:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _open_group(entries: list[Entry]) -> list[int | Slurped | OSError]:
+    """:func:`_open_ahead` of each entry (its error in its place)."""
+    out: list[int | Slurped | OSError] = []
+    for e in entries:
+        try:
+            out.append(_open_ahead(e))
+        except OSError as exc:
+            out.append(exc)
+    return out
+
+
+def _close_opened(results: list[int | Slurped | OSError]) -> None:
+    for r in results:
+        if isinstance(r, int) and r >= 0:
+            os.close(r)
+
+
 class SourceReader:
     """First stage: each entry of the plan as BEGIN, its data chunks, END. Result: warnings."""
 
@@ -186,33 +222,42 @@ class SourceReader:
         warnings: list[tuple[str, str]] = []
         index = 0
         with ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="pv-open") as pool:
-            ahead: deque[Future[int | Slurped]] = deque()
-            upcoming = iter(self.entries)
-            for e in self.entries:
-                # Files are opened (and their first megabyte read ahead) by a few threads a
-                # little in front of this one, so many small files cost neither one inode
-                # lookup nor one disk read at a time.
-                while len(ahead) < PREFETCH_AHEAD and (nxt := next(upcoming, None)) is not None:
-                    ahead.append(pool.submit(_open_ahead, nxt))
-                try:
-                    got = ahead.popleft().result()
-                except OSError as exc:
-                    self._warn(warnings, e.path, f"not backed up: {exc.strerror}")
-                    continue
-                fd = got if isinstance(got, int) else -1
-                try:
-                    self._object(ctx, e, index, fd, warnings, got if isinstance(got, Slurped) else None)
-                finally:
-                    if fd >= 0:
-                        os.close(fd)
-                index += 1
-                self._counted()
-            self.flush(ctx)
-            for f in ahead:  # stopped early (the pipe failed): close what was opened
-                if not f.cancel() and f.exception() is None:
-                    got = f.result()
-                    if isinstance(got, int) and got >= 0:
-                        os.close(got)
+            ahead: deque[tuple[list[Entry], Future[list[int | Slurped | OSError]]]] = deque()
+            upcoming = _groups(self.entries)
+            got: list[int | Slurped | OSError] = []
+            at = 0
+            try:
+                while True:
+                    # Files are opened (small ones read whole, large ones' first megabyte read
+                    # ahead by the kernel) by a few threads a little in front of this one, small
+                    # files a group per task: one hand-off per file cost as much as reading it.
+                    while len(ahead) < PREFETCH_AHEAD and (group := next(upcoming, None)) is not None:
+                        ahead.append((group, pool.submit(_open_group, group)))
+                    if not ahead:
+                        break
+                    group, future = ahead.popleft()
+                    got, at = future.result(), 0
+                    for e in group:
+                        result = got[at]
+                        at += 1
+                        if isinstance(result, OSError):
+                            self._warn(warnings, e.path, f"not backed up: {result.strerror}")
+                            continue
+                        fd = result if isinstance(result, int) else -1
+                        try:
+                            self._object(ctx, e, index, fd, warnings, result if isinstance(result, Slurped) else None)
+                        finally:
+                            if fd >= 0:
+                                os.close(fd)
+                        index += 1
+                        self._counted()
+                self.flush(ctx)
+            finally:
+                # Stopped early (the pipe failed): close what was opened and not used.
+                _close_opened(got[at:])
+                for _group, future in ahead:
+                    if not future.cancel() and future.exception() is None:
+                        _close_opened(future.result())
         return warnings
 
     def _counted(self) -> None:
