@@ -13,11 +13,13 @@ from pipevault.clock import ManualClock
 from pipevault.format import (
     ArchiveHeader,
     ChunkEncoder,
+    ChunkFlags,
     Compression,
     EncodedChunk,
     Event,
     ObjectEnded,
     Options,
+    RecordType,
     Scanner,
     SessionHeader,
     SessionKeys,
@@ -25,6 +27,7 @@ from pipevault.format import (
     fixed,
     frame_object,
 )
+from pipevault.format._records import RECORD_HEADER, TAG
 from pipevault.format.errors import FormatError, WriterStateError
 
 SID = uuid.UUID("0f0e0d0c-0b0a-0908-0706-050403020100")
@@ -123,3 +126,43 @@ def test_out_of_order_and_foreign_chunks_are_refused() -> None:
     w.begin_object(items[0][0])
     with pytest.raises(WriterStateError):
         w.put_object(frame_object(0, items[0][0].pack(), items[0][2]))
+
+
+def _framed_spec(index: int, header_body: bytes, chunk: EncodedChunk | None, options_body: bytes | None) -> bytes:
+    """docs/format.md §4-5 spelled out record by record: what ``frame_object`` must write."""
+    def record(rtype: RecordType, body: bytes) -> bytes:
+        return RECORD_HEADER.pack(rtype, 0, 0, len(body)) + body
+    out = record(RecordType.ARCHIVE_HEADER, header_body)
+    if options_body is not None:
+        out += record(RecordType.OPTIONS, options_body)
+    if chunk is None:
+        return out
+    out += record(RecordType.CHUNK_HEADER, chunk.header.pack())
+    if len(chunk.stored):
+        out += record(RecordType.DATA, TAG.pack(index, 0, 0, 0) + bytes(chunk.stored))
+    return out + record(RecordType.CHUNK_FOOTER, chunk.footer.pack())
+
+
+@settings(max_examples=150, deadline=None)
+@given(size=st.sampled_from([None, 0, 1, 500, 3000]), encrypt=st.booleans(), dedup=st.booleans(),
+       stored_hash=st.booleans(), algo=st.sampled_from(Compression), duplicate=st.booleans(),
+       options=st.none() | st.binary(max_size=20), index=st.integers(0, 2**32 - 1))
+def test_frame_object_writes_the_records_of_the_specification(
+        size: int | None, encrypt: bool, dedup: bool, stored_hash: bool, algo: Compression, duplicate: bool,
+        options: bytes | None, index: int) -> None:
+    keys = SessionKeys.derive(KEY, SID) if encrypt else None
+    enc = ChunkEncoder(SID, keys=keys, selector=fixed(algo, 1 if algo is Compression.ZSTD else 0), dedup=dedup,
+                       stored_hash=stored_hash)
+    chunk = enc(loglike(size, seed=size), index, 0, 0) if size is not None else None
+    if chunk is not None and duplicate:
+        chunk = enc.duplicate(index, 0, 0, chunk.header, (max(index - 1, 0), 0))
+    header = ArchiveHeader(object_index=index, name=b"/f", size=size or 0).pack()
+    body = Options(((f"k{index}", options),), index).pack() if options is not None else None
+    framed = frame_object(index, header, chunk, body)
+    assert bytes(framed.records) == _framed_spec(index, header, chunk, body)
+    h = chunk.header if chunk is not None else None
+    assert (framed.chunks, framed.plain_len, framed.stored_len) == (
+        (1, h.plain_len, h.stored_len) if h is not None else (0, 0, 0))
+    assert h is None or type(h.flags) is ChunkFlags  # computed as ints, handed out as the flag type
+    hashed = h is not None and dedup and not duplicate
+    assert framed.dedup_hash == (h.dedup_hash if hashed and h is not None else None)

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pipevault.format._codecs import Buffer, SamplingSelector, Selector, compress, decompress
 from pipevault.format._crypto import SessionKeys, dedup_hash
 from pipevault.format._records import (
+    CHUNK_FLAGS,
     MAX_CHUNK,
     ChunkFlags,
     ChunkFooter,
@@ -49,6 +50,7 @@ class EncodedChunk:
 
 
 _DUPLICATE, _STORED_HASH = int(ChunkFlags.DUPLICATE), int(ChunkFlags.STORED_HASH)
+_RAW_FALLBACK, _HAS_DEDUP_HASH = int(ChunkFlags.RAW_FALLBACK), int(ChunkFlags.HAS_DEDUP_HASH)
 _NO_HASH = bytes(16)
 
 
@@ -126,7 +128,7 @@ class ChunkEncoder:
         """:meth:`__call__` with the selector's ``(compression, level)`` already chosen; ``view`` is bytes."""
         if len(view) > MAX_CHUNK:
             raise LimitError(f"chunk of {len(view)} bytes exceeds the 64 MiB limit")
-        flags = ChunkFlags.NONE
+        flags = 0  # ints: IntFlag operations run Python code, and this runs per chunk
         comp, level = choice
         stored: Buffer = view
         if comp is not Compression.NONE:
@@ -134,25 +136,26 @@ class ChunkEncoder:
             if len(packed) < len(view):
                 stored = packed
             else:
-                comp, level, flags = Compression.NONE, 0, ChunkFlags.RAW_FALLBACK
+                comp, level, flags = Compression.NONE, 0, _RAW_FALLBACK
         algo, dhash = DedupAlgo.NONE, bytes(32)
         if self.dedup:
             algo, dhash = dedup_hash(view, self.keys)
-            flags |= ChunkFlags.HAS_DEDUP_HASH
+            flags |= _HAS_DEDUP_HASH
         if comp is Compression.NONE:
             level = 0
         if self.stored_hash:
             return self._encode_stored_hash(view, stored, object_index, chunk_seq, object_offset, comp, level,
-                                            flags | ChunkFlags.STORED_HASH, algo, dhash)
+                                            CHUNK_FLAGS[flags | _STORED_HASH], algo, dhash)
         # Hashed after compressing: the compressor has just pulled the plaintext into cache.
         content_hash = xxhash.xxh3_128_digest(view)
+        cflags = CHUNK_FLAGS[flags]
         if self.keys is None:
             header = ChunkHeader(object_index, chunk_seq, object_offset, len(view), len(stored), comp, level,
-                                 Encryption.NONE, flags, algo, bytes(12), content_hash, dhash)
+                                 Encryption.NONE, cflags, algo, bytes(12), content_hash, dhash)
             return EncodedChunk(header, stored, ChunkFooter(object_index, chunk_seq, len(stored)))
         nonce = secrets.token_bytes(12)
         header = ChunkHeader(object_index, chunk_seq, object_offset, len(view), len(stored), comp, level,
-                             Encryption.AES_256_GCM, flags, algo, nonce, bytes(16), dhash)
+                             Encryption.AES_256_GCM, cflags, algo, nonce, bytes(16), dhash)
         enc = Cipher(algorithms.AES(self.keys.chunk_key), modes.GCM(nonce)).encryptor()
         enc.authenticate_additional_data(_aad(self.session_id, header))
         ciphertext = enc.update(stored)

@@ -11,12 +11,17 @@ superblocks the object lies in). What reaches the medium is byte for byte what
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pipevault.format._chunk import EncodedChunk
 from pipevault.format._codecs import Buffer
 from pipevault.format._records import (
+    CHUNK_FOOTER,
+    CHUNK_FOOTER_LEN,
+    CHUNK_HEADER,
+    CHUNK_HEADER_LEN,
     RECORD_HEADER,
     RECORD_HEADER_LEN,
     TAG,
@@ -30,6 +35,8 @@ from pipevault.format._records import (
 )
 from pipevault.format._superblock import Required
 from pipevault.format.errors import FormatError
+
+_CHUNK_HEADER, _DATA, _CHUNK_FOOTER = int(RecordType.CHUNK_HEADER), int(RecordType.DATA), int(RecordType.CHUNK_FOOTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,15 @@ def _record(rtype: int, body: Buffer) -> bytes:
 _NEEDS = {Compression.NONE: 0, Compression.LZ4: int(Required.LZ4), Compression.ZSTD: int(Required.ZSTD)}
 _AES_GCM = int(Required.AES_GCM)
 _STORED_HASH_FLAG, _STORED_HASH = int(ChunkFlags.STORED_HASH), int(Required.STORED_HASH)
+_HASHED, _DUPLICATE = int(ChunkFlags.HAS_DEDUP_HASH), int(ChunkFlags.DUPLICATE)
+_ARCHIVE_HEADER, _OPTIONS = int(RecordType.ARCHIVE_HEADER), int(RecordType.OPTIONS)
+# Whole records in one pack each (record header and body; a DATA record header with its tag):
+# a backup frames every small file, and each separate pack or concatenation costs as much as
+# the bytes it moves.
+_CHUNK_HEADER_RECORD = struct.Struct(RECORD_HEADER.format + CHUNK_HEADER.format[1:])
+_CHUNK_HEADER_HEAD = RECORD_HEADER.pack(RecordType.CHUNK_HEADER, 0, 0, CHUNK_HEADER_LEN)
+_DATA_HEAD = struct.Struct(RECORD_HEADER.format + TAG.format[1:])
+_CHUNK_FOOTER_RECORD = struct.Struct(RECORD_HEADER.format + CHUNK_FOOTER.format[1:])
 
 
 def required_by(header: ChunkHeader) -> int:
@@ -81,25 +97,32 @@ def frame_object(object_index: int, header_body: bytes, chunk: EncodedChunk | No
     Raises:
         FormatError: the chunk is not the object's first chunk.
     """
-    parts: list[bytes | memoryview] = [_record(RecordType.ARCHIVE_HEADER, header_body)]
+    head = RECORD_HEADER.pack(_ARCHIVE_HEADER, 0, 0, len(header_body))
     if options_body is not None:
-        parts.append(_record(RecordType.OPTIONS, options_body))
+        header_body = header_body + RECORD_HEADER.pack(_OPTIONS, 0, 0, len(options_body)) + options_body
     if chunk is None:
-        return FramedObject(object_index, b"".join(parts))
+        return FramedObject(object_index, head + header_body)
     h = chunk.header
-    if (h.object_index, h.chunk_seq, h.object_offset) != (object_index, 0, 0):
+    if h.object_index != object_index or h.chunk_seq or h.object_offset:
         raise FormatError(f"chunk {h.object_index}/{h.chunk_seq}@{h.object_offset} is not the first chunk "
                           f"of object {object_index}")
     stored = memoryview(chunk.stored).cast("B")
-    parts.append(_record(RecordType.CHUNK_HEADER, h.pack()))
+    n = h.stored_len
+    flags = int(h.flags)
+    f = chunk.footer
+    chunk_head = _CHUNK_HEADER_HEAD + h.pack() if h.ref is not None else _CHUNK_HEADER_RECORD.pack(
+        _CHUNK_HEADER, 0, 0, CHUNK_HEADER_LEN, object_index, 0, 0, h.plain_len, n, h.compression, h.level,
+        h.encryption, flags, h.dedup_algo, h.nonce, h.content_hash, h.dedup_hash)
+    foot = _CHUNK_FOOTER_RECORD.pack(_CHUNK_FOOTER, 0, 0, CHUNK_FOOTER_LEN, f.object_index, f.chunk_seq,
+                                     f.stored_len, f.sealed_hash, f.tag)
     if len(stored):
-        parts.append(RECORD_HEADER.pack(RecordType.DATA, 0, 0, TAG_LEN + len(stored)))
-        parts.append(TAG.pack(object_index, 0, 0, 0))
-        parts.append(stored)
-    parts.append(_record(RecordType.CHUNK_FOOTER, chunk.footer.pack()))
-    hashed = h.flags & ChunkFlags.HAS_DEDUP_HASH and not h.flags & ChunkFlags.DUPLICATE
-    return FramedObject(object_index, b"".join(parts), 1, h.plain_len, h.stored_len, required_by(h),
-                        h.dedup_hash if hashed else None)
+        records = b"".join((head, header_body, chunk_head,
+                            _DATA_HEAD.pack(_DATA, 0, 0, TAG_LEN + len(stored), object_index, 0, 0, 0), stored,
+                            foot))
+    else:
+        records = b"".join((head, header_body, chunk_head, foot))
+    return FramedObject(object_index, records, 1, h.plain_len, n, required_by(h),
+                        h.dedup_hash if flags & _HASHED and not flags & _DUPLICATE else None)
 
 
 def records_of(framed: FramedObject) -> Iterator[tuple[int, memoryview]]:

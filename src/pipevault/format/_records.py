@@ -109,9 +109,12 @@ def read_record_header(payload: memoryview, pos: int) -> RecordHeader:
 _COMPRESSION = list(Compression)
 _ENCRYPTION = list(Encryption)
 _DEDUP = list(DedupAlgo)
-_CHUNK_FLAGS = [ChunkFlags(v) for v in range(16)]
-_CHUNK_HEADER = struct.Struct("<IIQIIBbBBB3x12s4x16s32s")
-CHUNK_HEADER_LEN = _CHUNK_HEADER.size  # 96
+CHUNK_FLAGS = [ChunkFlags(v) for v in range(16)]
+"""``ChunkFlags`` of each int value: per-chunk code computes flags as ints (IntFlag operations
+run Python code) and looks the member up here."""
+_DUPLICATE = int(ChunkFlags.DUPLICATE)
+CHUNK_HEADER = struct.Struct("<IIQIIBbBBB3x12s4x16s32s")
+CHUNK_HEADER_LEN = CHUNK_HEADER.size  # 96
 CONTENT_HASH_AT = 48  # offset of content_hash in the body
 _REF = struct.Struct("<II4x")
 
@@ -141,7 +144,7 @@ class ChunkHeader(NamedTuple):
     def pack(self) -> bytes:
         """The 96-byte body."""
         nonce = _REF.pack(*self.ref) if self.ref is not None else self.nonce
-        return _CHUNK_HEADER.pack(self.object_index, self.chunk_seq, self.object_offset, self.plain_len,
+        return CHUNK_HEADER.pack(self.object_index, self.chunk_seq, self.object_offset, self.plain_len,
                                   self.stored_len, self.compression, self.level, self.encryption,
                                   self.flags, self.dedup_algo, nonce, self.content_hash, self.dedup_hash)
 
@@ -157,7 +160,7 @@ class ChunkHeader(NamedTuple):
         if len(body) < CHUNK_HEADER_LEN:
             raise TruncatedError(f"chunk header of {len(body)} bytes, need {CHUNK_HEADER_LEN}")
         (oi, cs, off, plain, stored, comp, level, enc, flags, dedup, nonce, chash,
-         dhash) = _CHUNK_HEADER.unpack_from(body, 0)
+         dhash) = CHUNK_HEADER.unpack_from(body, 0)
         try:
             compression, encryption, algo = _COMPRESSION[comp], _ENCRYPTION[enc], _DEDUP[dedup]
         except IndexError as exc:
@@ -166,9 +169,9 @@ class ChunkHeader(NamedTuple):
         if flags & ~15 or plain > MAX_CHUNK or stored > MAX_CHUNK + 64:
             raise FormatError(f"chunk {oi}/{cs} header out of range (flags {flags:#x}, "
                               f"lengths {plain}/{stored})")
-        cflags = _CHUNK_FLAGS[flags]
+        cflags = CHUNK_FLAGS[flags]
         ref = None
-        if cflags & ChunkFlags.DUPLICATE:
+        if flags & _DUPLICATE:
             if stored:
                 raise FormatError(f"duplicate chunk {oi}/{cs} claims {stored} stored bytes")
             ref = _REF.unpack_from(nonce, 0)
@@ -177,8 +180,8 @@ class ChunkHeader(NamedTuple):
                           chash, dhash, ref))
 
 
-_CHUNK_FOOTER = struct.Struct("<III4x16s16s")
-CHUNK_FOOTER_LEN = _CHUNK_FOOTER.size  # 48
+CHUNK_FOOTER = struct.Struct("<III4x16s16s")
+CHUNK_FOOTER_LEN = CHUNK_FOOTER.size  # 48
 
 
 class ChunkFooter(NamedTuple):
@@ -192,7 +195,7 @@ class ChunkFooter(NamedTuple):
 
     def pack(self) -> bytes:
         """The 48-byte body."""
-        return _CHUNK_FOOTER.pack(self.object_index, self.chunk_seq, self.stored_len, self.sealed_hash,
+        return CHUNK_FOOTER.pack(self.object_index, self.chunk_seq, self.stored_len, self.sealed_hash,
                                   self.tag)
 
     @classmethod
@@ -200,7 +203,7 @@ class ChunkFooter(NamedTuple):
         """Decode a body. Raises TruncatedError when shorter than 48 bytes."""
         if len(body) < CHUNK_FOOTER_LEN:
             raise TruncatedError(f"chunk footer of {len(body)} bytes, need {CHUNK_FOOTER_LEN}")
-        return cls._make(_CHUNK_FOOTER.unpack_from(body, 0))
+        return cls._make(CHUNK_FOOTER.unpack_from(body, 0))
 
 
 TAG = struct.Struct("<IIQI4x")
