@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import pytest
@@ -28,6 +28,7 @@ from pipevault.format._fields import (
     _decode_values,
     _decoding,
     _pack_python,
+    fields_record,
 )
 from pipevault.format.errors import FormatError
 
@@ -128,3 +129,11 @@ def test_a_field_without_default_left_out_is_refused() -> None:
     assert Needs.unpack(memoryview(Needs(7, "x").pack())) == Needs(7, "x")
     with pytest.raises(FormatError, match="must have: a"):
         Needs.unpack(memoryview(_entry(2, b"x")))
+
+
+@settings(max_examples=100, deadline=None)
+@given(record=records)
+def test_fields_record_makes_the_record_init_makes(record: FieldRecord) -> None:
+    values = {f.name: getattr(record, f.name) for f in fields(record)}  # type: ignore[arg-type]
+    made = fields_record(type(record), dict(values))
+    assert made == type(record)(**values) and made.pack() == record.pack() and hash(made) == hash(record)

@@ -24,6 +24,9 @@ from pipevault.format import (
     SessionHeader,
     SessionKeys,
     SessionWriter,
+    _fields,
+    _superblock,
+    _writer,
     fixed,
     frame_object,
 )
@@ -166,3 +169,17 @@ def test_frame_object_writes_the_records_of_the_specification(
     assert h is None or type(h.flags) is ChunkFlags  # computed as ints, handed out as the flag type
     hashed = h is not None and dedup and not duplicate
     assert framed.dedup_hash == (h.dedup_hash if hashed and h is not None else None)
+
+
+def test_the_python_code_writes_and_reads_what_the_compiled_code_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    objects = [(700, True, 0), (None, False, 0), (0, False, 1), (9000, False, 0), (1300, False, 0)] * 60
+    items = _encoded(objects, None, False, Compression.ZSTD)
+    compiled = [bytes(b) for b in _session(items, True, None, False)]
+    events = _scan([memoryview(b) for b in compiled])
+    monkeypatch.setattr(_superblock, "_compiled", None)
+    monkeypatch.setattr(_writer, "COMPILED", False)
+    monkeypatch.setattr(_fields, "_encode_fields", None)
+    monkeypatch.setattr(_fields, "_decode_fields", None)
+    python = [bytes(b) for b in _session(items, True, None, False)]
+    assert python == compiled and len(python) > 2
+    assert repr(_scan([memoryview(b) for b in python])) == repr(events)

@@ -91,6 +91,14 @@ class FieldRecord:
         return record
 
 
+def fields_record(cls: type[T], values: dict[str, Any]) -> T:
+    """``cls(**values)`` for a ``values`` that names every field of ``cls`` with a value of
+    its type, made without ``__init__`` (see :class:`_Decoding`); ``values`` is not kept."""
+    record = object.__new__(cls)
+    record.__dict__.update(values)
+    return record
+
+
 def _decode_values(what: str, dec: _Decoding, body: memoryview) -> dict[str, Any]:
     """The values of the field list ``body`` (defaults not filled in): the specification of
     ``_accel.decode_fields``, and the path that raises the errors of :meth:`FieldRecord.unpack`."""

@@ -25,6 +25,7 @@ from pipevault.format._fields import (
     SessionFooter,
     SessionHeader,
     SessionStatus,
+    fields_record,
 )
 from pipevault.format._framed import FramedObject, records_of, required_by, unframe_chunk
 from pipevault.format._records import (
@@ -45,6 +46,7 @@ from pipevault.format._records import (
 )
 from pipevault.format._restart import ResumePoint
 from pipevault.format._superblock import (
+    COMPILED,
     DEFAULT_SIZE,
     HEADER_LEN,
     Optional,
@@ -64,6 +66,7 @@ _DUPLICATE, _HAS_DEDUP_HASH = int(ChunkFlags.DUPLICATE), int(ChunkFlags.HAS_DEDU
 DEDUP_INDEX_MAX = 1 << 20  # dedup hashes remembered per session (about 100 MB at most)
 KEEP_POINTS = 4096  # resume points kept: a tape drive buffer holds far fewer superblocks
 _NO_FLAGS = SuperblockFlags.NONE
+_ARCHIVE_FOOTER = RecordType.ARCHIVE_FOOTER
 
 
 def _allocate(size: int) -> memoryview:
@@ -332,16 +335,22 @@ class SessionWriter:
             self._seal()
         buf = self._current()
         buf[self._pos:self._pos + len(records)] = records
-        # The checksum leaves out stored bytes (docs/format.md §2): note where they landed.
-        self._spans += data_spans(buf, self._pos, self._pos + len(records))
+        if not COMPILED:
+            # The checksum leaves out stored bytes (docs/format.md §2): the Python checksum needs
+            # to know where they landed; the compiled one finds them itself.
+            self._spans += data_spans(buf, self._pos, self._pos + len(records))
         self._pos += len(records)
         if self.discard_duplicates and framed.dedup_hash is not None:
             self._seen[framed.dedup_hash] = (index, 0)
-        self._required |= framed.required
+        if framed.required & ~int(self._required):
+            self._required |= framed.required
         self._next_object = index + 1
-        footer = ArchiveFooter(index, status, framed.plain_len, framed.stored_len, framed.chunks, self.seq,
-                               self.seq, 0)
-        self._put(RecordType.ARCHIVE_FOOTER, footer.pack())
+        # Made without __init__ (a frozen dataclass's costs as much as the rest of this call).
+        footer = fields_record(ArchiveFooter, {
+            "object_index": index, "status": status, "plain_bytes": framed.plain_len,
+            "stored_bytes": framed.stored_len, "chunks": framed.chunks, "first_seq": self.seq,
+            "last_seq": self.seq, "duplicates": 0})
+        self._put(_ARCHIVE_FOOTER, footer.pack())
         self.objects += 1
         self.errors += status != ObjectStatus.COMPLETE
         self.plain_bytes += framed.plain_len
