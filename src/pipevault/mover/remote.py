@@ -39,18 +39,12 @@ from pipevault.format import SessionKeys
 from pipevault.mover import backup
 from pipevault.mover.backup import BUFFER, BackupOptions, BackupResult, ChunkEncode, SourceReader
 from pipevault.mover.keys import key_path, node_key
+from pipevault.mover.object_writer import ObjectWriter
 from pipevault.mover.paths import TargetTree, check_filespace
 from pipevault.mover.plan import filespace_of, plan_against, send_order
 from pipevault.mover.remote_wire import version_from_wire
-from pipevault.mover.restore import (
-    BLOCK_BUFFER,
-    Key,
-    ObjectWriter,
-    RestoreOptions,
-    RestoreResult,
-    checked,
-    sink_stages,
-)
+from pipevault.mover.restore import BLOCK_BUFFER, RestoreResult, checked, sink_stages
+from pipevault.mover.restore_plan import Key, RestoreOptions
 from pipevault.mover.site import settings_passphrase
 from pipevault.mover.walk import from_text, to_text
 from pipevault.pipe import Pipe, StageSpec, preload_process_modules

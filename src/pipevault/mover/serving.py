@@ -37,7 +37,8 @@ from pipevault.mover.backup import StoreParams, StoreStage, _fail_stale_sessions
 from pipevault.mover.catalogue import CatalogStage
 from pipevault.mover.errors import NothingMatched
 from pipevault.mover.remote_wire import Admit
-from pipevault.mover.restore import BlockReader, Key, RestoreOptions, _link_primaries, _plan, select_versions
+from pipevault.mover.restore import BlockReader
+from pipevault.mover.restore_plan import Key, RestoreOptions, link_primaries, plan_reads, select_versions
 from pipevault.mover.site import Site
 from pipevault.mover.tapes import try_lock
 from pipevault.pipe import PipeResult, StageContext, StageSpec
@@ -211,8 +212,8 @@ def plan_restore(settings: Settings, node: str, opts: RestoreOptions) -> Restore
         versions = select_versions(site, opts)
         if any(v.node != node for v in versions):
             raise NothingMatched(f"node {node} has no version {opts.version_id}")
-        links = _link_primaries(site, versions)
-        plan = _plan(site, versions)
+        links = link_primaries(site, versions)
+        plan = plan_reads(site, versions)
     by_version = {v.version_id: k for k, v in plan.wanted.items()}
     return RestorePlan(plan.wanted, {k: i for (_sid, i), k in plan.by_index.items()},
                        {by_version[p.version_id]: link for p, link in links.items() if p.version_id in by_version},

@@ -1,0 +1,211 @@
+"""Choosing what a restore brings back, and planning where to read it.
+
+Versions are chosen in the catalog (latest, a point in time, a version id, archives by
+description, hard links' first links); the plan names each version's object in its media
+session and the superblock it starts at on each volume, the volumes in an order that reads
+every session forwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+
+from pipevault.catalog import locations as location_rows
+from pipevault.catalog import nodes as node_rows
+from pipevault.catalog import objects as object_rows
+from pipevault.catalog import sessions as session_rows
+from pipevault.catalog.objects import VersionInfo
+from pipevault.format import (
+    ObjectType,
+)
+from pipevault.mover.errors import (
+    NothingMatched,
+)
+from pipevault.mover.site import Site
+from pipevault.mover.walk import to_text
+
+Key = tuple[uuid.UUID, str, str, str]  # media session, file space, high-level name, low-level name
+
+
+@dataclass
+class RestoreOptions:
+    """What to restore and where."""
+
+    paths: list[str]
+    to: str | None = None
+    point_in_time: float | None = None
+    version_id: int | None = None
+    inactive: bool = False
+    verify_only: bool = False
+    archive: bool = False
+    description: str | None = None
+
+
+def rel_path(v: VersionInfo) -> str:
+    """The version's path relative to its file space (``""`` for the file space itself)."""
+    if not v.hl and not v.ll:
+        return ""
+    return (v.hl.strip("/") + "/" + v.ll).lstrip("/")
+
+
+def select_versions(site: Site, opts: RestoreOptions) -> list[VersionInfo]:
+    """The versions to restore, one per object, in name order.
+
+    Raises:
+        NothingMatched: nothing stored matches.
+    """
+    with site.catalog.read() as conn:
+        if opts.version_id is not None:
+            return [object_rows.get_version(conn, opts.version_id)]
+        spaces = next((n.filespaces for n in node_rows.list_nodes(conn) if n.name == site.node), ())
+        chosen: dict[tuple[str, str, str], VersionInfo] = {}
+        for path in opts.paths:
+            ap = os.path.normpath(os.path.abspath(path))
+            fs = max((f for f in spaces if ap == f or ap.startswith(f.rstrip("/") + "/")), key=len, default=None)
+            if fs is None:
+                raise NothingMatched(f"{ap} is in no file space of node {site.node}")
+            want = ap[len(fs):].strip("/")
+            if opts.archive:
+                found = object_rows.query_versions(conn, site.node, fs, state="archive",
+                                                   description=opts.description)
+            elif opts.point_in_time is not None:
+                found = object_rows.query_versions(conn, site.node, fs, point_in_time=opts.point_in_time)
+            else:
+                found = object_rows.query_versions(conn, site.node, fs,
+                                                   state="backup" if opts.inactive else "active")
+            for v in found:  # newest first within an object
+                rel = rel_path(v)
+                if want and rel != want and not rel.startswith(want + "/"):
+                    continue
+                chosen.setdefault((v.filespace, v.hl, v.ll), v)
+    if not chosen:
+        raise NothingMatched("no stored version matches " + ", ".join(opts.paths))
+    return [chosen[k] for k in sorted(chosen)]
+
+
+@dataclass
+class ReadPlan:
+    wanted: dict[Key, VersionInfo]
+    by_index: dict[tuple[uuid.UUID, int], Key]
+    starts: list[tuple[str, list[tuple[int, Key]]]]  # per volume, in read order: (first block, object)
+    stored: int = 0  # bytes of the wanted objects on media (what the progress bar counts: blocks read)
+
+
+def _object_index(attributes: str, session: str) -> int | None:
+    """The version's object index in media session ``session`` (its text), when its
+    attributes record it."""
+    # The backup's catalog stage ends every version's attributes with
+    # ``"session":"<uuid>","object":<n>}`` (mover/catalogue.py): read it from there.
+    at = attributes.rfind('"session":"', -80)  # (a negative start counts from the end)
+    if at >= 0 and attributes[at + 47: at + 58] == '","object":' and attributes.endswith("}"):
+        number = attributes[at + 58: -1]
+        if number.isdigit():
+            return int(number) if attributes[at + 11: at + 47] == session else None
+    attrs = json.loads(attributes)  # written by something else (a rebuilt catalog, an older version)
+    if "object" in attrs and attrs.get("session") == session:
+        return int(attrs["object"])
+    return None
+
+
+def plan_reads(site: Site, versions: list[VersionInfo]) -> ReadPlan:
+    """Which object of which session each version is, and where each starts on which volume."""
+    wanted: dict[Key, VersionInfo] = {}
+    by_index: dict[tuple[uuid.UUID, int], Key] = {}
+    key_of: dict[int, Key] = {}  # version id -> key (ints hash in C; keys hold a UUID)
+    with site.catalog.read() as conn:
+        media: dict[int, tuple[uuid.UUID, str] | None] = {}
+        for v in versions:
+            if v.session_id is None:
+                continue
+            if v.session_id not in media:
+                text = session_rows.get_session(conn, v.session_id).media_session
+                media[v.session_id] = (uuid.UUID(text), text) if text is not None else None
+            ms = media[v.session_id]
+            if ms is None:
+                continue
+            key = (ms[0], v.filespace, v.hl, v.ll)
+            wanted[key] = v
+            key_of[v.version_id] = key
+            index = _object_index(v.attributes, ms[1])
+            if index is not None:
+                by_index[(ms[0], index)] = key
+        pieces = location_rows.restore_plan(conn, key_of)
+    firsts: dict[tuple[str, int], int] = {}  # (volume, version id) -> its first superblock there
+    for p in pieces:
+        at = (p.volume, p.version_id)
+        if at not in firsts:  # pieces come in volume and superblock order
+            firsts[at] = p.superblock
+    per_volume: dict[str, list[tuple[int, Key]]] = defaultdict(list)
+    for (vol, vid), block in firsts.items():
+        per_volume[vol].append((block, key_of[vid]))
+    order = _read_order(pieces, {vid: k[0] for vid, k in key_of.items()})
+    starts = [(vol, sorted(per_volume[vol], key=lambda s: s[0])) for vol in order]
+    return ReadPlan(wanted, by_index, starts, sum(p.length for p in pieces))
+
+
+def _read_order(pieces: list[location_rows.Location], session_of: dict[int, uuid.UUID]) -> list[str]:
+    """The volumes in an order that reads each session's superblocks forwards.
+
+    The scanner ignores a superblock older than one of its session already seen, and after
+    migration or reclamation a session's data can lie on volumes whose names sort against
+    the order it was written in. Within a session, (version id, part) is that order; volumes
+    are otherwise taken by name (also when two sessions want opposite orders).
+    """
+    first: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
+    for p in pieces:
+        sid = session_of.get(p.version_id)
+        if sid is not None:
+            k = (sid, p.volume)
+            first[k] = min(first.get(k, (p.version_id, p.part)), (p.version_id, p.part))
+    chains: dict[uuid.UUID, list[tuple[tuple[int, int], str]]] = defaultdict(list)
+    for (sid, vol), pos in first.items():
+        chains[sid].append((pos, vol))
+    before: dict[str, set[str]] = defaultdict(set)
+    for chain in chains.values():
+        chain.sort()
+        for (_, a), (_, b) in itertools.pairwise(chain):
+            if a != b:
+                before[b].add(a)
+    names = sorted({p.volume for p in pieces})
+    order: list[str] = []
+    done: set[str] = set()
+    while len(order) < len(names):
+        left = [v for v in names if v not in done]
+        vol = next((v for v in left if before[v] <= done), left[0])
+        order.append(vol)
+        done.add(vol)
+    return order
+
+
+def link_primaries(site: Site, versions: list[VersionInfo]) -> dict[VersionInfo, VersionInfo]:
+    """For hard links whose first link (the one holding the data) is not being restored: the
+    first link's version, mapped to the link that should receive its data instead."""
+    selected = {(v.filespace, rel_path(v)) for v in versions}
+    redirect: dict[VersionInfo, VersionInfo] = {}
+    with site.catalog.read() as conn:
+        for v in list(versions):
+            if v.obj_type != ObjectType.HARDLINK:
+                continue
+            primary = json.loads(v.attributes).get("hardlink_of") or ""
+            head, name = os.path.dirname(primary), os.path.basename(primary)
+            hl, ll = ("/" + to_text(head) if head else "/"), to_text(name)
+            if not primary or (v.filespace, (hl.strip("/") + "/" + ll).lstrip("/")) in selected:
+                continue
+            for p in object_rows.query_versions(conn, site.node, v.filespace, hl, ll, state="any"):
+                if p.session_id == v.session_id:
+                    redirect[p] = v
+                    versions.append(p)
+                    break
+    return redirect
+
+
+def locations_of(site: Site, versions: list[VersionInfo]) -> list[location_rows.Location]:
+    """The catalogued pieces of ``versions`` in the order a restore reads them."""
+    with site.catalog.read() as conn:
+        return location_rows.restore_plan(conn, [v.version_id for v in versions])
+
