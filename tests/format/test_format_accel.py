@@ -22,6 +22,7 @@ from pipevault.format import (
     SessionHeader,
     SessionWriter,
     _chunk,
+    _records,
     _superblock,
     _writer,
     fixed,
@@ -141,3 +142,40 @@ def test_the_compiled_writer_fills_whole_superblocks(monkeypatch: pytest.MonkeyP
     w.end_object()
     w.close()
     assert len(calls) >= 5 and all(n == (1 << 16) - 96 for n in calls)
+
+
+def _flagged(rtype: int, flags: int, reserved: int, body: bytes) -> bytes:
+    return RECORD_HEADER.pack(rtype, flags, reserved, len(body)) + body
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(records | st.builds(_flagged, st.integers(0, 255), st.sampled_from([0, 1, 2, 0x81]),
+                                           st.sampled_from([0, 0, 1, 256]), st.binary(max_size=20)),
+                      max_size=12))
+def test_compiled_record_walk_equals_the_python_walk(parts: list[bytes]) -> None:
+    payload = memoryview(b"".join(parts))
+    assert accel is not None and _records.compiled_record_spans is accel.record_spans
+    assert accel.record_spans(payload) == _records.record_spans(payload)
+
+
+def test_compiled_make_builds_what_init_builds() -> None:
+    import dataclasses
+
+    from pipevault.format import ChunkRead, EncodedChunk, FramedObject, ObjectEnded, ObjectStarted
+    from pipevault.format._records import ChunkFooter, ChunkHeader
+
+    assert accel is not None and _records.new_frozen is accel.make
+    header, footer = ChunkHeader(1, 2, 3, 4, 4), ChunkFooter(1, 2, 4)
+    cases: list[tuple[type, tuple[Any, ...]]] = [
+        (ChunkRead, (_SID, 1, 2, header, b"data", (b"data",))), (ObjectStarted, (_SID, 3, ArchiveHeader())),
+        (ObjectEnded, (_SID, 4, None)), (EncodedChunk, (header, memoryview(b"abcd"), footer)),
+        (FramedObject, (7, b"records", 1, 2, 3, 4, b"h" * 32))]
+    for cls, values in cases:
+        made = accel.make(cls, *values)
+        assert type(made) is cls and made == cls(*values) and hash(made) == hash(cls(*values))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(made, dataclasses.fields(cls)[0].name, 9)
+        with pytest.raises(TypeError, match="takes"):
+            accel.make(cls, *values, None)
+    with pytest.raises(TypeError):
+        accel.make(ArchiveHeader, 1)  # no __slots__ tuple: not a slotted dataclass

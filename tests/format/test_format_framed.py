@@ -24,7 +24,11 @@ from pipevault.format import (
     SessionHeader,
     SessionKeys,
     SessionWriter,
+    _chunk,
     _fields,
+    _framed,
+    _reader,
+    _records,
     _superblock,
     _writer,
     fixed,
@@ -180,6 +184,9 @@ def test_the_python_code_writes_and_reads_what_the_compiled_code_does(monkeypatc
     monkeypatch.setattr(_writer, "COMPILED", False)
     monkeypatch.setattr(_fields, "_encode_fields", None)
     monkeypatch.setattr(_fields, "_decode_fields", None)
+    monkeypatch.setattr(_reader, "_spans", None)
+    for module in (_reader, _framed, _chunk):
+        monkeypatch.setattr(module, "new_frozen", _records._new_python)
     python = [bytes(b) for b in _session(items, True, None, False)]
     assert python == compiled and len(python) > 2
     assert repr(_scan([memoryview(b) for b in python])) == repr(events)

@@ -6,7 +6,10 @@
  * streaming hash updates cost more per superblock than the bytes they hash. sole_data()
  * recognises a superblock that is nothing but one piece of a chunk's stored bytes (most
  * superblocks of large untransformed objects) and verifies it in one call; anything else is
- * left to the Python reader. Tests check both agree with the Python code on any input.
+ * left to the Python reader. record_spans() walks a payload's record headers for the reader
+ * (its specification is _records.record_spans), and make() builds the frozen slotted
+ * dataclasses made per object (events, encoded chunks) without running their Python __init__.
+ * Field lists are in _accel_fields.c. Tests check all agree with the Python code on any input.
  *
  * The hash itself is not reimplemented: the covered bytes are gathered into one bytes object
  * and handed to xxhash.xxh3_64_intdigest (xxh3 of a concatenation equals the streaming hash of
@@ -24,6 +27,10 @@
 #define RECORD_HEADER_LEN 8
 #define TAG_LEN 24
 #define TYPE_DATA 0x06
+#define FIRST_TYPE 0x01 /* _records.RecordType: SESSION_HEADER .. RESUME */
+#define LAST_TYPE 0x0A
+#define SKIPPABLE 0x80
+#define FLAG_CONTINUES 0x01
 #define HEADER_LEN 64
 #define VERSION_MAJOR 1
 #define MIN_SIZE_LOG2 16
@@ -34,6 +41,8 @@
 static const unsigned char MAGIC[8] = {0x89, 'P', 'V', 'S', 'B', '\r', '\n', 0x1a};
 
 static PyObject *xxh3_64_intdigest;
+static PyObject *empty_tuple; /* () */
+static PyObject *slots_name;  /* "__slots__" */
 
 #define load_u32le accel_load_u32le
 #define load_u64le accel_load_u64le
@@ -272,7 +281,96 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(record_spans_doc,
+"record_spans(payload) -> (list of (type, flags, start, end), stop)\n\n"
+"The records of payload from its start, as _records.record_spans finds them: each record's\n"
+"type, flags and body offsets, up to the first header that is cut short, has reserved bits\n"
+"set, runs past the payload or has an unknown type without the skippable bit; stop is where\n"
+"that header begins (len(payload) when every record is sound). payload is read during the\n"
+"call only.");
+
+static PyObject *
+accel_record_spans(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) != 0)
+        return NULL;
+    const unsigned char *b = (const unsigned char *)view.buf;
+    Py_ssize_t pos = 0, end = view.len;
+    PyObject *spans = PyList_New(0);
+    if (spans == NULL)
+        goto error;
+    while (pos + RECORD_HEADER_LEN <= end) {
+        unsigned rtype = b[pos], flags = b[pos + 1];
+        Py_ssize_t start = pos + RECORD_HEADER_LEN;
+        Py_ssize_t stop = start + (Py_ssize_t)load_u32le(b + pos + 4);
+        if (b[pos + 2] || b[pos + 3] || flags & ~(unsigned)FLAG_CONTINUES || stop > end
+                || ((rtype < FIRST_TYPE || rtype > LAST_TYPE) && !(rtype & SKIPPABLE)))
+            break;
+        PyObject *span = Py_BuildValue("(IInn)", rtype, flags, start, stop);
+        if (span == NULL || PyList_Append(spans, span) != 0) {
+            Py_XDECREF(span);
+            goto error;
+        }
+        Py_DECREF(span);
+        pos = stop;
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(Nn)", spans, pos);
+error:
+    Py_XDECREF(spans);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+PyDoc_STRVAR(make_doc,
+"make(cls, *values) -> cls instance\n\n"
+"An instance of the frozen slotted dataclass cls with its fields (cls.__slots__, in order)\n"
+"set to values, made as its __init__ makes it (object.__new__, then object.__setattr__ of each\n"
+"field) without running Python code: for classes without __post_init__ or default factories.\n"
+"Raises TypeError when the number of values is not the number of slots.");
+
+static PyObject *
+accel_make(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs < 1 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "make(cls, *values)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    PyObject *slots = PyObject_GetAttr(args[0], slots_name);
+    if (slots == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "make: %s is not a slotted class", cls->tp_name);
+        }
+        return NULL;
+    }
+    PyObject *obj = NULL;
+    if (!PyTuple_Check(slots) || PyTuple_GET_SIZE(slots) != nargs - 1) {
+        PyErr_Format(PyExc_TypeError, "make: %s takes %zd values, got %zd", cls->tp_name,
+                     PyTuple_Check(slots) ? PyTuple_GET_SIZE(slots) : (Py_ssize_t)-1, nargs - 1);
+        goto done;
+    }
+    obj = PyBaseObject_Type.tp_new(cls, empty_tuple, NULL);
+    if (obj == NULL)
+        goto done;
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        if (PyObject_GenericSetAttr(obj, PyTuple_GET_ITEM(slots, i - 1), args[i]) != 0) {
+            Py_CLEAR(obj);
+            goto done;
+        }
+    }
+done:
+    Py_DECREF(slots);
+    return obj;
+}
+
 static PyMethodDef accel_methods[] = {
+    {"make", (PyCFunction)(void (*)(void))accel_make, METH_FASTCALL, make_doc},
+    {"record_spans", accel_record_spans, METH_O, record_spans_doc},
     {"fill_sole", (PyCFunction)(void (*)(void))accel_fill_sole, METH_FASTCALL, fill_sole_doc},
     {"checksum", (PyCFunction)(void (*)(void))accel_checksum, METH_FASTCALL, checksum_doc},
     {"sole_data", accel_sole_data, METH_O, sole_data_doc},
@@ -281,7 +379,7 @@ static PyMethodDef accel_methods[] = {
 
 static struct PyModuleDef accel_module = {
     PyModuleDef_HEAD_INIT, "pipevault.format._accel",
-    "Compiled superblock checksum (see pipevault.format._superblock).", -1, accel_methods,
+    "Compiled hot paths of pipevault.format (see _accel.c).", -1, accel_methods,
     NULL, NULL, NULL, NULL,
 };
 
@@ -296,6 +394,10 @@ PyInit__accel(void)
     if (xxh3_64_intdigest == NULL)
         return NULL;
     if (accel_fields_init() != 0)
+        return NULL;
+    empty_tuple = PyTuple_New(0);
+    slots_name = PyUnicode_InternFromString("__slots__");
+    if (empty_tuple == NULL || slots_name == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&accel_module);
     if (module != NULL && PyModule_AddFunctions(module, accel_fields_methods) != 0)

@@ -1,8 +1,10 @@
 """Type stub of the compiled superblock paths and field lists (``_accel.c``, ``_accel_fields.c``)."""
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pipevault.format._codecs import Buffer
+
+T = TypeVar("T")
 
 def checksum(buf: Buffer, start: int, end: int, /) -> int:
     """xxh3-64 of ``buf[:56]`` and of ``buf[start:end]`` without the stored bytes of DATA records."""
@@ -21,3 +23,9 @@ def decode_fields(body: Buffer, table: tuple[tuple[str, int] | None, ...], /) ->
 def encode_fields(plan: tuple[tuple[str, int, int, Any], ...], values: dict[str, Any], missing: object, /
                   ) -> bytes | None:
     """The field list of ``values`` (``_fields._pack_python``); None for an unusual value."""
+
+def record_spans(payload: Buffer, /) -> tuple[list[tuple[int, int, int, int]], int]:
+    """``(type, flags, start, end)`` of each sound record and where the walk stopped (``_records.record_spans``)."""
+
+def make(cls: type[T], /, *values: Any) -> T:
+    """``cls(*values)`` for a frozen slotted dataclass, without running its ``__init__``."""

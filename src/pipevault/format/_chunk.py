@@ -31,6 +31,7 @@ from pipevault.format._records import (
     Compression,
     DedupAlgo,
     Encryption,
+    new_frozen,
 )
 from pipevault.format.errors import FormatError, IntegrityError, KeyRequiredError, LimitError
 
@@ -172,7 +173,7 @@ class ChunkEncoder:
             # Hashed right after compressing: the compressed bytes are still in cache.
             header = ChunkHeader(object_index, chunk_seq, object_offset, len(view), n, comp, level,
                                  Encryption.NONE, flags, algo, bytes(12), xxhash.xxh3_128_digest(stored), dhash)
-            return EncodedChunk(header, stored, ChunkFooter(object_index, chunk_seq, n))
+            return new_frozen(EncodedChunk, header, stored, ChunkFooter(object_index, chunk_seq, n))
         nonce = secrets.token_bytes(12)
         header = ChunkHeader(object_index, chunk_seq, object_offset, len(view), n, comp, level,
                              Encryption.AES_256_GCM, flags, algo, nonce, _NO_HASH, dhash)
@@ -253,7 +254,9 @@ class ChunkAssembly:
 
     Each piece is consumed by :meth:`add` at once, so the caller may reuse the superblock
     buffer afterwards, with one exception: a chunk that arrives whole in one piece is kept as
-    a view of it (no copy) until :meth:`detach` or :meth:`finish`. How pieces are consumed:
+    a view of it (no copy) until :meth:`detach` or :meth:`finish`, unless it needs decrypting
+    with known keys, and decoded at :meth:`finish` by the one-shot :class:`ChunkDecoder`. How
+    the pieces of other chunks are consumed:
 
     - encrypted, keys known: decrypted straight into the chunk's own buffer (the copy out of
       the superblock and the decryption are one pass);
@@ -272,14 +275,16 @@ class ChunkAssembly:
         views: keep pieces as views instead of copying them (see above).
     """
 
-    __slots__ = ("_buf", "_dec", "_hash", "_pieces", "_view", "header")
+    __slots__ = ("_buf", "_dec", "_hash", "_hashed", "_pieces", "_view", "_whole", "header")
 
     def __init__(self, header: ChunkHeader, decoder: ChunkDecoder | None, views: bool = False) -> None:
         self.header = header
         self._buf: bytearray | memoryview | None = None
         self._view: memoryview | None = None
+        self._whole: memoryview | bytearray | None = None  # the chunk's stored bytes, arrived in one piece
         self._dec: Any = None
         self._hash: Any = None
+        self._hashed = False
         self._pieces: list[memoryview] | None = None
         keys = decoder.keys if decoder is not None else None
         if header.encryption is Encryption.AES_256_GCM:
@@ -291,7 +296,7 @@ class ChunkAssembly:
                 self._buf = bytearray(header.stored_len + 16)
                 self._view = memoryview(self._buf)
         elif header.compression is Compression.NONE or int(header.flags) & _STORED_HASH:
-            self._hash = xxhash.xxh3_128()
+            self._hashed = True  # the hasher is made with the first piece that is not the whole chunk
         if views and self._dec is None:
             self._pieces = []
 
@@ -300,13 +305,20 @@ class ChunkAssembly:
         if self._view is not None:
             self._dec.update_into(piece, self._view[at:])
             return
+        if not at and len(piece) == self.header.stored_len and self._dec is None:
+            # The whole chunk in one piece (every small object): kept as it is and decoded at
+            # finish in one call, without a streaming hash or a copy.
+            self._whole = piece
+            return
+        if self._hashed and self._hash is None:
+            self._hash = xxhash.xxh3_128()
         if self._pieces is not None:
             self._pieces.append(piece)
             if self._hash is not None:
                 self._hash.update(piece)
             return
         if self._buf is None:
-            self._buf = piece if len(piece) == self.header.stored_len else bytearray(piece)
+            self._buf = bytearray(piece)
         else:
             # A new buffer per chunk grown by appending (no zero fill), never a reused one:
             # data handed out must not change under a caller that keeps it.
@@ -317,8 +329,8 @@ class ChunkAssembly:
 
     def detach(self) -> None:
         """Copy a piece still held as a view: its superblock buffer is about to be reused."""
-        if isinstance(self._buf, memoryview):
-            self._buf = bytearray(self._buf)
+        if isinstance(self._whole, memoryview):
+            self._whole = bytearray(self._whole)
 
     def finish(self, footer: ChunkFooter, decoder_for: Callable[[ChunkHeader], ChunkDecoder]
                ) -> Buffer | tuple[memoryview, ...]:
@@ -334,6 +346,10 @@ class ChunkAssembly:
         h = self.header
         if self._view is not None:
             return self._decrypted(footer)
+        if self._whole is not None:
+            whole, self._whole = self._whole, None
+            # The one-shot decoder checks exactly what the piecewise path below does.
+            return decoder_for(h)(h, whole, footer)
         stored: Buffer
         if self._pieces is not None:
             pieces, self._pieces = self._pieces, None

@@ -32,6 +32,7 @@ from pipevault.format._records import (
     Compression,
     Encryption,
     RecordType,
+    new_frozen,
 )
 from pipevault.format._superblock import Required
 from pipevault.format.errors import FormatError
@@ -121,8 +122,8 @@ def frame_object(object_index: int, header_body: bytes, chunk: EncodedChunk | No
                             foot))
     else:
         records = b"".join((head, header_body, chunk_head, foot))
-    return FramedObject(object_index, records, 1, h.plain_len, n, required_by(h),
-                        h.dedup_hash if flags & _HASHED and not flags & _DUPLICATE else None)
+    return new_frozen(FramedObject, object_index, records, 1, h.plain_len, n, required_by(h),
+                      h.dedup_hash if flags & _HASHED and not flags & _DUPLICATE else None)
 
 
 def records_of(framed: FramedObject) -> Iterator[tuple[int, memoryview]]:

@@ -32,8 +32,6 @@ from pipevault.format._records import (
     ALL,
     CONTINUABLE,
     FLAG_CONTINUES,
-    RECORD_HEADER,
-    RECORD_HEADER_LEN,
     SKIPPABLE,
     TAG,
     TAG_LEN,
@@ -43,7 +41,10 @@ from pipevault.format._records import (
     Encryption,
     RecordType,
     Resume,
+    compiled_record_spans,
+    new_frozen,
     read_record_header,
+    record_spans,
 )
 from pipevault.format._superblock import SoleData, SuperblockFlags, SuperblockHeader
 from pipevault.format.errors import (
@@ -61,6 +62,7 @@ _CHUNK_HEADER, _CHUNK_FOOTER = int(RecordType.CHUNK_HEADER), int(RecordType.CHUN
 _DUPLICATE = int(ChunkFlags.DUPLICATE)
 _KNOWN = frozenset(int(t) for t in RecordType)
 _RECENT = 256
+_spans = compiled_record_spans
 MAX_RECORD = 64 << 20  # a metadata record joined from continuations (names, xattrs) never needs more
 
 
@@ -208,20 +210,9 @@ class SessionReader:
     # -- records --------------------------------------------------------------------------
 
     def _records(self, payload: memoryview, out: list[Event]) -> None:
-        pos = 0
         first = True
-        end = len(payload)
-        unpack = RECORD_HEADER.unpack_from
-        while pos < end:
-            if pos + RECORD_HEADER_LEN <= end:
-                rtype, flags, reserved, length = unpack(payload, pos)
-                start = pos + RECORD_HEADER_LEN
-                if flags or reserved or start + length > end or rtype not in _KNOWN:
-                    rtype, flags, length = read_record_header(payload, pos)  # checks and refusals
-            else:
-                rtype, flags, length = read_record_header(payload, pos)  # raises: cut short
-            start = pos + RECORD_HEADER_LEN
-            pos = start + length
+        spans, stop = (_spans or record_spans)(payload)
+        for rtype, flags, start, pos in spans:
             body = payload[start:pos]
             if rtype == _DATA and not flags and self._cont is None:
                 self._data(body)  # the common case first: one per chunk per superblock
@@ -255,6 +246,9 @@ class SessionReader:
             else:
                 self._record(rtype, body, out)
             first = False
+        if stop < len(payload):
+            read_record_header(payload, stop)  # raises: the walk stopped at a header it refuses
+            raise FormatError(f"record at payload offset {stop} refused")
 
     def _record(self, rtype: int, body: memoryview, out: list[Event]) -> None:
         if rtype == _CHUNK_HEADER:
@@ -301,7 +295,7 @@ class SessionReader:
         self._open(header.object_index, header, 0, 0)
         if header.object_index > self._started:
             self._started = header.object_index
-            out.append(ObjectStarted(self.session_id, self._record_seq, header))
+            out.append(new_frozen(ObjectStarted, self.session_id, self._record_seq, header))
 
     def _open(self, index: int, header: ArchiveHeader | None, chunk_seq: int, offset: int) -> None:
         self.obj_index, self.obj = index, header
@@ -319,7 +313,7 @@ class SessionReader:
         self.obj_index, self.obj, self.chunk = None, None, None
         if footer.object_index > self._ended:
             self._ended = footer.object_index
-            out.append(ObjectEnded(self.session_id, self.seq, footer))
+            out.append(new_frozen(ObjectEnded, self.session_id, self.seq, footer))
 
     def _resume(self, resume: Resume, out: list[Event]) -> None:
         self._cont = None
@@ -398,7 +392,7 @@ class SessionReader:
         key = (chunk.object_index, chunk.chunk_seq)
         if key > self._delivered:
             self._delivered = key
-            out.append(ChunkRead(self.session_id, self._chunk_first_seq, self.seq, chunk, data, pieces))
+            out.append(new_frozen(ChunkRead, self.session_id, self._chunk_first_seq, self.seq, chunk, data, pieces))
 
     def _decoder_for(self, chunk: ChunkHeader) -> ChunkDecoder:
         if self._decoder is None:

@@ -7,11 +7,13 @@ These are the per-chunk structures on the hot path, so they are fixed ``struct``
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from enum import IntEnum, IntFlag
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from pipevault.format.errors import FormatError, TruncatedError, UnsupportedFeatureError
 
+T = TypeVar("T")
 RECORD_HEADER = struct.Struct("<BBHI")
 RECORD_HEADER_LEN = RECORD_HEADER.size  # 8
 SKIPPABLE = 0x80
@@ -104,6 +106,52 @@ def read_record_header(payload: memoryview, pos: int) -> RecordHeader:
     if rtype not in _KNOWN and not rtype & SKIPPABLE:
         raise UnsupportedFeatureError(f"unknown record type {rtype:#04x}", record_type=rtype)
     return RecordHeader._make((rtype, flags, length))
+
+
+Spans = list[tuple[int, int, int, int]]
+"""``(type, flags, body start, body end)`` of each record of a payload, in order."""
+
+
+def record_spans(payload: memoryview) -> tuple[Spans, int]:
+    """The records of ``payload`` up to the first header :func:`read_record_header` would
+    refuse (cut short, reserved bits, running past the payload, unknown and not skippable),
+    and the offset where that header begins (``len(payload)`` when every record is sound).
+
+    The specification of ``_accel.record_spans``, which the reader takes when it is built:
+    the walk finds where each record lies, the reader decides what the records mean.
+    """
+    spans = []
+    pos, end = 0, len(payload)
+    unpack = RECORD_HEADER.unpack_from
+    while pos + RECORD_HEADER_LEN <= end:
+        rtype, flags, reserved, length = unpack(payload, pos)
+        start = pos + RECORD_HEADER_LEN
+        stop = start + length
+        if reserved or flags & ~FLAG_CONTINUES or stop > end or (rtype not in _KNOWN and not rtype & SKIPPABLE):
+            break
+        spans.append((rtype, flags, start, stop))
+        pos = stop
+    return spans, pos
+
+
+def _new_python(cls: type[T], /, *values: Any) -> T:
+    return cls(*values)
+
+
+_compiled_spans: Callable[[memoryview], tuple[Spans, int]] | None
+try:
+    from pipevault.format._accel import make as _make
+    from pipevault.format._accel import record_spans as _compiled_spans
+except ImportError:  # a source tree whose extension was not built: the Python code runs
+    _compiled_spans = None
+    _make = _new_python
+compiled_record_spans = _compiled_spans
+"""``_accel.record_spans`` (None when not built)."""
+new_frozen = _make
+"""``new_frozen(cls, *values)``: ``cls(*values)`` for a frozen slotted dataclass without
+``__post_init__``, every field given, made without running Python code when ``_accel`` is
+built (events, encoded chunks and framed objects are made per object; a frozen ``__init__``
+costs ~0.3 us a field)."""
 
 
 _COMPRESSION = list(Compression)
