@@ -37,7 +37,6 @@ from pipevault.format import (
     ObjectType,
     OptionsRead,
 )
-from pipevault.mover.backup import EXTENTS_KEY, unpack_extents
 from pipevault.mover.errors import (
     DestinationError,
     UnsafePath,
@@ -45,6 +44,7 @@ from pipevault.mover.errors import (
 from pipevault.mover.paths import TargetTree, check_name, open_new_file
 from pipevault.mover.restore_plan import Key, rel_path
 from pipevault.mover.scan import EventReader, SmallFile
+from pipevault.mover.source import EXTENTS_KEY, unpack_extents
 from pipevault.mover.walk import from_text
 from pipevault.mover.write_behind import Outcome, WriteBehind, set_owner
 

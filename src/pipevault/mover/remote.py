@@ -37,7 +37,7 @@ from pipevault.config import Settings
 from pipevault.events import ItemCounter, Reporter
 from pipevault.format import SessionKeys
 from pipevault.mover import backup
-from pipevault.mover.backup import BUFFER, BackupOptions, BackupResult, ChunkEncode, SourceReader
+from pipevault.mover.backup import BUFFER, BackupOptions, BackupResult, ChunkEncode
 from pipevault.mover.keys import key_path, node_key
 from pipevault.mover.object_writer import ObjectWriter
 from pipevault.mover.paths import TargetTree, check_filespace
@@ -46,6 +46,7 @@ from pipevault.mover.remote_wire import version_from_wire
 from pipevault.mover.restore import BLOCK_BUFFER, RestoreResult, checked, sink_stages
 from pipevault.mover.restore_plan import Key, RestoreOptions
 from pipevault.mover.site import settings_passphrase
+from pipevault.mover.source import SourceReader
 from pipevault.mover.walk import from_text, to_text
 from pipevault.pipe import Pipe, StageSpec, preload_process_modules
 from pipevault.pipe.net import ControlClient, Credentials, RemotePipe
