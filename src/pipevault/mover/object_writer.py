@@ -41,12 +41,12 @@ from pipevault.mover.errors import (
     DestinationError,
     UnsafePath,
 )
-from pipevault.mover.paths import TargetTree, check_name, open_new_file
+from pipevault.mover.paths import TargetTree, check_name
 from pipevault.mover.restore_plan import Key, rel_path
 from pipevault.mover.scan import EventReader, SmallFile
 from pipevault.mover.source import EXTENTS_KEY, unpack_extents
 from pipevault.mover.walk import from_text
-from pipevault.mover.write_behind import Outcome, WriteBehind, set_owner
+from pipevault.mover.write_behind import Outcome, WriteBatch, WriteBehind, set_owner, write_batch
 
 SMALL_RESTORE = 256 << 10  # files up to this size are written whole by the writer threads
 WRITERS = 4
@@ -103,8 +103,8 @@ class ObjectWriter:
         self.behind = WriteBehind()  # large files' writes and attributes, in order, in a thread
         # Small files in flight: each names its batch and its place there. A batch is handed
         # to a writer thread whole (one task per WRITE_BATCH files, not one per file).
-        self.writes: dict[tuple[str, ...], tuple[Key, _WriteBatch, int]] = {}
-        self._batch = _WriteBatch()
+        self.writes: dict[tuple[str, ...], tuple[Key, WriteBatch, int]] = {}
+        self._batch = WriteBatch()
         # Chunks that duplicates may refer to: (session, object, chunk) -> (parts, file
         # offset, length) of where they were restored, or their bytes under --verify.
         self.originals: dict[tuple[uuid.UUID, int, int], tuple[tuple[str, ...], int, int] | bytes] = {}
@@ -142,7 +142,7 @@ class ObjectWriter:
         never handed to a thread are dropped (their directories closed)."""
         for dfd, *_ in self._batch.files:
             os.close(dfd)
-        self._batch = _WriteBatch()
+        self._batch = WriteBatch()
         self.pool.shutdown(wait=True)
 
     def close_writes(self) -> None:
@@ -169,11 +169,11 @@ class ObjectWriter:
 
     def _submit(self) -> None:
         """Hand the collected small files to a writer thread."""
-        batch, self._batch = self._batch, _WriteBatch()
+        batch, self._batch = self._batch, WriteBatch()
         if batch.files:
-            batch.future = self.pool.submit(_write_batch, batch.files)
+            batch.future = self.pool.submit(write_batch, batch.files)
 
-    def _settle(self, parts: tuple[str, ...], pending: tuple[Key, _WriteBatch, int]) -> None:
+    def _settle(self, parts: tuple[str, ...], pending: tuple[Key, WriteBatch, int]) -> None:
         key, batch, i = pending
         if batch.future is None:
             self._submit()  # it is in the batch still being collected
@@ -498,59 +498,6 @@ class ObjectWriter:
             set_owner(fd, h)
             os.fchmod(fd, stat.S_IMODE(h.mode))
             os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
-
-
-class _WriteBatch:
-    """Small files written by one writer-thread task: ``(dir fd, name, fresh, data, header,
-    label)`` each, and the task's future once submitted (its result: each file's error or None)."""
-
-    __slots__ = ("files", "future", "size")
-
-    def __init__(self) -> None:
-        self.files: list[tuple[int, str, bool, bytearray, Any, str]] = []
-        self.size = 0
-        self.future: Future[list[DestinationError | OSError | None]] | None = None
-
-
-def _write_batch(files: list[tuple[int, str, bool, bytearray, Any, str]]) -> list[DestinationError | OSError | None]:
-    """Write each small file of a batch (in a writer thread); each one's error or None."""
-    errors: list[DestinationError | OSError | None] = []
-    for dfd, name, fresh, data, h, label in files:
-        try:
-            _write_small(dfd, name, fresh, data, h, label)
-            errors.append(None)
-        except (DestinationError, OSError) as exc:
-            errors.append(exc)
-    return errors
-
-
-def _write_small(dfd: int, name: str, fresh: bool, data: bytearray, h: Any, label: str) -> None:
-    """Create a small file whole, with its attributes (runs in a writer thread).
-
-    Raises:
-        DestinationError, OSError: the file cannot be created or written.
-    """
-    try:
-        fd = open_new_file(dfd, name, fresh, label)
-        try:
-            view = memoryview(data)
-            done = 0
-            while done < len(view):
-                done += os.write(fd, view[done:])
-            if done != h.size:
-                os.ftruncate(fd, h.size)
-            for xname, value in h.xattrs:
-                try:
-                    os.setxattr(fd, xname, value)
-                except OSError:
-                    pass  # reported as a warning for large files; a small file keeps its data
-            set_owner(fd, h)
-            os.fchmod(fd, stat.S_IMODE(h.mode))
-            os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
-        finally:
-            os.close(fd)
-    finally:
-        os.close(dfd)
 
 
 def _slot_of(ev: object) -> tuple[uuid.UUID, int] | None:

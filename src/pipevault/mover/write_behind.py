@@ -1,8 +1,11 @@
-"""Large restored files written behind the restore's event handling, by a thread of their own.
+"""Restored files written by threads beside the restore's event handling.
 
-The restore's writer thread turns events into files; writing a large file's chunks
-(``pwrite`` into the page cache, about a second of kernel time per gigabyte) used to happen
-in line, so that thread's Python waited for the kernel and the kernel for the Python. Here
+Small files are written whole, a :class:`WriteBatch` of them per task of a few writer
+threads (creating a file is kernel work that runs in parallel once the GIL is released).
+
+Large files: writing their chunks (``pwrite`` into the page cache, about a second of kernel
+time per gigabyte) in the restore's writer thread made its Python wait for the kernel and the
+kernel for the Python. Here
 the writes, and the attributes a file gets once its data is in, are queued as the events are
 handled and handed to one thread per EVENTS buffer: one thread keeps them in order, so a
 file's attributes are set, and its descriptor closed, after all of its data is written.
@@ -16,6 +19,9 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+from pipevault.mover.errors import DestinationError
+from pipevault.mover.paths import open_new_file
 
 _EUID, _EGID = os.geteuid(), os.getegid()
 
@@ -131,3 +137,56 @@ def _finish(key: Any, fd: int, h: Any, written: int, out: Outcome) -> None:
         os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
     finally:
         os.close(fd)
+
+
+class WriteBatch:
+    """Small files written by one writer-thread task: ``(dir fd, name, fresh, data, header,
+    label)`` each, and the task's future once submitted (its result: each file's error or None)."""
+
+    __slots__ = ("files", "future", "size")
+
+    def __init__(self) -> None:
+        self.files: list[tuple[int, str, bool, bytearray, Any, str]] = []
+        self.size = 0
+        self.future: Future[list[DestinationError | OSError | None]] | None = None
+
+
+def write_batch(files: list[tuple[int, str, bool, bytearray, Any, str]]) -> list[DestinationError | OSError | None]:
+    """Write each small file of a batch (in a writer thread); each one's error or None."""
+    errors: list[DestinationError | OSError | None] = []
+    for dfd, name, fresh, data, h, label in files:
+        try:
+            write_small(dfd, name, fresh, data, h, label)
+            errors.append(None)
+        except (DestinationError, OSError) as exc:
+            errors.append(exc)
+    return errors
+
+
+def write_small(dfd: int, name: str, fresh: bool, data: bytearray, h: Any, label: str) -> None:
+    """Create a small file whole, with its attributes (runs in a writer thread).
+
+    Raises:
+        DestinationError, OSError: the file cannot be created or written.
+    """
+    try:
+        fd = open_new_file(dfd, name, fresh, label)
+        try:
+            view = memoryview(data)
+            done = 0
+            while done < len(view):
+                done += os.write(fd, view[done:])
+            if done != h.size:
+                os.ftruncate(fd, h.size)
+            for xname, value in h.xattrs:
+                try:
+                    os.setxattr(fd, xname, value)
+                except OSError:
+                    pass  # reported as a warning for large files; a small file keeps its data
+            set_owner(fd, h)
+            os.fchmod(fd, stat.S_IMODE(h.mode))
+            os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
