@@ -19,6 +19,8 @@ from pipevault.clock import ManualClock
 from pipevault.format import (
     ArchiveHeader,
     Compression,
+    DedupAlgo,
+    Encryption,
     SessionHeader,
     SessionWriter,
     _chunk,
@@ -29,6 +31,7 @@ from pipevault.format import (
 )
 from pipevault.format._records import RECORD_HEADER, RecordType
 from pipevault.format._superblock import checksum, data_spans
+from pipevault.format.errors import FormatError
 
 _SID = __import__("uuid").UUID(int=7)
 accel = pytest.importorskip("pipevault.format._accel") if _superblock.COMPILED else None
@@ -179,3 +182,42 @@ def test_compiled_make_builds_what_init_builds() -> None:
             accel.make(cls, *values, None)
     with pytest.raises(TypeError):
         accel.make(ArchiveHeader, 1)  # no __slots__ tuple: not a slotted dataclass
+
+
+def _python(unpack: Any, body: bytes) -> Any:
+    """What ``unpack`` gives (or raises) on the Python path."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_records, "_chunk_header", None)
+        m.setattr(_records, "_chunk_footer", None)
+        try:
+            return unpack(memoryview(body))
+        except FormatError as exc:
+            return exc
+
+
+chunk_bodies = st.builds(
+    lambda fields, tail: struct.pack("<IIQIIBbBBB3x12s4x16s32s", *fields) + tail,
+    st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1),
+              st.sampled_from([0, 1, 1300, 64 << 20, (64 << 20) + 1, 2**32 - 1]),
+              st.sampled_from([0, 1, 1300, (64 << 20) + 64, (64 << 20) + 65, 2**32 - 1]),
+              st.integers(0, 4), st.integers(-128, 127), st.integers(0, 3), st.integers(0, 31), st.integers(0, 4),
+              st.binary(min_size=12, max_size=12), st.binary(min_size=16, max_size=16),
+              st.binary(min_size=32, max_size=32)),
+    st.binary(max_size=8)) | st.binary(max_size=100)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=chunk_bodies)
+def test_compiled_chunk_records_equal_the_python_unpack(body: bytes) -> None:
+    from pipevault.format._records import CHUNK_FLAGS, ChunkFooter, ChunkHeader
+
+    assert accel is not None
+    for cls, compiled in ((ChunkHeader, accel.chunk_header(body, ChunkHeader, list(Compression), list(Encryption),
+                                                            list(DedupAlgo), CHUNK_FLAGS)),
+                          (ChunkFooter, accel.chunk_footer(body, ChunkFooter))):
+        python = _python(cls.unpack, body)
+        if compiled is None:
+            assert isinstance(python, FormatError)
+        else:
+            assert type(compiled) is cls and compiled == python
+            assert [type(v) for v in compiled] == [type(v) for v in python]

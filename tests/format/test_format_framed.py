@@ -185,6 +185,8 @@ def test_the_python_code_writes_and_reads_what_the_compiled_code_does(monkeypatc
     monkeypatch.setattr(_fields, "_encode_fields", None)
     monkeypatch.setattr(_fields, "_decode_fields", None)
     monkeypatch.setattr(_reader, "_spans", None)
+    monkeypatch.setattr(_records, "_chunk_header", None)
+    monkeypatch.setattr(_records, "_chunk_footer", None)
     for module in (_reader, _framed, _chunk):
         monkeypatch.setattr(module, "new_frozen", _records._new_python)
     python = [bytes(b) for b in _session(items, True, None, False)]

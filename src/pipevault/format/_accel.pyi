@@ -17,8 +17,10 @@ def sole_data(buf: Buffer, /) -> tuple[bytes, int, int, int, int, int, int, int,
     """``(session_id, seq, checksum, object_index, chunk_seq, object_offset, stored_offset, start,
     end)`` of a valid superblock holding nothing but one DATA record; None for anything else."""
 
-def decode_fields(body: Buffer, table: tuple[tuple[str, int] | None, ...], /) -> dict[str, Any] | None:
-    """The values of a well-formed field list (``_fields._decode_values``); None for anything else."""
+def decode_fields(body: Buffer, table: tuple[tuple[str, int] | None, ...], cls: type = ...,
+                  defaults: dict[str, Any] = ..., /) -> Any:
+    """The values of a well-formed field list (``_fields._decode_values``), or with ``cls`` and
+    ``defaults`` the record; None for anything else."""
 
 def encode_fields(plan: tuple[tuple[str, int, int, Any], ...], values: dict[str, Any], missing: object, /
                   ) -> bytes | None:
@@ -29,3 +31,10 @@ def record_spans(payload: Buffer, /) -> tuple[list[tuple[int, int, int, int]], i
 
 def make(cls: type[T], /, *values: Any) -> T:
     """``cls(*values)`` for a frozen slotted dataclass, without running its ``__init__``."""
+
+def chunk_header(body: Buffer, cls: type, compressions: list[Any], encryptions: list[Any], dedups: list[Any],
+                 flags: list[Any], /) -> Any:
+    """``ChunkHeader.unpack(body)`` of a sound header; None for anything else."""
+
+def chunk_footer(body: Buffer, cls: type, /) -> Any:
+    """``ChunkFooter.unpack(body)``; None for a short body."""

@@ -26,6 +26,7 @@ enum { K_U8, K_U32, K_U64, K_I64, K_STR, K_BYTES, K_UUID, K_XATTRS, K_COUNT };
 
 static PyObject *uuid_class; /* uuid.UUID */
 static PyObject *bytes_kw;   /* ("bytes",) */
+static PyObject *empty_args; /* () */
 
 int
 accel_fields_init(void)
@@ -38,7 +39,8 @@ accel_fields_init(void)
     if (uuid_class == NULL)
         return -1;
     bytes_kw = Py_BuildValue("(s)", "bytes");
-    return bytes_kw == NULL ? -1 : 0;
+    empty_args = PyTuple_New(0);
+    return bytes_kw == NULL || empty_args == NULL ? -1 : 0;
 }
 
 /* The value of one fixed-size or string entry; NULL with no exception set means "not the
@@ -108,20 +110,35 @@ add_xattr(PyObject *values, PyObject *name, const unsigned char *p, Py_ssize_t n
     return rc;
 }
 
+/* object.__new__(cls) whose __dict__ holds defaults, then values; steals values. */
+static PyObject *
+as_record(PyTypeObject *cls, PyObject *defaults, PyObject *values)
+{
+    PyObject *record = PyBaseObject_Type.tp_new(cls, empty_args, NULL);
+    PyObject *dict = record != NULL ? PyObject_GenericGetDict(record, NULL) : NULL;
+    if (dict == NULL || PyDict_Update(dict, defaults) != 0 || PyDict_Update(dict, values) != 0)
+        Py_CLEAR(record);
+    Py_XDECREF(dict);
+    Py_DECREF(values);
+    return record;
+}
+
 PyDoc_STRVAR(decode_fields_doc,
-"decode_fields(body, table) -> dict | None\n\n"
+"decode_fields(body, table[, cls, defaults]) -> dict | record | None\n\n"
 "The values of the field list body: attribute name -> value, as FieldRecord.unpack's loop\n"
 "finds them (xattrs as a tuple of (name, value) pairs), defaults not filled in. table[id] is\n"
-"(name, kind code) for each known field id, None elsewhere. None when the body is anything\n"
-"but well formed (the Python loop then raises the precise error). body is read during the\n"
-"call only.");
+"(name, kind code) for each known field id, None elsewhere. With cls and defaults (a dict of\n"
+"every field's default), the record itself: object.__new__(cls) with defaults, then the\n"
+"values, in its __dict__. None when the body is anything but well formed (the Python loop\n"
+"then raises the precise error). body is read during the call only.");
 
 PyObject *
 accel_decode_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 2 || !PyTuple_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "decode_fields(body, table: tuple)");
+    if ((nargs != 2 && nargs != 4) || !PyTuple_Check(args[1]) || (nargs == 4 && (!PyType_Check(args[2])
+            || !PyDict_Check(args[3])))) {
+        PyErr_SetString(PyExc_TypeError, "decode_fields(body, table: tuple[, cls: type, defaults: dict])");
         return NULL;
     }
     PyObject *table = args[1];
@@ -196,6 +213,8 @@ accel_decode_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     PyBuffer_Release(&view);
+    if (nargs == 4)
+        return as_record((PyTypeObject *)args[2], args[3], values);
     return values;
 fallback:
     Py_DECREF(values);

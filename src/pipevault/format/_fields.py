@@ -26,7 +26,7 @@ T = TypeVar("T", bound="FieldRecord")
 _KIND_CODES = {"u8": 0, "u32": 1, "u64": 2, "i64": 3, "str": 4, "bytes": 5, "uuid": 6, "xattrs": 7}
 """The kinds as ``_accel_fields.c`` numbers them."""
 
-_decode_fields: Callable[[memoryview, tuple[tuple[str, int] | None, ...]], dict[str, Any] | None] | None
+_decode_fields: Callable[..., Any] | None
 _encode_fields: Callable[[tuple[tuple[str, int, int, Any], ...], dict[str, Any], object], bytes | None] | None
 try:
     # Field lists in one C call each (``_accel_fields.c``); the loops below are their specification.
@@ -78,9 +78,11 @@ class FieldRecord:
         # Every object of a restore passes here twice (header and footer): the compiled decoder
         # takes the well-formed case, _decode_values (its specification) the rest and every error.
         dec = _DECODING.get(cls) or _decoding(cls)
-        values = _decode_fields(body, dec.table) if _decode_fields is not None else None
-        if values is None:
-            values = _decode_values(cls.__name__, dec, body)
+        if _decode_fields is not None and not dec.required:
+            made = _decode_fields(body, dec.table, cls, dec.defaults)  # the record, made in C
+            if made is not None:
+                return made  # type: ignore[no-any-return]
+        values = _decode_values(cls.__name__, dec, body)
         if dec.required and not dec.required <= values.keys():
             missing = ", ".join(sorted(dec.required - values.keys()))
             raise FormatError(f"{cls.__name__} lacks a field it must have: {missing}")

@@ -139,11 +139,16 @@ def _new_python(cls: type[T], /, *values: Any) -> T:
 
 
 _compiled_spans: Callable[[memoryview], tuple[Spans, int]] | None
+_chunk_header: Callable[..., Any] | None
+_chunk_footer: Callable[..., Any] | None
 try:
+    # Chunk headers and footers decoded in one call each (one of each per chunk read).
+    from pipevault.format._accel import chunk_footer as _chunk_footer
+    from pipevault.format._accel import chunk_header as _chunk_header
     from pipevault.format._accel import make as _make
     from pipevault.format._accel import record_spans as _compiled_spans
 except ImportError:  # a source tree whose extension was not built: the Python code runs
-    _compiled_spans = None
+    _compiled_spans = _chunk_header = _chunk_footer = None
     _make = _new_python
 compiled_record_spans = _compiled_spans
 """``_accel.record_spans`` (None when not built)."""
@@ -205,6 +210,10 @@ class ChunkHeader(NamedTuple):
             UnsupportedFeatureError: unknown compression, encryption or dedup algorithm.
             FormatError: inconsistent lengths or flags.
         """
+        if _chunk_header is not None:  # the sound case in one compiled call; the code below raises
+            made = _chunk_header(body, cls, _COMPRESSION, _ENCRYPTION, _DEDUP, CHUNK_FLAGS)
+            if made is not None:
+                return made  # type: ignore[no-any-return]
         if len(body) < CHUNK_HEADER_LEN:
             raise TruncatedError(f"chunk header of {len(body)} bytes, need {CHUNK_HEADER_LEN}")
         (oi, cs, off, plain, stored, comp, level, enc, flags, dedup, nonce, chash,
@@ -249,6 +258,10 @@ class ChunkFooter(NamedTuple):
     @classmethod
     def unpack(cls, body: memoryview) -> ChunkFooter:
         """Decode a body. Raises TruncatedError when shorter than 48 bytes."""
+        if _chunk_footer is not None:
+            made = _chunk_footer(body, cls)
+            if made is not None:
+                return made  # type: ignore[no-any-return]
         if len(body) < CHUNK_FOOTER_LEN:
             raise TruncatedError(f"chunk footer of {len(body)} bytes, need {CHUNK_FOOTER_LEN}")
         return cls._make(CHUNK_FOOTER.unpack_from(body, 0))
