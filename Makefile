@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP) system-deps
 
-$(STAMP): pyproject.toml setup.py src/pipevault/format/_accel.c
+$(STAMP): pyproject.toml setup.py $(wildcard src/pipevault/format/_accel*.[ch])
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -1,13 +1,14 @@
 """Builds the compiled part of pipevault (everything else is in pyproject.toml).
 
-pipevault.format._accel computes the superblock checksum and reads and writes one-piece
-superblocks in C (CPython C API only); the Python code in pipevault/format is its
-specification and fallback. The extension is optional so that an install without a compiler
+pipevault.format._accel computes the superblock checksum, reads and writes one-piece
+superblocks, walks record headers and decodes and packs chunk records and field lists in C
+(CPython C API only); the Python code in pipevault/format is its specification and fallback. The extension is optional so that an install without a compiler
 still works (on the Python code); the test suite fails when it is not built, so CI notices.
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("pipevault.format._accel", ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.c"],
+setup(ext_modules=[Extension("pipevault.format._accel", ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.c",
+                              "src/pipevault/format/_accel_records.c"],
                              depends=["src/pipevault/format/_accel.h"],
                              extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"], optional=True)])

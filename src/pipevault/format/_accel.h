@@ -1,4 +1,5 @@
-/* Shared by the compiled parts of pipevault.format._accel (_accel.c, _accel_fields.c). */
+/* Shared by the compiled parts of pipevault.format._accel (_accel.c, _accel_fields.c,
+ * _accel_records.c). */
 #ifndef PIPEVAULT_ACCEL_H
 #define PIPEVAULT_ACCEL_H
 
@@ -36,5 +37,9 @@ accel_store_u64le(unsigned char *p, uint64_t v)
 /* _accel_fields.c: field lists (docs/format.md section 4). */
 int accel_fields_init(void);
 extern PyMethodDef accel_fields_methods[];
+
+/* _accel_records.c: record walk, chunk headers and footers, frozen dataclasses. */
+int accel_records_init(void);
+extern PyMethodDef accel_records_methods[];
 
 #endif
