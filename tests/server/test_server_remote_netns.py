@@ -204,7 +204,8 @@ def test_server_killed_mid_backup(remote: Remote, tmp_path: Path) -> None:
 
 def test_dropped_connection_resumed(remote: Remote, tmp_path: Path) -> None:
     src = _random_files(tmp_path / "src", 24, 512 << 10)
-    relay, via = _slow_relay(remote, "--delay-ms", "1", "--cut-after", str(7 << 20))
+    # Cut late (10 of ~12 MB): a server slowed by a loaded machine still reached a checkpoint.
+    relay, via = _slow_relay(remote, "--delay-ms", "1", "--cut-after", str(10 << 20))
     try:
         code, out = remote.run("n1", "backup", "--connections", "1", "--checkpoint", "1M", str(src), address=via)
     finally:
