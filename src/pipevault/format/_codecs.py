@@ -23,6 +23,9 @@ Selector = Callable[[memoryview], tuple[Compression, int]]
 """Chooses ``(compression, level)`` for one chunk from its plaintext."""
 
 _local = threading.local()
+# Enum members as module constants: looking a member up on its class costs ~0.2 us (Python
+# 3.11), once or twice per chunk here.
+_NO_COMPRESSION, _LZ4, _ZSTD = Compression.NONE, Compression.LZ4, Compression.ZSTD
 
 
 def _zstd_compressor(level: int) -> Any:
@@ -46,12 +49,12 @@ def compress(algo: Compression, level: int, data: Buffer) -> bytes:
     Raises:
         LimitError: a level outside the algorithm's range.
     """
-    if algo is Compression.LZ4:
+    if algo is _LZ4:
         if not 0 <= level <= 16:
             raise LimitError(f"lz4 level {level} is outside 0..16")
         mode = "high_compression" if level > 0 else "default"
         return bytes(lz4.block.compress(data, mode=mode, compression=level, store_size=False))
-    if algo is Compression.ZSTD:
+    if algo is _ZSTD:
         if not -7 <= level <= 22:
             raise LimitError(f"zstd level {level} is outside -7..22")
         return bytes(_zstd_compressor(level).compress(data))
@@ -67,9 +70,9 @@ def decompress(algo: Compression, data: Buffer, plain_len: int) -> bytes:
     if plain_len > MAX_CHUNK:
         raise IntegrityError(f"chunk claims {plain_len} bytes, more than the 64 MiB limit")
     try:
-        if algo is Compression.LZ4:
+        if algo is _LZ4:
             out = lz4.block.decompress(data, uncompressed_size=plain_len)
-        elif algo is Compression.ZSTD:
+        elif algo is _ZSTD:
             # The frame header states the size; checking it first stops a crafted frame from
             # making the decompressor allocate gigabytes.
             if zstandard.frame_content_size(data) != plain_len:
@@ -109,10 +112,10 @@ class SamplingSelector:
     min_saving: float = 0.03
 
     def __call__(self, plain: memoryview) -> tuple[Compression, int]:
-        if self.algo is Compression.NONE or len(plain) <= self.sample:
+        if self.algo is _NO_COMPRESSION or len(plain) <= self.sample:
             return self.algo, self.level
         start = (len(plain) - self.sample) // 2
         probe = lz4.block.compress(plain[start:start + self.sample], store_size=False)
         if len(probe) > self.sample * (1 - self.min_saving):
-            return Compression.NONE, 0
+            return _NO_COMPRESSION, 0
         return self.algo, self.level
