@@ -59,6 +59,9 @@ Want = Callable[[int], bool]
 # Plain ints: compared once per record on the hot path.
 _DATA, _CONTINUATION, _RESUME = int(RecordType.DATA), int(RecordType.CONTINUATION), int(RecordType.RESUME)
 _CHUNK_HEADER, _CHUNK_FOOTER = int(RecordType.CHUNK_HEADER), int(RecordType.CHUNK_FOOTER)
+_ARCHIVE_HEADER, _ARCHIVE_FOOTER = int(RecordType.ARCHIVE_HEADER), int(RecordType.ARCHIVE_FOOTER)
+_SESSION_HEADER, _SESSION_FOOTER = int(RecordType.SESSION_HEADER), int(RecordType.SESSION_FOOTER)
+_OPTIONS = int(RecordType.OPTIONS)
 _DUPLICATE = int(ChunkFlags.DUPLICATE)
 _KNOWN = frozenset(int(t) for t in RecordType)
 _RECENT = 256
@@ -257,15 +260,15 @@ class SessionReader:
             self._chunk_footer(ChunkFooter.unpack(body), out)
         elif rtype == _DATA:
             self._data(body)
-        elif rtype == RecordType.ARCHIVE_HEADER:
+        elif rtype == _ARCHIVE_HEADER:
             self._archive_header(ArchiveHeader.unpack(body), out)
-        elif rtype == RecordType.ARCHIVE_FOOTER:
+        elif rtype == _ARCHIVE_FOOTER:
             self._archive_footer(ArchiveFooter.unpack(body), out)
-        elif rtype == RecordType.OPTIONS:
+        elif rtype == _OPTIONS:
             out.append(OptionsRead(self.session_id, self._record_seq, Options.unpack(body)))
-        elif rtype == RecordType.SESSION_HEADER:
+        elif rtype == _SESSION_HEADER:
             self._session_header(SessionHeader.unpack(body), out)
-        elif rtype == RecordType.SESSION_FOOTER:
+        elif rtype == _SESSION_FOOTER:
             footer = SessionFooter.unpack(body)
             if self._gap is not None:
                 self._resolve(footer.objects, 0, out)
@@ -273,7 +276,7 @@ class SessionReader:
                 raise FormatError("session footer inside an open object")
             self.footer = footer
             out.append(SessionEnded(self.session_id, self.seq, footer))
-        elif rtype == RecordType.RESUME:
+        elif rtype == _RESUME:
             self._resume(Resume.unpack(body), out)
         # Any other type has the skippable bit (read_record_header refused the rest): ignored.
 
