@@ -69,5 +69,9 @@ def dedup_hash(plain: memoryview, keys: SessionKeys | None) -> tuple[DedupAlgo, 
     a hash that lets someone without the key confirm a guessed plaintext.
     """
     if keys is None:
-        return DedupAlgo.SHA256, hashlib.sha256(plain).digest()
-    return DedupAlgo.HMAC_SHA256, hmac.digest(keys.dedup_key, plain, "sha256")
+        return _SHA256, hashlib.sha256(plain).digest()
+    return _HMAC_SHA256, hmac.digest(keys.dedup_key, plain, "sha256")
+
+
+# Module constants: an enum member looked up on its class costs ~0.2 us (Python 3.11), per chunk here.
+_SHA256, _HMAC_SHA256 = DedupAlgo.SHA256, DedupAlgo.HMAC_SHA256
