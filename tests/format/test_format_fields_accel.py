@@ -137,3 +137,11 @@ def test_fields_record_makes_the_record_init_makes(record: FieldRecord) -> None:
     values = {f.name: getattr(record, f.name) for f in fields(record)}  # type: ignore[arg-type]
     made = fields_record(type(record), dict(values))
     assert made == type(record)(**values) and made.pack() == record.pack() and hash(made) == hash(record)
+
+
+def test_malformed_tables_and_plans_are_refused_not_read() -> None:
+    assert _fields._decode_fields is not None and _fields._encode_fields is not None
+    with pytest.raises(TypeError, match="table entry"):
+        _fields._decode_fields(memoryview(struct.pack("<HI", 1, 1) + b"x"), (None, 5))
+    with pytest.raises(TypeError, match="plan step"):
+        _fields._encode_fields((1,), {}, None)

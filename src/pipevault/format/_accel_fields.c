@@ -168,8 +168,14 @@ accel_decode_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             pos += length;
             continue;
         }
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "decode_fields: a table entry is not (name, kind)");
+            goto error;
+        }
         PyObject *name = PyTuple_GET_ITEM(entry, 0);
         int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 1));
+        if (kind == -1 && PyErr_Occurred())
+            goto error;
         if (kind == K_XATTRS) {
             int rc = add_xattr(values, name, b + pos, length);
             if (rc < 0)
@@ -379,6 +385,10 @@ accel_encode_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t count = PyTuple_GET_SIZE(plan);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *step = PyTuple_GET_ITEM(plan, i);
+        if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) != 4) {
+            PyErr_SetString(PyExc_TypeError, "encode_fields: a plan step is not (name, id, kind, default)");
+            goto done;
+        }
         PyObject *name = PyTuple_GET_ITEM(step, 0), *dflt = PyTuple_GET_ITEM(step, 3);
         unsigned fid = (unsigned)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(step, 1));
         int kind = (int)PyLong_AsLong(PyTuple_GET_ITEM(step, 2));
