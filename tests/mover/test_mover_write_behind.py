@@ -103,3 +103,23 @@ def test_restore_names_a_large_file_whose_writes_fail(tmp_path: Path, monkeypatc
     assert [(os.path.basename(p), why) for p, why in failed] == [("big", "cannot write it: No space left on device")]
     assert not (out / "big").exists()  # not left behind half written
     assert snapshot(out) == {k: v for k, v in snapshot(src).items() if k != b"big"}
+
+
+def test_a_restore_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for d in range(3):
+        (src / f"d{d}").mkdir(parents=True)
+        for i in range(12):
+            size = (300 << 10) if i % 2 else 100  # large files through write-behind, small in batches
+            (src / f"d{d}" / f"f{i}").write_bytes(os.urandom(size))
+    site = open_site(tmp_path / "home")
+    try:
+        run_backup(site, BackupOptions([str(src)]))
+        run_restore(site, RestoreOptions([str(src)], to=str(tmp_path / "warm")))  # pools and caches opened
+        before = len(os.listdir("/proc/self/fd"))
+        run_restore(site, RestoreOptions([str(src)], to=str(tmp_path / "out")))
+        after = len(os.listdir("/proc/self/fd"))
+    finally:
+        site.close()
+    assert after <= before  # was one duplicate directory descriptor per large file
+    assert snapshot(tmp_path / "out") == snapshot(src)

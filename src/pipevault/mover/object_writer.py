@@ -49,7 +49,7 @@ from pipevault.mover.walk import from_text
 from pipevault.mover.write_behind import Outcome, WriteBatch, WriteBehind, set_owner, write_batch
 
 SMALL_RESTORE = 256 << 10  # files up to this size are written whole by the writer threads
-WRITERS = 4
+WRITERS = 2  # measured: four contended for the interpreter lock with the writer's own thread
 WRITE_BATCH = 32  # small files per writer-thread task
 WRITE_BATCH_BYTES = 4 << 20
 VERIFY_KEEP = 512 << 20  # bytes of chunks --verify keeps for the duplicates that may repeat them
@@ -140,8 +140,7 @@ class ObjectWriter:
     def close(self) -> None:
         """Stop the writer threads (after the pipe, failed or not); small files collected but
         never handed to a thread are dropped (their directories closed)."""
-        for dfd, *_ in self._batch.files:
-            os.close(dfd)
+        self._batch.drop()
         self._batch = WriteBatch()
         self.pool.shutdown(wait=True)
 
@@ -171,7 +170,7 @@ class ObjectWriter:
         """Hand the collected small files to a writer thread."""
         batch, self._batch = self._batch, WriteBatch()
         if batch.files:
-            batch.future = self.pool.submit(write_batch, batch.files)
+            batch.future = self.pool.submit(write_batch, batch)
 
     def _settle(self, parts: tuple[str, ...], pending: tuple[Key, WriteBatch, int]) -> None:
         key, batch, i = pending
@@ -476,10 +475,12 @@ class ObjectWriter:
     def _queue_small(self, key: Key, parts: tuple[str, ...], data: bytearray, h: Any) -> None:
         """Queue a small file (its bytes and header ``h``) for a writer thread."""
         assert self.target is not None
-        dfd, name, fresh = self.target.file_slot(parts)
         batch = self._batch
+        slot = batch.dirs.get(parts[:-1])
+        if slot is None:  # one duplicate descriptor per directory and batch, not per file
+            slot = batch.dirs[parts[:-1]] = self.target.dir_slot(parts[:-1])
         self.writes[parts] = (key, batch, len(batch.files))
-        batch.files.append((dfd, name, fresh, data, h, "/".join(parts)))
+        batch.files.append((slot[0], parts[-1], slot[1], data, h, "/".join(parts)))
         batch.size += len(data)
         if len(batch.files) >= WRITE_BATCH or batch.size >= WRITE_BATCH_BYTES:
             self._submit()

@@ -119,15 +119,14 @@ class TargetTree:
 
     def create_file(self, parts: tuple[str, ...]) -> int:
         """Open a new regular file at ``parts`` for writing (replacing a non-directory)."""
-        dfd, name, fresh = self.file_slot(parts)
-        return open_new_file(dfd, name, fresh, "/".join(parts))
+        return open_new_file(self.dir_fd(parts[:-1]), parts[-1], parts[:-1] in self._created, "/".join(parts))
 
-    def file_slot(self, parts: tuple[str, ...]) -> tuple[int, str, bool]:
-        """``(directory fd, name, fresh)`` for creating ``parts`` from another thread: the fd is
-        a duplicate the caller must close; ``fresh`` when the directory was made by this run
-        (nothing can be in the way there)."""
-        dfd = self.dir_fd(parts[:-1])
-        return os.dup(dfd), parts[-1], parts[:-1] in self._created
+    def dir_slot(self, parts: tuple[str, ...]) -> tuple[int, bool]:
+        """``(directory fd, fresh)`` of directory ``parts`` for creating files in it from
+        another thread: the fd is a duplicate the caller must close (this tree may close its
+        own meanwhile); ``fresh`` when this run made the directory (nothing can be in the way
+        there)."""
+        return os.dup(self.dir_fd(parts)), parts in self._created
 
     def read_back(self, parts: tuple[str, ...], offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` of a file this run restored (for a duplicate chunk

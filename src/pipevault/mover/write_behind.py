@@ -141,52 +141,62 @@ def _finish(key: Any, fd: int, h: Any, written: int, out: Outcome) -> None:
 
 class WriteBatch:
     """Small files written by one writer-thread task: ``(dir fd, name, fresh, data, header,
-    label)`` each, and the task's future once submitted (its result: each file's error or None)."""
+    label)`` each; ``dirs``: the directory descriptors they use, one per directory, owned by
+    the batch (closed by :func:`write_batch`, or :meth:`drop`); and the task's future once
+    submitted (its result: each file's error or None)."""
 
-    __slots__ = ("files", "future", "size")
+    __slots__ = ("dirs", "files", "future", "size")
 
     def __init__(self) -> None:
         self.files: list[tuple[int, str, bool, bytearray, Any, str]] = []
+        self.dirs: dict[tuple[str, ...], tuple[int, bool]] = {}
         self.size = 0
         self.future: Future[list[DestinationError | OSError | None]] | None = None
 
+    def drop(self) -> None:
+        """Close the directories of a batch that will not be written."""
+        for dfd, _fresh in self.dirs.values():
+            os.close(dfd)
+        self.dirs.clear()
 
-def write_batch(files: list[tuple[int, str, bool, bytearray, Any, str]]) -> list[DestinationError | OSError | None]:
+
+def write_batch(batch: WriteBatch) -> list[DestinationError | OSError | None]:
     """Write each small file of a batch (in a writer thread); each one's error or None."""
     errors: list[DestinationError | OSError | None] = []
-    for dfd, name, fresh, data, h, label in files:
-        try:
-            write_small(dfd, name, fresh, data, h, label)
-            errors.append(None)
-        except (DestinationError, OSError) as exc:
-            errors.append(exc)
+    try:
+        for dfd, name, fresh, data, h, label in batch.files:
+            try:
+                write_small(dfd, name, fresh, data, h, label)
+                errors.append(None)
+            except (DestinationError, OSError) as exc:
+                errors.append(exc)
+    finally:
+        batch.drop()
     return errors
 
 
 def write_small(dfd: int, name: str, fresh: bool, data: bytearray, h: Any, label: str) -> None:
-    """Create a small file whole, with its attributes (runs in a writer thread).
+    """Create a small file whole, with its attributes, in directory ``dfd`` (the caller's;
+    runs in a writer thread).
 
     Raises:
         DestinationError, OSError: the file cannot be created or written.
     """
+    fd = open_new_file(dfd, name, fresh, label)
     try:
-        fd = open_new_file(dfd, name, fresh, label)
-        try:
-            view = memoryview(data)
-            done = 0
-            while done < len(view):
-                done += os.write(fd, view[done:])
-            if done != h.size:
-                os.ftruncate(fd, h.size)
-            for xname, value in h.xattrs:
-                try:
-                    os.setxattr(fd, xname, value)
-                except OSError:
-                    pass  # reported as a warning for large files; a small file keeps its data
-            set_owner(fd, h)
-            os.fchmod(fd, stat.S_IMODE(h.mode))
-            os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
-        finally:
-            os.close(fd)
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+        if done != h.size:
+            os.ftruncate(fd, h.size)
+        for xname, value in h.xattrs:
+            try:
+                os.setxattr(fd, xname, value)
+            except OSError:
+                pass  # reported as a warning for large files; a small file keeps its data
+        set_owner(fd, h)
+        os.fchmod(fd, stat.S_IMODE(h.mode))
+        os.utime(fd, ns=(h.atime_ns, h.mtime_ns))
     finally:
-        os.close(dfd)
+        os.close(fd)
