@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 
 from pipevault.mover import _wire as W
 from pipevault.mover.objmeta import attributes_text
-from pipevault.mover.plan import attributes_of
+
+
+def attributes_of(kind: int, mode: int, uid: int, gid: int, size: int, mtime_ns: int, ctime_ns: int,
+                  atime_ns: int, ino: int, nlink: int, rdev: int, link_target: bytes,
+                  hardlink_of: str | None) -> dict[str, object]:
+    """The attributes the catalog keeps for an entry, as the dict the JSON encoder would write."""
+    return {"type": kind, "mode": mode, "uid": uid, "gid": gid, "size": size, "mtime_ns": mtime_ns,
+            "ctime_ns": ctime_ns, "atime_ns": atime_ns, "ino": ino, "nlink": nlink, "rdev": rdev,
+            "link_target": os.fsdecode(link_target) if link_target else None, "hardlink_of": hardlink_of}
+
 
 ints = st.integers(min_value=0, max_value=2**64 - 1)
 signed = st.integers(min_value=-(2**63), max_value=2**63 - 1)

@@ -86,11 +86,7 @@ class FieldRecord:
         if dec.required and not dec.required <= values.keys():
             missing = ", ".join(sorted(dec.required - values.keys()))
             raise FormatError(f"{cls.__name__} lacks a field it must have: {missing}")
-        record = object.__new__(cls)
-        fields = record.__dict__
-        fields.update(dec.defaults)
-        fields.update(values)
-        return record
+        return fields_record(cls, {**dec.defaults, **values})
 
 
 def fields_record(cls: type[T], values: dict[str, Any]) -> T:

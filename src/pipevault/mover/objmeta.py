@@ -47,8 +47,9 @@ def header_and_doc(meta: bytes | memoryview, index: int) -> tuple[bytes, bytes]:
 
 def attributes_text(kind: int, mode: int, uid: int, gid: int, size: int, mtime: int, ctime: int, atime: int,
                     ino: int, nlink: int, rdev: int, link_target: bytes, hardlink_of: str | None) -> str:
-    """``attributes_json(attributes_of(...))`` written out directly, byte for byte the same
-    (once per file of a backup: the JSON encoder's walk of the dict cost 8 us)."""
+    """The attributes kept in the catalog for an entry (compared by the next backup), as the
+    compact JSON object text: written out directly, byte for byte what the JSON encoder would
+    write of them (once per file of a backup: its walk of a dict cost 8 us)."""
     lt = W.JSON_STR(os.fsdecode(link_target)) if link_target else "null"
     ho = W.JSON_STR(hardlink_of) if hardlink_of is not None else "null"
     return (f'{{"type":{int(kind)},"mode":{int(mode)},"uid":{int(uid)},"gid":{int(gid)},"size":{int(size)},'

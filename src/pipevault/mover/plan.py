@@ -74,14 +74,6 @@ def _data_bytes(e: Entry) -> int:
     return min(st.st_size, st.st_blocks * 512) if e.kind == ObjectType.FILE else 0
 
 
-def attributes_of(kind: int, mode: int, uid: int, gid: int, size: int, mtime_ns: int, ctime_ns: int, atime_ns: int,
-                  ino: int, nlink: int, rdev: int, link_target: bytes, hardlink_of: str | None) -> dict[str, object]:
-    """The attributes kept in the catalog for an entry (compared by the next backup)."""
-    return {"type": kind, "mode": mode, "uid": uid, "gid": gid, "size": size, "mtime_ns": mtime_ns,
-            "ctime_ns": ctime_ns, "atime_ns": atime_ns, "ino": ino, "nlink": nlink, "rdev": rdev,
-            "link_target": os.fsdecode(link_target) if link_target else None, "hardlink_of": hardlink_of}
-
-
 def unchanged(prev: VersionInfo, e: Entry) -> bool:
     """Whether the entry matches its active version closely enough not to send it again."""
     try:
