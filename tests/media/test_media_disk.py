@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,31 @@ def test_blocks_swapped_on_disk_are_detected(tmp_path: Path) -> None:
         DiskVolume(vol.path).read(0)
     with pytest.raises(MediaCorrupt):
         DiskVolume(vol.path).read_into(0, memoryview(bytearray(512)))
+
+
+def test_blocks_with_the_older_crc32_trailer_still_read(tmp_path: Path) -> None:
+    """Volumes written before the XXH3-64 trailer (b"PVBK": CRC-32, then four zero bytes)."""
+    vol = _pool(tmp_path).create("V1")
+    data = blocks(3)
+    vol.append(b"".join(data))
+    vol.close()
+    s = slot_size(512)
+    with open(vol.path, "r+b") as fh:
+        for i, block in enumerate(data):
+            fh.seek(HEADER_SIZE + i * s + 512)
+            fh.write(struct.pack("<4sIII", b"PVBK", i, zlib.crc32(block), 0))
+        fh.seek(HEADER_SIZE + s + 7)
+        fh.write(bytes([data[1][7] ^ 0x10]))  # and damage block 1
+    again = DiskVolume(vol.path)
+    assert again.read(0) == data[0]
+    out = memoryview(bytearray(512))
+    again.read_into(2, out)
+    assert out == data[2]
+    with pytest.raises(MediaCorrupt, match="block 1 of V1 fails its checksum"):
+        again.read(1)
+    again.append(data[0])  # new blocks get the new trailer, the old ones keep theirs
+    assert again.read(3) == data[0] and again.read(2) == data[2]
+    assert vol.path.read_bytes()[HEADER_SIZE + 3 * s + 512:][:4] == b"PVBX"
 
 
 def test_torn_final_slot_is_cut_on_open(tmp_path: Path) -> None:

@@ -123,3 +123,35 @@ def test_a_restore_leaves_no_descriptor_open(tmp_path: Path) -> None:
         site.close()
     assert after <= before  # was one duplicate directory descriptor per large file
     assert snapshot(tmp_path / "out") == snapshot(src)
+
+
+def test_write_back_is_started_every_few_megabytes_and_at_the_end(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large files' pages go to the device while the restore runs (not all at the final
+    sync), from where the last start left off, on descriptors of the writer's own."""
+    started: list[tuple[int, int, bool]] = []
+    real = os.posix_fadvise
+
+    def advise(fd: int, offset: int, length: int, advice: int) -> None:
+        assert advice == os.POSIX_FADV_DONTNEED and length == 0
+        started.append((fd, offset, os.path.samefile(f"/proc/self/fd/{fd}", tmp_path / "big")))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(write_behind.os, "posix_fadvise", advise)
+    every = write_behind.WRITEBACK_EVERY
+    piece = bytes(every // 4)
+    fd = os.open(tmp_path / "big", os.O_RDWR | os.O_CREAT, 0o600)
+    before = len(os.listdir("/proc/self/fd"))
+    wb = WriteBehind()
+    try:
+        for i in range(10):  # 2.5 x WRITEBACK_EVERY
+            wb.write("k", fd, piece, i * len(piece), ("big",))
+        header = ArchiveHeader(name=b"/big", size=10 * len(piece), mode=0o600, uid=os.geteuid(), gid=os.getegid())
+        wb.finish_file("k", fd, header, 10 * len(piece), ("big",))
+        wb.done(wait=True)
+    finally:
+        wb.close()
+    assert [(offset, same) for _fd, offset, same in started] == [(0, True), (every, True), (2 * every, True)]
+    assert all(f != fd for f, _o, _s in started)  # duplicates: the file's own closes on its schedule
+    assert len(os.listdir("/proc/self/fd")) == before - 1  # the file's closed, every duplicate too
+    assert (tmp_path / "big").stat().st_size == 10 * len(piece)

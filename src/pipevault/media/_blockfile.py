@@ -8,9 +8,13 @@ Layout (all integers little-endian)::
     offset 16    n bytes  label, canonical JSON (VolumeLabel.to_json), zero padded to HEADER_SIZE
     HEADER_SIZE  slot 0, slot 1, ...   slot i = block i (block_size bytes) + 16-byte trailer
 
-    trailer: 4 bytes b"PVBK", 4 bytes block number, 4 bytes CRC-32 of the block, 4 bytes zero
+    trailer: 4 bytes b"PVBX", 4 bytes block number, 8 bytes XXH3-64 of the block
+    (written before 2026-11-23: b"PVBK", block number, CRC-32 of the block, 4 bytes zero;
+    still read)
 
-The trailer lets a read prove it got the block that was written at that address, and lets
+XXH3-64 instead of CRC-32: checking 256 KiB takes 14 us against zlib's 135 (a gigabyte
+stored or restored spent 0.5 s of CPU in CRC-32 alone), with as strong a check against
+random damage. The trailer lets a read prove it got the block that was written at that address, and lets
 opening a file after a crash cut a torn final slot (one never made durable by ``sync``).
 Disk and write-once optical volumes share this file; they differ in what writes they allow.
 """
@@ -22,6 +26,8 @@ import struct
 import zlib
 from abc import abstractmethod
 from pathlib import Path
+
+import xxhash
 
 from pipevault.media._volume import BlockData, Capabilities, FixedVolume, VolumeLabel, VolumeStatus
 from pipevault.media.errors import (
@@ -36,9 +42,10 @@ from pipevault.media.errors import (
 MAGIC = b"PVVOL001"
 HEADER_SIZE = 4096
 _HEAD = struct.Struct("<8sII")
-_TRAILER = struct.Struct("<4sIII")
+_TRAILER = struct.Struct("<4sIQ")
 TRAILER_SIZE = _TRAILER.size
-_TRAILER_MAGIC = b"PVBK"
+_TRAILER_MAGIC = b"PVBX"  # XXH3-64 of the block
+_CRC32_MAGIC = b"PVBK"  # older trailers: CRC-32 of the block in the low half, zero in the high
 
 
 def slot_size(block_size: int) -> int:
@@ -210,7 +217,7 @@ class BlockFileVolume(FixedVolume):
         for i in range(len(view) // bs):
             block = view[i * bs:(i + 1) * bs]
             parts.append(block)
-            parts.append(_TRAILER.pack(_TRAILER_MAGIC, first + i, zlib.crc32(block), 0))
+            parts.append(_TRAILER.pack(_TRAILER_MAGIC, first + i, xxhash.xxh3_64_intdigest(block)))
         try:
             written = os.pwritev(fd, parts, HEADER_SIZE + first * self._slot)
         except OSError as exc:
@@ -251,8 +258,12 @@ class BlockFileVolume(FixedVolume):
         return bs
 
     def _check_block(self, address: int, block: memoryview, trailer: bytes | bytearray, at: int) -> None:
-        magic, number, crc, _ = _TRAILER.unpack_from(trailer, at)
-        if magic != _TRAILER_MAGIC or number != address or zlib.crc32(block) != crc:
+        magic, number, check = _TRAILER.unpack_from(trailer, at)
+        if magic == _TRAILER_MAGIC:
+            good = xxhash.xxh3_64_intdigest(block) == check
+        else:
+            good = magic == _CRC32_MAGIC and zlib.crc32(block) == check
+        if not good or number != address:
             raise MediaCorrupt(f"block {address} of {self.name} fails its checksum",
                                volume=self.name, address=address)
 

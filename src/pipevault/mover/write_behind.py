@@ -9,6 +9,11 @@ kernel for the Python. Here
 the writes, and the attributes a file gets once its data is in, are queued as the events are
 handled and handed to one thread per EVENTS buffer: one thread keeps them in order, so a
 file's attributes are set, and its descriptor closed, after all of its data is written.
+
+Every few megabytes of a large file, a third thread starts the write-back of its pages
+(:class:`Writeback`): with the kernel's default thresholds (a tenth of memory) nothing
+reaches the disk until the caller's final sync otherwise, which then waits for all of it;
+started early, the device writes while we decode.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pipevault.mover.errors import DestinationError
 from pipevault.mover.paths import open_new_file
 
 _EUID, _EGID = os.geteuid(), os.getegid()
+WRITEBACK_EVERY = 8 << 20  # bytes of a file written between two starts of its write-back
 
 
 @dataclass
@@ -51,6 +57,7 @@ class WriteBehind:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pv-pwrite")
         self._ops: list[tuple[Any, ...]] = []
         self._inflight: deque[Future[Outcome]] = deque()
+        self._writeback = Writeback()
 
     def write(self, key: Any, fd: int, data: memoryview | bytes, offset: int, parts: tuple[str, ...]) -> None:
         """Queue writing ``data`` at ``offset`` of the file open as ``fd``."""
@@ -66,7 +73,7 @@ class WriteBehind:
         if not self._ops:
             return None
         ops, self._ops = self._ops, []
-        future = self._pool.submit(_run, ops)
+        future = self._pool.submit(_run, ops, self._writeback)
         self._inflight.append(future)
         return future
 
@@ -88,25 +95,79 @@ class WriteBehind:
                 os.close(fd)
         self._ops = []
         self._pool.shutdown(wait=True)
+        self._writeback.close()
 
 
-def _run(ops: list[tuple[Any, ...]]) -> Outcome:
+class Writeback:
+    """Starts the write-back of large files' pages, in a thread of its own: starting it can
+    block while the device's queue is full, and the writes must not wait for that.
+
+    :meth:`wrote` and :meth:`finished` are called by the one thread that writes the files.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pv-writeback")
+        self._marks: dict[int, tuple[int, int]] = {}  # fd -> (where write-back last started, bytes since)
+
+    def wrote(self, fd: int, offset: int, n: int) -> None:
+        """``n`` bytes were written at ``offset`` (a file's writes come in offset order)."""
+        start, pending = self._marks.get(fd, (offset, 0))
+        pending += n
+        if pending >= WRITEBACK_EVERY:
+            self._start(fd, start)
+            start, pending = offset + n, 0
+        self._marks[fd] = (start, pending)
+
+    def finished(self, fd: int) -> None:
+        """The file open as ``fd`` is complete (its descriptor is about to be closed)."""
+        start, pending = self._marks.pop(fd, (0, 0))
+        if pending:
+            self._start(fd, start)
+
+    def _start(self, fd: int, start: int) -> None:
+        self._pool.submit(_advise, os.dup(fd), start)  # our own descriptor: the file's closes soon
+
+    def close(self) -> None:
+        """Wait for the write-backs started (not for the data to reach the disk)."""
+        self._pool.shutdown(wait=True)
+
+
+def _advise(fd: int, start: int) -> None:
+    """Start writing the dirty pages of the file open as ``fd``, from ``start`` to its end, to
+    its device, without waiting for them; closes ``fd``.
+
+    ``POSIX_FADV_DONTNEED`` is the one call in :mod:`os` that does this on Linux (it starts
+    write-back of the range, then drops the pages already clean: a restored file's pages are
+    not read again by the restore, so keeping them cached would only evict others).
+    """
+    try:
+        os.posix_fadvise(fd, start, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass  # advice only: the data is written all the same, by the final sync at the latest
+    finally:
+        os.close(fd)
+
+
+def _run(ops: list[tuple[Any, ...]], writeback: Writeback) -> Outcome:
     """The thread's side: each write, or finishing of a file, in order."""
     out = Outcome()
     broken: set[Any] = set()  # objects a write failed for: their later operations are skipped
     for key, fd, data, offset_or_written, parts, finish in ops:
         if key in broken:
             if finish:
+                writeback.finished(fd)
                 os.close(fd)
             continue
         try:
             if finish:
+                writeback.finished(fd)
                 _finish(key, fd, data, offset_or_written, out)
             else:
                 view = memoryview(data).cast("B")
                 done = 0
                 while done < len(view):
                     done += os.pwrite(fd, view[done:], offset_or_written + done)
+                writeback.wrote(fd, offset_or_written, done)
         except OSError as exc:
             out.failed.append((key, f"cannot write it: {exc.strerror}", parts))
             broken.add(key)
