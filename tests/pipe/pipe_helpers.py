@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -136,3 +137,12 @@ class Burn:
             while time.thread_time() < end:
                 pass
             ctx.send_buf(buf)
+
+
+class Thresholds:
+    """Tail: drains its input; returns the cycle collector's thresholds in its process."""
+
+    def run(self, ctx: StageContext) -> tuple[int, int, int]:
+        while (buf := ctx.receive_buf()) is not None:
+            ctx.free_buf(buf)
+        return gc.get_threshold()

@@ -56,7 +56,7 @@ from pipevault.mover.plan import Plan, make_plan, send_order
 from pipevault.mover.site import Site
 from pipevault.mover.source import CHUNK, EXTENTS_KEY, SourceReader
 from pipevault.mover.store import SYNC_EVERY, SessionStore
-from pipevault.pipe import Pipe, StageContext, StageSpec, preload_process_modules
+from pipevault.pipe import Pipe, StageContext, StageSpec, bulk_gc, preload_process_modules
 
 BUFFER = CHUNK + (64 << 10)  # a chunk, its prefix and its encoded header and footer
 DELETED_PER_RECORD = 2000
@@ -321,6 +321,7 @@ def _fail_stale_sessions(site: Site) -> None:
                 session_rows.end_session(conn, s.id, "failed", ended=site.clock.now())
 
 
+@bulk_gc()
 def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None,
                plan: Plan | None = None) -> BackupResult:
     """Back up (or archive) ``opts.paths``; returns when every sent object is catalogued.

@@ -48,6 +48,7 @@ from pipevault.mover.source import EXTENTS_KEY, unpack_extents
 from pipevault.mover.walk import from_text
 from pipevault.mover.write_behind import Outcome, WriteBatch, WriteBehind, set_owner, write_batch
 
+_HAS_DEDUP_HASH = int(ChunkFlags.HAS_DEDUP_HASH)  # an int: IntFlag operators run Python code
 SMALL_RESTORE = 256 << 10  # files up to this size are written whole by the writer threads
 WRITERS = 2  # measured: four contended for the interpreter lock with the writer's own thread
 WRITE_BATCH = 32  # small files per writer-thread task
@@ -244,7 +245,7 @@ class ObjectWriter:
         if v.digest is not None and xxhash.xxh3_128_digest(data) != v.digest:
             self._fail(key, "content does not match the digest recorded at backup")
             return
-        if ev.flags & ChunkFlags.HAS_DEDUP_HASH:
+        if ev.flags & _HAS_DEDUP_HASH:
             self._remember((ev.session_id, ev.object_index, 0), parts, 0, data)
         self.done.add(key)
         self.restored.add(key)

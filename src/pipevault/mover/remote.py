@@ -48,7 +48,7 @@ from pipevault.mover.restore_plan import Key, RestoreOptions
 from pipevault.mover.site import settings_passphrase
 from pipevault.mover.source import SourceReader
 from pipevault.mover.walk import from_text, to_text
-from pipevault.pipe import Pipe, StageSpec, preload_process_modules
+from pipevault.pipe import Pipe, StageSpec, bulk_gc, preload_process_modules
 from pipevault.pipe.net import ControlClient, Credentials, RemotePipe
 from pipevault.pipe.net.client import DEFAULT_CONNECTIONS
 
@@ -91,6 +91,7 @@ def _send_deleted(server: Server, deleted: list[tuple[str, str, str]]) -> str:
     return token
 
 
+@bulk_gc()
 def run_remote_backup(settings: Settings, server: Server, opts: BackupOptions, reporter: Reporter | None = None,
                       *, resume: bool = False, sync_bytes: int | None = None) -> BackupResult:
     """Back up (or archive) ``opts.paths`` to ``server``; returns once the server has
@@ -170,6 +171,7 @@ def _restore_params(opts: RestoreOptions) -> dict[str, Any]:
             "description": opts.description}
 
 
+@bulk_gc()
 def run_remote_restore(settings: Settings, server: Server, opts: RestoreOptions,
                        reporter: Reporter | None = None) -> RestoreResult:
     """Restore (or with ``verify_only`` check) the node's versions from ``server``.

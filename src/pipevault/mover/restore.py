@@ -39,7 +39,7 @@ from pipevault.mover.scan import ScanStage
 from pipevault.mover.site import Site
 from pipevault.mover.walk import from_text
 from pipevault.mover.write_behind import Outcome
-from pipevault.pipe import Pipe, StageContext, StageSpec, preload_process_modules
+from pipevault.pipe import Pipe, StageContext, StageSpec, bulk_gc, preload_process_modules
 
 __all__ = ["BlockReader", "Key", "RestoreOptions", "RestoreResult", "RestoreSink", "checked", "locations_of",
            "run_restore", "select_versions", "sink_stages"]
@@ -164,6 +164,7 @@ def sink_stages(writer: ObjectWriter) -> list[StageSpec]:
             StageSpec("restore", functools.partial(RestoreSink, writer))]
 
 
+@bulk_gc()
 def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = None) -> RestoreResult:
     """Restore (or with ``verify_only`` check) the chosen versions.
 

@@ -15,6 +15,7 @@ Typical use::
 
 from pipevault.pipe._context import Buffer as Buffer
 from pipevault.pipe._context import StageContext as StageContext
+from pipevault.pipe._gc import bulk_gc as bulk_gc
 from pipevault.pipe._module import InPlace as InPlace
 from pipevault.pipe._module import Module as Module
 from pipevault.pipe._module import Sink as Sink
@@ -29,4 +30,4 @@ from pipevault.pipe._status import PipeStatus as PipeStatus
 from pipevault.pipe._status import StageStatus as StageStatus
 
 __all__ = ["Buffer", "InPlace", "Module", "Pipe", "PipeResult", "PipeStatus", "Sink", "Source",
-           "StageContext", "StageSpec", "StageStatus", "Transform", "preload_process_modules", "sweep_stale"]
+           "StageContext", "StageSpec", "StageStatus", "Transform", "bulk_gc", "preload_process_modules", "sweep_stale"]

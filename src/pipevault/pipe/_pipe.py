@@ -9,6 +9,7 @@ original error once, and removes the segment and semaphores.
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
@@ -30,6 +31,7 @@ from pipevault.events import JobFinished, Progress, Reporter
 from pipevault.pipe import _names
 from pipevault.pipe import _pool as P
 from pipevault.pipe._context import StageContext
+from pipevault.pipe._gc import BULK_THRESHOLD
 from pipevault.pipe._module import StageSpec
 from pipevault.pipe._status import PipeStatus, read_status
 from pipevault.pipe._topology import StageShape, Topology
@@ -407,6 +409,7 @@ def _process_main(pipe: str, stage: int, instance: int, factory: Any,
     _die_with_parent(initiator)
     pool = P.BufferPool.attach(pipe, SYSTEM.monotonic)
     ctx = StageContext(pool, stage, instance)
+    gc.set_threshold(BULK_THRESHOLD, *gc.get_threshold()[1:])  # this process lives for one job (see _gc)
     try:
         result = factory().run(ctx)
         ctx.finish()
