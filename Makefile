@@ -6,15 +6,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup system-deps demo test lint typecheck unit docs bench clean
 
-setup: $(STAMP) system-deps
+setup: system-deps $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard src/pipevault/format/_accel*.[ch])
+# The extension compiles against Debian headers (libxxhash-dev): system-deps runs first
+# (order-only, so an up-to-date stamp is not rebuilt for it; a stale one is, after it).
+$(STAMP): pyproject.toml setup.py $(wildcard src/pipevault/format/_accel*.[ch]) | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the test suite needs (a PostgreSQL server for the multi-host catalog).
+# Debian packages the build and the test suite need (xxhash headers for the extension, a
+# PostgreSQL server for the multi-host catalog).
 system-deps:
 	@bash scripts/install-system-deps.sh
 

@@ -9,6 +9,7 @@ still works (on the Python code); the test suite fails when it is not built, so 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("pipevault.format._accel", ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.c",
-                              "src/pipevault/format/_accel_records.c"],
+                              "src/pipevault/format/_accel_records.c", "src/pipevault/format/_accel_plain.c"],
+                             libraries=["xxhash"],  # Debian libxxhash-dev (scripts/install-system-deps.sh)
                              depends=["src/pipevault/format/_accel.h"],
                              extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"], optional=True)])

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages pipevault's tests need, when they are missing.
+# Installs the Debian packages pipevault's build and tests need, when they are missing.
 # Idempotent and quiet when everything is present. Needs root (CI runs as root).
 set -euo pipefail
 
@@ -8,6 +8,8 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
+# Headers and library of xxHash: setup.py compiles pipevault.format._accel against them.
+[ -e /usr/include/xxhash.h ] || need+=(libxxhash-dev)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -182,6 +182,7 @@ def test_the_python_code_writes_and_reads_what_the_compiled_code_does(monkeypatc
     events = _scan([memoryview(b) for b in compiled])
     monkeypatch.setattr(_superblock, "_compiled", None)
     monkeypatch.setattr(_writer, "COMPILED", False)
+    monkeypatch.setattr(_writer, "pack_plain", None)
     monkeypatch.setattr(_fields, "_encode_fields", None)
     monkeypatch.setattr(_fields, "_decode_fields", None)
     monkeypatch.setattr(_reader, "_spans", None)

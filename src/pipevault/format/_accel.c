@@ -9,15 +9,21 @@
  * left to the Python reader. Records are in _accel_records.c, field lists in _accel_fields.c.
  * Tests check all agree with the Python code on any input.
  *
- * The hash itself is not reimplemented: the covered bytes are gathered into one bytes object
- * and handed to xxhash.xxh3_64_intdigest (xxh3 of a concatenation equals the streaming hash of
- * its parts). Only the CPython C API is used; nothing is kept between calls and the GIL is
+ * The hash itself is not reimplemented: the covered bytes are fed to libxxhash's streaming
+ * xxh3-64 (accel_superblock_checksum; the streaming hash of the parts equals
+ * python-xxhash's xxh3 of their concatenation). Nothing is kept between calls and the GIL is
  * held throughout, so the module is safe wherever the Python code is.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xxh_x86dispatch.h>
+#endif
 
 #include "_accel.h"
 
@@ -34,36 +40,34 @@
 
 static const unsigned char MAGIC[8] = {0x89, 'P', 'V', 'S', 'B', '\r', '\n', 0x1a};
 
-static PyObject *xxh3_64_intdigest;
-
 #define load_u32le accel_load_u32le
 #define load_u64le accel_load_u64le
 #define store_u32le accel_store_u32le
 #define store_u64le accel_store_u64le
 
-/* Walk the records of buf[start:end] as data_spans does; with out != NULL copy the covered
- * bytes there. Returns the number of payload bytes covered. */
-static Py_ssize_t
-gather(const unsigned char *buf, Py_ssize_t start, Py_ssize_t end, unsigned char *out)
+uint64_t
+accel_superblock_checksum(const unsigned char *buf, Py_ssize_t start, Py_ssize_t end)
 {
-    Py_ssize_t pos = start, from = start, covered = 0;
+    /* The walk of _superblock.data_spans: everything but the stored bytes of DATA records. */
+    XXH3_state_t state;
+    XXH3_INITSTATE(&state);
+    XXH3_64bits_reset(&state);
+    XXH3_64bits_update(&state, buf, CHECKSUM_OFFSET);
+    Py_ssize_t pos = start, from = start;
     while (pos + RECORD_HEADER_LEN <= end) {
-        uint32_t length = load_u32le(buf + pos + 4);
+        uint32_t length = accel_load_u32le(buf + pos + 4);
         Py_ssize_t next = pos + RECORD_HEADER_LEN + (Py_ssize_t)length;
         if (next > end)
-            break; /* the rest of the payload is covered: a damaged length shows as a mismatch */
+            break;
         if (buf[pos] == TYPE_DATA && length > TAG_LEN) {
             Py_ssize_t lo = pos + RECORD_HEADER_LEN + TAG_LEN;
-            if (out != NULL)
-                memcpy(out + covered, buf + from, (size_t)(lo - from));
-            covered += lo - from;
+            XXH3_64bits_update(&state, buf + from, (size_t)(lo - from));
             from = next;
         }
         pos = next;
     }
-    if (out != NULL)
-        memcpy(out + covered, buf + from, (size_t)(end - from));
-    return covered + (end - from);
+    XXH3_64bits_update(&state, buf + from, (size_t)(end - from));
+    return XXH3_64bits_digest(&state);
 }
 
 PyDoc_STRVAR(checksum_doc,
@@ -95,39 +99,11 @@ accel_checksum(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                      start, end, view.len);
         goto done;
     }
-    const unsigned char *buf = (const unsigned char *)view.buf;
-    Py_ssize_t covered = gather(buf, start, end, NULL);
-    PyObject *bytes = PyBytes_FromStringAndSize(NULL, CHECKSUM_OFFSET + covered);
-    if (bytes == NULL)
-        goto done;
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(bytes);
-    memcpy(out, buf, CHECKSUM_OFFSET);
-    gather(buf, start, end, out + CHECKSUM_OFFSET);
-    result = PyObject_CallOneArg(xxh3_64_intdigest, bytes);
-    Py_DECREF(bytes);
+    result = PyLong_FromUnsignedLongLong(
+        accel_superblock_checksum((const unsigned char *)view.buf, start, end));
 done:
     PyBuffer_Release(&view);
     return result;
-}
-
-/* *value = xxh3-64 of buf[:56] and buf[start:end], all of it covered (no stored bytes left
- * out). Returns 0, or -1 with an exception set. */
-static int
-covered_hash(const unsigned char *buf, Py_ssize_t start, Py_ssize_t end, uint64_t *value)
-{
-    PyObject *bytes = PyBytes_FromStringAndSize(NULL, CHECKSUM_OFFSET + (end - start));
-    if (bytes == NULL)
-        return -1;
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(bytes);
-    memcpy(out, buf, CHECKSUM_OFFSET);
-    memcpy(out + CHECKSUM_OFFSET, buf + start, (size_t)(end - start));
-    PyObject *hash = PyObject_CallOneArg(xxh3_64_intdigest, bytes);
-    Py_DECREF(bytes);
-    if (hash == NULL)
-        return -1;
-    *value = PyLong_AsUnsignedLongLong(hash);
-    Py_DECREF(hash);
-    return *value == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
 }
 
 PyDoc_STRVAR(sole_data_doc,
@@ -162,10 +138,8 @@ accel_sole_data(PyObject *module, PyObject *arg)
     if (r[0] != TYPE_DATA || r[1] != 0 || r[2] != 0 || r[3] != 0
             || (Py_ssize_t)load_u32le(r + 4) != payload_len - RECORD_HEADER_LEN)
         goto none;
-    uint64_t sealed = load_u64le(b + CHECKSUM_OFFSET), value;
-    if (covered_hash(b, HEADER_LEN, first, &value) != 0)
-        goto done;
-    if (value != sealed)
+    uint64_t sealed = load_u64le(b + CHECKSUM_OFFSET);
+    if (accel_superblock_checksum(b, HEADER_LEN, first) != sealed)
         goto none;
     const unsigned char *tag = r + RECORD_HEADER_LEN;
     result = Py_BuildValue("(y#KKkkKknn)", (const char *)(b + 24), (Py_ssize_t)16,
@@ -261,10 +235,7 @@ accel_fill_sole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memcpy(b + first, (const unsigned char *)stored.buf + done, (size_t)n);
     if (first + n < size) /* pool buffers are reused: the padding must not leak old contents */
         memset(b + first + n, 0, (size_t)(size - first - n));
-    uint64_t value;
-    if (covered_hash(b, HEADER_LEN, first, &value) != 0)
-        goto done;
-    store_u64le(b + CHECKSUM_OFFSET, value);
+    store_u64le(b + CHECKSUM_OFFSET, accel_superblock_checksum(b, HEADER_LEN, first));
     result = PyLong_FromSsize_t(n);
 done:
     PyBuffer_Release(&stored);
@@ -289,18 +260,12 @@ static struct PyModuleDef accel_module = {
 PyMODINIT_FUNC
 PyInit__accel(void)
 {
-    PyObject *xxhash = PyImport_ImportModule("xxhash");
-    if (xxhash == NULL)
-        return NULL;
-    xxh3_64_intdigest = PyObject_GetAttrString(xxhash, "xxh3_64_intdigest");
-    Py_DECREF(xxhash);
-    if (xxh3_64_intdigest == NULL)
-        return NULL;
     if (accel_fields_init() != 0 || accel_records_init() != 0)
         return NULL;
     PyObject *module = PyModule_Create(&accel_module);
     if (module != NULL && (PyModule_AddFunctions(module, accel_fields_methods) != 0
-                           || PyModule_AddFunctions(module, accel_records_methods) != 0))
+                           || PyModule_AddFunctions(module, accel_records_methods) != 0
+                           || PyModule_AddFunctions(module, accel_plain_methods) != 0))
         Py_CLEAR(module);
     return module;
 }

@@ -42,4 +42,11 @@ extern PyMethodDef accel_fields_methods[];
 int accel_records_init(void);
 extern PyMethodDef accel_records_methods[];
 
+/* _accel.c: xxh3-64 of buf[:56] and of buf[start:end] without the stored bytes of its DATA
+ * records (the superblock checksum, docs/format.md section 2). */
+uint64_t accel_superblock_checksum(const unsigned char *buf, Py_ssize_t start, Py_ssize_t end);
+
+/* _accel_plain.c: whole untransformed chunks. */
+extern PyMethodDef accel_plain_methods[];
+
 #endif

@@ -1,5 +1,6 @@
 """Type stub of the compiled superblock paths and field lists (``_accel.c``, ``_accel_fields.c``)."""
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pipevault.format._codecs import Buffer
@@ -12,6 +13,11 @@ def checksum(buf: Buffer, start: int, end: int, /) -> int:
 def fill_sole(buf: Buffer, session_id: bytes, seq: int, size_log2: int, required: int, optional: int,
               object_index: int, chunk_seq: int, object_offset: int, stored: Buffer, done: int, /) -> int:
     """Write a whole sealed superblock holding one DATA record of ``stored[done:]``; returns its length."""
+
+def pack_plain(allocate: Callable[[], memoryview], buf: memoryview | None, pos: int, flags: int, session_id: bytes,
+               seq: int, size_log2: int, required: int, optional: int, header: bytes, footer: bytes,
+               data: Buffer, /) -> tuple[list[memoryview], memoryview, int]:
+    """Pack a whole untransformed chunk (``SessionWriter._put_plain``); ``(sealed, open buffer, pos)``."""
 
 def sole_data(buf: Buffer, /) -> tuple[bytes, int, int, int, int, int, int, int, int] | None:
     """``(session_id, seq, checksum, object_index, chunk_seq, object_offset, stored_offset, start,

@@ -1,0 +1,106 @@
+"""The compiled packer of whole untransformed chunks (``_accel.pack_plain``).
+
+Its specification is the writer's Python path (``SessionWriter._put_plain_python``): with any
+layout (chunks starting anywhere in a superblock, headers or footers that do not fit, chunks
+of every size, options and small objects in between, a session that starts with flags), the
+compiled writer must write the same superblocks, keep the same resume points and put the
+xxh3-128 of the plaintext, as python-xxhash computes it, in each chunk header.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import xxhash
+from format_helpers import loglike
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipevault.clock import ManualClock
+from pipevault.format import ArchiveHeader, ChunkRead, Compression, SessionHeader, SessionWriter, _writer, fixed, scan
+from pipevault.format._writer import KEEP_POINTS
+
+_SID = uuid.UUID(int=0x5EED)
+SIZE = 1 << 16
+
+
+def _session(objects: list[tuple[int, int]], chunk: int, stored_hash: bool, lead: int
+             ) -> tuple[list[bytes], list[Any]]:
+    """Superblocks and resume points of a session of ``objects`` (size, seed) cut into ``chunk``."""
+    w = SessionWriter(SessionHeader(job="j" * lead, created_ns=1), session_id=_SID, size=SIZE,
+                      selector=fixed(Compression.NONE), chunk_size=chunk, clock=ManualClock(5.0),
+                      stored_hash=stored_hash)
+    for i, (size, seed) in enumerate(objects):
+        w.begin_object(ArchiveHeader(name=b"/o%d" % i, size=size))
+        if seed % 3 == 0:
+            w.options({"k": b"v" * (seed * 37 % 500)}, chunk=True)
+        w.write(loglike(size, seed))
+        w.end_object()
+    w.close()
+    blocks = [bytes(b) for b in w.take()]
+    points = [w.resume_point(seq) for seq in range(max(0, w.seq - KEEP_POINTS), w.seq)]
+    return blocks, points
+
+
+@settings(max_examples=25, deadline=None)
+@given(objects=st.lists(st.tuples(st.integers(0, 150_000), st.integers(0, 50)), min_size=1, max_size=4),
+       chunk=st.sampled_from([1, 100, SIZE - 200, SIZE - 96, SIZE - 32, SIZE, 3 * SIZE + 17, 70_000]),
+       stored_hash=st.booleans(), lead=st.integers(0, 40_000))
+def test_the_compiled_chunk_packer_writes_what_the_python_writer_writes(
+        objects: list[tuple[int, int]], chunk: int, stored_hash: bool, lead: int) -> None:
+    assert _writer.pack_plain is not None
+    compiled = _session(objects, chunk, stored_hash, lead)
+    saved = _writer.pack_plain
+    try:
+        _writer.pack_plain = None
+        python = _session(objects, chunk, stored_hash, lead)
+    finally:
+        _writer.pack_plain = saved
+    assert compiled[0] == python[0]
+    assert compiled[1] == python[1]
+
+
+def test_the_content_hash_is_python_xxhash_s_xxh3_128() -> None:
+    data = loglike(700_000, 4)
+    w = SessionWriter(size=SIZE, selector=fixed(Compression.NONE), chunk_size=300_001)
+    w.begin_object(ArchiveHeader(name=b"/h"))
+    w.write(data)
+    w.end_object()
+    w.close()
+    reads = [e for e in scan(w.take()) if isinstance(e, ChunkRead)]
+    assert [e.header.content_hash for e in reads] == [
+        xxhash.xxh3_128_digest(data[at:at + 300_001]) for at in range(0, len(data), 300_001)]
+    assert b"".join(bytes(e.data) for e in reads if e.data is not None) == data
+
+
+def test_the_writer_takes_the_compiled_packer(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = _writer.pack_plain
+    assert original is not None
+
+    def counting(*args: Any) -> Any:
+        calls.append(len(args[-1]))
+        return original(*args)
+
+    monkeypatch.setattr(_writer, "pack_plain", counting)
+    w = SessionWriter(size=SIZE, selector=fixed(Compression.NONE), chunk_size=200_000)
+    w.begin_object(ArchiveHeader(name=b"/big"))
+    w.write(loglike(500_000, 1))
+    w.end_object()
+    w.close()
+    assert calls == [200_000, 200_000, 100_000]
+
+
+def test_a_short_buffer_from_allocate_is_refused() -> None:
+    assert _writer.pack_plain is not None
+    with pytest.raises(ValueError, match="superblock buffer"):
+        _writer.pack_plain(lambda: memoryview(bytearray(100)), None, 64, 0, bytes(16), 0, 16, 0, 0, bytes(96),
+                           bytes(48), b"x")
+    with pytest.raises(ValueError, match="wrong size"):
+        _writer.pack_plain(lambda: memoryview(bytearray(SIZE)), None, 64, 0, bytes(15), 0, 16, 0, 0, bytes(96),
+                           bytes(48), b"x")
+    with pytest.raises(ZeroDivisionError):
+        _writer.pack_plain(lambda: memoryview(bytearray(1 // 0)), None, 64, 0, bytes(16), 0, 16, 0, 0, bytes(96),
+                           bytes(48), b"x")
