@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipevault.mover import _wire as W
+from pipevault.mover.catalogue import with_catalog_fields
 from pipevault.mover.objmeta import attributes_text
 
 
@@ -46,3 +47,12 @@ def test_doc_head_is_the_json_encoders_and_reads_back(fs: str, hl: str, ll: str,
     head = json.dumps([fs, hl, ll, obj_type, size], separators=(",", ":"))
     assert doc == (head + "\n" + attrs).encode("ascii")
     assert W.loads(doc) == ([fs, hl, ll, obj_type, size], attrs)
+
+
+@given(stream=ints, status=st.integers(0, 255), index=ints, session=st.uuids(),
+       attrs=st.sampled_from(["{}", '{"type":1}', '{"type":1,"name":"a\\"b"}']))
+def test_catalog_suffix_extends_the_attributes_as_the_json_encoder_would(
+        stream: int, status: int, index: int, session: object, attrs: str) -> None:
+    text = with_catalog_fields(attrs, stream, status, str(session), index)
+    extra = {"stream": stream, "status": status, "session": str(session), "object": index}
+    assert text == W.attributes_json({**json.loads(attrs), **extra})

@@ -100,10 +100,12 @@ def attributes_json(fields: dict[str, Any]) -> str:
     return _COMPACT(fields)
 
 
-def extend_json(obj: str, fields: dict[str, Any]) -> str:
-    """The JSON object text ``obj`` with ``fields`` added at its end (no parsing of ``obj``)."""
-    more = attributes_json(fields)[1:]
-    return obj[:-1] + ("," + more if len(obj) > 2 else more)
+def catalog_suffix(stream: int, status: int, session: str, index: int) -> str:
+    """``,"stream":..,"status":..,"session":"..","object":..}``: what the catalog stage adds at
+    the end of every version's attributes (JSON text; ``session`` is a UUID's text, which
+    needs no escaping). Written out directly: the JSON encoder's text of the same fields,
+    at a third of its cost, once per object of a backup."""
+    return f',"stream":{int(stream)},"status":{int(status)},"session":"{session}","object":{int(index)}}}'
 
 
 def pack_names(view: memoryview, pos: int, names: list[str]) -> int:

@@ -44,18 +44,29 @@ class Cataloguer:
             spans: tuple[tuple[str, int], ...]) -> None:
         """Queue the version of object ``index`` (written in the pieces of ``spans``)."""
         (fs, hl, ll, obj_type, size), attrs = W.loads(doc)
-        attrs = W.extend_json(attrs, {"stream": stream, "status": status, "session": self.session, "object": index})
-        share = stored // max(1, len(spans))
+        attrs = with_catalog_fields(attrs, stream, status, self.session, index)
         p = self.p
-        self._batch.add(NewVersion(
-            fs, hl, ll, size, tuple(Piece(vol, first, 0, share) for vol, first in spans), p.stored, obj_type,
-            p.class_name, attrs, digest, p.archive, p.description, p.expires))
+        if len(spans) == 1:  # (most objects: built without a generator, once per object)
+            pieces: tuple[Piece, ...] = (Piece(spans[0][0], spans[0][1], 0, stored),)
+        else:
+            share = stored // max(1, len(spans))
+            pieces = tuple(Piece(vol, first, 0, share) for vol, first in spans)
+        self._batch.add(NewVersion(fs, hl, ll, size, pieces, p.stored, obj_type, p.class_name, attrs, digest,
+                                   p.archive, p.description, p.expires))
         self.objects += 1
         self.bytes += stream
 
     def commit(self) -> None:
         """Write what was queued in one transaction (returns when committed)."""
         self._batch.flush()
+
+
+def with_catalog_fields(attrs: str, stream: int, status: int, session: str, index: int) -> str:
+    """The attributes' JSON object text with what the catalog adds at its end (the stream
+    bytes, the status, the media session and the object's index in it), as the JSON encoder
+    would write them (:func:`pipevault.mover._wire.catalog_suffix`)."""
+    suffix = W.catalog_suffix(stream, status, session, index)
+    return attrs[:-1] + suffix if len(attrs) > 2 else "{" + suffix[1:]
 
 
 def send_durable(ctx: StageContext, durable: list[Durable]) -> None:
