@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 setup: system-deps $(STAMP)
 
-# The extension compiles against Debian headers (libxxhash-dev): system-deps runs first
+# The extension compiles against Debian headers (libxxhash-dev, libzstd-dev, liblz4-dev):
+# system-deps runs first
 # (order-only, so an up-to-date stamp is not rebuilt for it; a stale one is, after it).
 $(STAMP): pyproject.toml setup.py $(wildcard src/pipevault/format/_accel*.[ch]) | system-deps
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/pipevault/format/_accel*.[ch]) 
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the build and the test suite need (xxhash headers for the extension, a
+# Debian packages the build and the test suite need (xxhash, zstd, lz4 headers for the extension, a
 # PostgreSQL server for the multi-host catalog).
 system-deps:
 	@bash scripts/install-system-deps.sh

@@ -1,15 +1,20 @@
 """Builds the compiled part of pipevault (everything else is in pyproject.toml).
 
 pipevault.format._accel computes the superblock checksum, reads and writes one-piece
-superblocks, walks record headers and decodes and packs chunk records and field lists in C
-(CPython C API only); the Python code in pipevault/format is its specification and fallback. The extension is optional so that an install without a compiler
-still works (on the Python code); the test suite fails when it is not built, so CI notices.
+superblocks, packs whole untransformed chunks, checks and decompresses compressed ones, walks
+record headers and decodes and packs chunk records and field lists in C (CPython C API, and
+libxxhash, libzstd and liblz4 from Debian's -dev packages); the Python code in
+pipevault/format is its specification and fallback. The extension is optional so that an
+install without a compiler still works (on the Python code); the test suite fails when it is
+not built, so CI notices.
 """
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("pipevault.format._accel", ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.c",
-                              "src/pipevault/format/_accel_records.c", "src/pipevault/format/_accel_plain.c"],
-                             libraries=["xxhash"],  # Debian libxxhash-dev (scripts/install-system-deps.sh)
+                              "src/pipevault/format/_accel_records.c", "src/pipevault/format/_accel_plain.c",
+                              "src/pipevault/format/_accel_codec.c"],
+                             # Debian libxxhash-dev, libzstd-dev, liblz4-dev (scripts/install-system-deps.sh)
+                             libraries=["xxhash", "zstd", "lz4"],
                              depends=["src/pipevault/format/_accel.h"],
                              extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"], optional=True)])

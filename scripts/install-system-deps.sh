@@ -8,8 +8,11 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
-# Headers and library of xxHash: setup.py compiles pipevault.format._accel against them.
+# Headers and libraries of xxHash, zstd and lz4: setup.py compiles pipevault.format._accel
+# against them.
 [ -e /usr/include/xxhash.h ] || need+=(libxxhash-dev)
+[ -e /usr/include/zstd.h ] || need+=(libzstd-dev)
+[ -e /usr/include/lz4.h ] || need+=(liblz4-dev)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -265,7 +265,8 @@ PyInit__accel(void)
     PyObject *module = PyModule_Create(&accel_module);
     if (module != NULL && (PyModule_AddFunctions(module, accel_fields_methods) != 0
                            || PyModule_AddFunctions(module, accel_records_methods) != 0
-                           || PyModule_AddFunctions(module, accel_plain_methods) != 0))
+                           || PyModule_AddFunctions(module, accel_plain_methods) != 0
+                           || PyModule_AddFunctions(module, accel_codec_methods) != 0))
         Py_CLEAR(module);
     return module;
 }

@@ -49,4 +49,7 @@ uint64_t accel_superblock_checksum(const unsigned char *buf, Py_ssize_t start, P
 /* _accel_plain.c: whole untransformed chunks. */
 extern PyMethodDef accel_plain_methods[];
 
+/* _accel_codec.c: compressed chunks' stored bytes to plaintext. */
+extern PyMethodDef accel_codec_methods[];
+
 #endif

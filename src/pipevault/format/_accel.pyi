@@ -1,6 +1,6 @@
 """Type stub of the compiled superblock paths and field lists (``_accel.c``, ``_accel_fields.c``)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pipevault.format._codecs import Buffer
@@ -18,6 +18,10 @@ def pack_plain(allocate: Callable[[], memoryview], buf: memoryview | None, pos: 
                seq: int, size_log2: int, required: int, optional: int, header: bytes, footer: bytes,
                data: Buffer, /) -> tuple[list[memoryview], memoryview, int]:
     """Pack a whole untransformed chunk (``SessionWriter._put_plain``); ``(sealed, open buffer, pos)``."""
+
+def unpack_stored(compression: int, pieces: Sequence[Buffer], plain_len: int, content_hash: bytes | None, /
+                  ) -> bytes | None:
+    """The verified plaintext of a compressed chunk's stored bytes in ``pieces``; None for anything unusual."""
 
 def sole_data(buf: Buffer, /) -> tuple[bytes, int, int, int, int, int, int, int, int] | None:
     """``(session_id, seq, checksum, object_index, chunk_seq, object_offset, stored_offset, start,

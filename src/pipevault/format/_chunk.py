@@ -35,6 +35,14 @@ from pipevault.format._records import (
 )
 from pipevault.format.errors import FormatError, IntegrityError, KeyRequiredError, LimitError
 
+_unpack_stored: Callable[[int, Any, int, bytes | None], bytes | None] | None
+try:
+    # Hash check and decompression in one call, on the pieces as they arrived (``_accel_codec.c``);
+    # None for anything unusual, and the Python code below (its specification) decodes and raises.
+    from pipevault.format._accel import unpack_stored as _unpack_stored
+except ImportError:
+    _unpack_stored = None
+
 
 @dataclass(frozen=True, slots=True)
 class EncodedChunk:
@@ -76,6 +84,10 @@ def _unpacked(h: ChunkHeader, stored: Buffer) -> Buffer:
             raise FormatError(f"uncompressed chunk {h.object_index}/{h.chunk_seq} "
                               f"stores {h.stored_len} of {h.plain_len} bytes")
         return stored
+    if _unpack_stored is not None:
+        plain = _unpack_stored(h.compression, (stored,), h.plain_len, None)
+        if plain is not None:
+            return plain
     return decompress(h.compression, stored, h.plain_len)
 
 
@@ -246,6 +258,10 @@ class ChunkDecoder:
             except InvalidTag as exc:
                 raise _tampered(header) from exc
         elif stored_hash:
+            if _unpack_stored is not None and header.compression is not _NO_COMPRESSION:
+                plain = _unpack_stored(header.compression, (stored,), header.plain_len, content_hash)
+                if plain is not None:
+                    return plain
             # Checked before decompressing: damaged bytes never reach the decompressor.
             if xxhash.xxh3_128_digest(stored) != content_hash:
                 raise _mismatch(header)
@@ -299,8 +315,11 @@ class ChunkAssembly:
                 # update_into wants room for a cipher block beyond the input.
                 self._buf = bytearray(header.stored_len + 16)
                 self._view = memoryview(self._buf)
-        elif header.compression is _NO_COMPRESSION or int(header.flags) & _STORED_HASH:
+        elif header.compression is _NO_COMPRESSION:
             self._hashed = True  # the hasher is made with the first piece that is not the whole chunk
+        elif int(header.flags) & _STORED_HASH:
+            # Compressed pieces kept as views are hashed by the compiled decoder at finish.
+            self._hashed = not (views and _unpack_stored is not None)
         if views and self._dec is None:
             self._pieces = []
 
@@ -364,6 +383,17 @@ class ChunkAssembly:
                 if self._hash.digest() != h.content_hash:
                     raise _mismatch(h)
                 return tuple(pieces)
+            if self._hash is None and _unpack_stored is not None and (
+                    footer.object_index, footer.chunk_seq, footer.stored_len) == (
+                    h.object_index, h.chunk_seq, h.stored_len) and h.compression is not _NO_COMPRESSION and (
+                    int(h.flags) & (_STORED_HASH | _DUPLICATE)) == _STORED_HASH and (
+                    h.encryption is not _AES_256_GCM) and sum(
+                    len(p) for p in pieces) == h.stored_len:
+                # Hashed and decompressed as they are, without a join (zstd), or with the join
+                # and the hash in one pass (lz4); None leaves the checks below to raise.
+                plain = _unpack_stored(h.compression, pieces, h.plain_len, h.content_hash)
+                if plain is not None:
+                    return plain
             # One allocation for the whole chunk, no zero fill and no regrowth.
             stored = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         else:
