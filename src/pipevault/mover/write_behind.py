@@ -125,7 +125,11 @@ class Writeback:
             self._start(fd, start)
 
     def _start(self, fd: int, start: int) -> None:
-        self._pool.submit(_advise, os.dup(fd), start)  # our own descriptor: the file's closes soon
+        try:
+            own = os.dup(fd)  # our own descriptor: the file's is closed soon
+        except OSError:
+            return  # (out of descriptors) advice only: the final sync writes the pages all the same
+        self._pool.submit(_advise, own, start)
 
     def close(self) -> None:
         """Wait for the write-backs started (not for the data to reach the disk)."""
