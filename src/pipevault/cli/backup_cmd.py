@@ -14,6 +14,9 @@ from pipevault.errors import UsageError
 from pipevault.mover import BackupOptions, run_backup
 from pipevault.mover.plan import make_plan
 from pipevault.mover.remote import Server, run_remote_backup
+from pipevault.pipe import preload_process_modules
+
+BACKUP_MODULE = run_backup.__module__
 
 
 def _job(ctx: click.Context, opts: BackupOptions, event: str, server: Server | None = None,
@@ -26,6 +29,9 @@ def _job(ctx: click.Context, opts: BackupOptions, event: str, server: Server | N
     else:
         if resume:
             raise UsageError("--resume goes with --server (a local backup resumes by running again)")
+        # The job's process modules come from a server that imports the mover (~0.8 s of
+        # CPU): started now, that overlaps the walk below instead of following it.
+        preload_process_modules([BACKUP_MODULE])
         with open_site(a) as site:
             plan = make_plan(site, opts.paths, opts.excludes, full=opts.full, archive=opts.archive,
                              one_file_system=opts.one_file_system)
