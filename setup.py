@@ -11,9 +11,11 @@ not built, so CI notices.
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("pipevault.format._accel", ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.c",
-                              "src/pipevault/format/_accel_records.c", "src/pipevault/format/_accel_plain.c",
-                              "src/pipevault/format/_accel_codec.c"],
+SOURCES = ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.c",
+           "src/pipevault/format/_accel_records.c", "src/pipevault/format/_accel_plain.c",
+           "src/pipevault/format/_accel_codec.c"]
+
+setup(ext_modules=[Extension("pipevault.format._accel", SOURCES,
                              # Debian libxxhash-dev, libzstd-dev, liblz4-dev (scripts/install-system-deps.sh)
                              libraries=["xxhash", "zstd", "lz4"],
                              depends=["src/pipevault/format/_accel.h"],

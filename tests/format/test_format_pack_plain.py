@@ -1,14 +1,16 @@
-"""The compiled packer of whole untransformed chunks (``_accel.pack_plain``).
+"""The compiled packer of whole chunks (``_accel.pack_plain``), untransformed or compressed.
 
-Its specification is the writer's Python path (``SessionWriter._put_plain_python``): with any
+Its specification is the writer's Python path (``SessionWriter._put_plain_python``, and for
+compressed chunks the encoder with ``add_chunk``): with any
 layout (chunks starting anywhere in a superblock, headers or footers that do not fit, chunks
 of every size, options and small objects in between, a session that starts with flags), the
 compiled writer must write the same superblocks, keep the same resume points and put the
-xxh3-128 of the plaintext, as python-xxhash computes it, in each chunk header.
+xxh3-128 of the stored bytes, as python-xxhash computes it, in each chunk header.
 """
 
 from __future__ import annotations
 
+import random
 import uuid
 from typing import Any
 
@@ -26,17 +28,17 @@ _SID = uuid.UUID(int=0x5EED)
 SIZE = 1 << 16
 
 
-def _session(objects: list[tuple[int, int]], chunk: int, stored_hash: bool, lead: int
-             ) -> tuple[list[bytes], list[Any]]:
-    """Superblocks and resume points of a session of ``objects`` (size, seed) cut into ``chunk``."""
+def _session(objects: list[tuple[int, int]], chunk: int, stored_hash: bool, lead: int,
+             comp: Compression = Compression.NONE) -> tuple[list[bytes], list[Any]]:
+    """Superblocks and resume points of a session of ``objects`` (size, seed) cut into ``chunk``;
+    objects of a seed divisible by 5 are random bytes (compressed chunks of them stored raw)."""
     w = SessionWriter(SessionHeader(job="j" * lead, created_ns=1), session_id=_SID, size=SIZE,
-                      selector=fixed(Compression.NONE), chunk_size=chunk, clock=ManualClock(5.0),
-                      stored_hash=stored_hash)
+                      selector=fixed(comp), chunk_size=chunk, clock=ManualClock(5.0), stored_hash=stored_hash)
     for i, (size, seed) in enumerate(objects):
         w.begin_object(ArchiveHeader(name=b"/o%d" % i, size=size))
         if seed % 3 == 0:
             w.options({"k": b"v" * (seed * 37 % 500)}, chunk=True)
-        w.write(loglike(size, seed))
+        w.write(random.Random(seed).randbytes(size) if seed % 5 == 0 else loglike(size, seed))
         w.end_object()
     w.close()
     blocks = [bytes(b) for b in w.take()]
@@ -47,15 +49,17 @@ def _session(objects: list[tuple[int, int]], chunk: int, stored_hash: bool, lead
 @settings(max_examples=25, deadline=None)
 @given(objects=st.lists(st.tuples(st.integers(0, 150_000), st.integers(0, 50)), min_size=1, max_size=4),
        chunk=st.sampled_from([1, 100, SIZE - 200, SIZE - 96, SIZE - 32, SIZE, 3 * SIZE + 17, 70_000]),
-       stored_hash=st.booleans(), lead=st.integers(0, 40_000))
+       stored_hash=st.booleans(), lead=st.integers(0, 40_000),
+       comp=st.sampled_from([Compression.NONE, Compression.NONE, Compression.LZ4, Compression.ZSTD]))
 def test_the_compiled_chunk_packer_writes_what_the_python_writer_writes(
-        objects: list[tuple[int, int]], chunk: int, stored_hash: bool, lead: int) -> None:
+        objects: list[tuple[int, int]], chunk: int, stored_hash: bool, lead: int, comp: Compression) -> None:
+    # Without the packer, compressed chunks go through the encoder and add_chunk.
     assert _writer.pack_plain is not None
-    compiled = _session(objects, chunk, stored_hash, lead)
+    compiled = _session(objects, chunk, stored_hash, lead, comp)
     saved = _writer.pack_plain
     try:
         _writer.pack_plain = None
-        python = _session(objects, chunk, stored_hash, lead)
+        python = _session(objects, chunk, stored_hash, lead, comp)
     finally:
         _writer.pack_plain = saved
     assert compiled[0] == python[0]

@@ -77,14 +77,19 @@ def _mismatch(h: ChunkHeader) -> IntegrityError:
                           "match its content hash", object_index=h.object_index, chunk=h.chunk_seq)
 
 
-def _unpacked(h: ChunkHeader, stored: Buffer) -> Buffer:
-    """Decompress decrypted, already verified ``stored`` bytes (``stored`` itself when untransformed)."""
+def _unpacked(h: ChunkHeader, stored: Buffer, verified: bool = True) -> Buffer:
+    """Decompress decrypted ``stored`` bytes (``stored`` itself when untransformed).
+
+    ``verified``: the bytes were checked (content hash of the stored bytes, or GCM tag), so
+    any zstd version decodes them alike and the compiled decoder may run; unverified damaged
+    bytes may decode differently under another zstd version than the Python package's.
+    """
     if h.compression is _NO_COMPRESSION:
         if h.stored_len != h.plain_len:
             raise FormatError(f"uncompressed chunk {h.object_index}/{h.chunk_seq} "
                               f"stores {h.stored_len} of {h.plain_len} bytes")
         return stored
-    if _unpack_stored is not None:
+    if verified and _unpack_stored is not None:
         plain = _unpack_stored(h.compression, (stored,), h.plain_len, None)
         if plain is not None:
             return plain
@@ -97,7 +102,7 @@ def _plain(h: ChunkHeader, stored: Buffer, content_hash: bytes) -> Buffer:
     A ``STORED_HASH`` chunk was checked before (its hash covers the stored bytes, or the GCM
     tag does); a chunk of format 1.0 is checked here, on its plaintext.
     """
-    plain = _unpacked(h, stored)
+    plain = _unpacked(h, stored, verified=h.encryption is _AES_256_GCM)
     if not int(h.flags) & _STORED_HASH and xxhash.xxh3_128_digest(plain) != content_hash:
         raise _mismatch(h)
     return plain

@@ -15,7 +15,7 @@ import xxhash
 
 from pipevault.clock import SYSTEM, Clock
 from pipevault.format._chunk import ChunkEncoder, EncodedChunk
-from pipevault.format._codecs import Buffer, Selector
+from pipevault.format._codecs import Buffer, Selector, compress
 from pipevault.format._crypto import SessionKeys
 from pipevault.format._fields import (
     ArchiveFooter,
@@ -30,6 +30,7 @@ from pipevault.format._fields import (
 from pipevault.format._framed import FramedObject, records_of, required_by, unframe_chunk
 from pipevault.format._records import (
     ALL,
+    CHUNK_FLAGS,
     CHUNK_HEADER_LEN,
     CONTENT_HASH_AT,
     FLAG_CONTINUES,
@@ -64,6 +65,8 @@ from pipevault.format.errors import LimitError, WriterStateError
 Allocate = Callable[[int], memoryview]
 DEFAULT_CHUNK = 1 << 20
 _DUPLICATE, _HAS_DEDUP_HASH = int(ChunkFlags.DUPLICATE), int(ChunkFlags.HAS_DEDUP_HASH)
+_RAW_FALLBACK = int(ChunkFlags.RAW_FALLBACK)
+_NO_COMPRESSION = Compression.NONE
 DEDUP_INDEX_MAX = 1 << 20  # dedup hashes remembered per session (about 100 MB at most)
 KEEP_POINTS = 4096  # resume points kept: a tape drive buffer holds far fewer superblocks
 _NO_FLAGS = SuperblockFlags.NONE
@@ -116,7 +119,7 @@ class SessionWriter:
         self.key_check = self.keys.key_check if self.keys else key_check
         self.encoder = ChunkEncoder(self.session_id, keys=self.keys, selector=selector,
                                     dedup=dedup or discard_duplicates, stored_hash=stored_hash)
-        self._plain_flags = ChunkFlags.STORED_HASH if stored_hash else ChunkFlags.NONE
+        self._plain_flags = int(ChunkFlags.STORED_HASH) if stored_hash else 0
         self.discard_duplicates = discard_duplicates
         self._allocate = allocate
         self._clock = clock
@@ -207,15 +210,31 @@ class SessionWriter:
         view = memoryview(data).cast("B")
         index = self._require_object().object_index
         plain = self.keys is None and not self.encoder.dedup
+        # Compressed chunks hashed as they are copied too: the hash of format 1.1 covers the
+        # stored bytes (without it, the plaintext's, computed by the encoder).
+        packed = plain and bool(self._plain_flags) and pack_plain is not None
         for start in range(0, len(view), self.chunk_size):
             piece = view[start:start + self.chunk_size]
             choice = self.encoder.selector(piece)
-            if plain and choice[0] is Compression.NONE:
+            if plain and choice[0] is _NO_COMPRESSION:
                 self._put_plain(index, piece)
+            elif packed:
+                self._put_compressed(index, piece, choice)
             else:
                 self.add_chunk(self.encoder.encode(piece, index, self._chunk_seq, self._offset, choice))
 
-    def _put_plain(self, index: int, view: memoryview) -> None:
+    def _put_compressed(self, index: int, view: memoryview, choice: tuple[Compression, int]) -> None:
+        """Compress a chunk and pack it with ``_accel.pack_plain`` (format 1.1, no key, no dedup):
+        the records :meth:`add_chunk` writes for what the encoder makes of it."""
+        comp, level = choice
+        stored: Buffer = compress(comp, level, view)
+        flags = self._plain_flags
+        if len(stored) >= len(view):  # does not shrink: stored raw, as the encoder does
+            comp, level, flags, stored = _NO_COMPRESSION, 0, flags | _RAW_FALLBACK, view
+        self._put_plain(index, view, stored, comp, level, flags)
+
+    def _put_plain(self, index: int, view: memoryview, stored: Buffer | None = None,
+                   comp: Compression = Compression.NONE, level: int = 0, flags: int | None = None) -> None:
         """Pack an untransformed chunk: hash each piece right after copying it, while it is in cache.
 
         Hashing first would read the plaintext from memory twice, and hashing the whole chunk
@@ -223,20 +242,27 @@ class SessionWriter:
         superblocks the copy fills are sealed once the hash is in the chunk header (their
         checksum covers it). With the extension built, the whole chunk is packed in one
         compiled call (``_accel.pack_plain``, hashing every 16 KiB as it copies).
+
+        ``stored`` (default: ``view`` itself) are the bytes stored, ``comp`` and ``level``
+        their compression and ``flags`` the chunk flags (default: the writer's); the hash is
+        that of ``stored``, so a compressed chunk takes this path only in format 1.1.
         """
         n = len(view)
-        header = ChunkHeader(index, self._chunk_seq, self._offset, n, n, flags=self._plain_flags)
-        if self._plain_flags:
-            self._required |= Required.STORED_HASH
+        data = view if stored is None else memoryview(stored)
+        cflags = CHUNK_FLAGS[self._plain_flags if flags is None else flags]
+        header = ChunkHeader(index, self._chunk_seq, self._offset, n, len(data), comp, level, flags=cflags)
+        need = required_by(header)
+        if need & ~int(self._required):
+            self._required |= need
         if pack_plain is not None:
-            self._pack_plain(header.pack(), ChunkFooter(index, self._chunk_seq, n).pack(), view)
+            self._pack_plain(header.pack(), ChunkFooter(index, self._chunk_seq, len(data)).pack(), data)
         else:
-            self._put_plain_python(header, view)
+            self._put_plain_python(header, data)
         self._chunk_seq += 1
         self._offset += n
-        self._obj_stored += n
+        self._obj_stored += len(data)
         self.plain_bytes += n
-        self.stored_bytes += n
+        self.stored_bytes += len(data)
 
     def _pack_plain(self, header: bytes, footer: bytes, view: memoryview) -> None:
         """:meth:`_put_plain_python` in one compiled call, the hash computed as the bytes are copied."""
@@ -259,7 +285,7 @@ class SessionWriter:
 
     def _put_plain_python(self, header: ChunkHeader, view: memoryview) -> None:
         """The specification of ``_accel.pack_plain``: records put one by one."""
-        index, n = header.object_index, header.plain_len
+        index, n = header.object_index, header.stored_len
         self._put(RecordType.CHUNK_HEADER, header.pack(), continuable=False)
         hbuf, at = self._current(), self._pos - CHUNK_HEADER_LEN + CONTENT_HASH_AT
         self._held = []
