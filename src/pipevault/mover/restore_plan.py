@@ -79,9 +79,10 @@ def select_versions(site: Site, opts: RestoreOptions) -> list[VersionInfo]:
                 found = object_rows.query_versions(conn, site.node, fs,
                                                    state="backup" if opts.inactive else "active")
             for v in found:  # newest first within an object
-                rel = rel_path(v)
-                if want and rel != want and not rel.startswith(want + "/"):
-                    continue
+                if want:
+                    rel = rel_path(v)
+                    if rel != want and not rel.startswith(want + "/"):
+                        continue
                 chosen.setdefault((v.filespace, v.hl, v.ll), v)
     if not chosen:
         raise NothingMatched("no stored version matches " + ", ".join(opts.paths))
@@ -157,11 +158,13 @@ def _read_order(pieces: list[location_rows.Location], session_of: dict[int, uuid
     are otherwise taken by name (also when two sessions want opposite orders).
     """
     first: dict[tuple[uuid.UUID, str], tuple[int, int]] = {}
-    for p in pieces:
-        sid = session_of.get(p.version_id)
+    for vid, part, volume, *_ in pieces:
+        sid = session_of.get(vid)
         if sid is not None:
-            k = (sid, p.volume)
-            first[k] = min(first.get(k, (p.version_id, p.part)), (p.version_id, p.part))
+            k = (sid, volume)
+            at = first.get(k)
+            if at is None or (vid, part) < at:
+                first[k] = (vid, part)
     chains: dict[uuid.UUID, list[tuple[tuple[int, int], str]]] = defaultdict(list)
     for (sid, vol), pos in first.items():
         chains[sid].append((pos, vol))
@@ -185,12 +188,13 @@ def _read_order(pieces: list[location_rows.Location], session_of: dict[int, uuid
 def link_primaries(site: Site, versions: list[VersionInfo]) -> dict[VersionInfo, VersionInfo]:
     """For hard links whose first link (the one holding the data) is not being restored: the
     first link's version, mapped to the link that should receive its data instead."""
+    links = [v for v in versions if v.obj_type == ObjectType.HARDLINK]
+    if not links:
+        return {}
     selected = {(v.filespace, rel_path(v)) for v in versions}
     redirect: dict[VersionInfo, VersionInfo] = {}
     with site.catalog.read() as conn:
-        for v in list(versions):
-            if v.obj_type != ObjectType.HARDLINK:
-                continue
+        for v in links:
             primary = json.loads(v.attributes).get("hardlink_of") or ""
             head, name = os.path.dirname(primary), os.path.basename(primary)
             hl, ll = ("/" + to_text(head) if head else "/"), to_text(name)
