@@ -95,6 +95,7 @@ class BackupResult:
     warnings: list[tuple[str, str]] = field(default_factory=list)
     stages: tuple[Any, ...] = ()
     bottleneck: str | None = None
+    pipe_s: float = 0.0  # of elapsed_s, the pipe's: the rest is planning before it and closing after
 
 
 # -- pipe modules ------------------------------------------------------------------------------
@@ -393,4 +394,4 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
         deleted=len(plan.deleted), bytes_read=stored["bytes"], bytes_stored=stored["stored"],
         elapsed_s=time.perf_counter() - t0, volumes=stored["volumes"], warnings=warnings,
         stages=tuple(s.figures() for s in result.status.stages),
-        bottleneck=result.status.bottleneck(result.elapsed_s))
+        bottleneck=result.status.bottleneck(result.elapsed_s), pipe_s=result.elapsed_s)

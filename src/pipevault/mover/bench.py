@@ -7,7 +7,8 @@ Every figure is timed up to a final ``sync`` (restic and borg fsync their writes
 seconds include child processes. Cases:
 
 - ``backup``: MB/s of source data; ratio ours / tar|zstd. Notes carry each tool's MB/s,
-  output size and CPU seconds, and where our pipe's time went (each stage's waits).
+  output size and CPU seconds, and where our time went: each stage's waits and CPU seconds,
+  and the phases of the job (before the pipe, the pipe, the final sync).
 - ``restore``: MB/s of restored data; ratio ours / tar|zstd; notes as above.
 
 Every tool writes (repositories, restored trees) to a fresh journaled ext4 file system on a
@@ -107,13 +108,17 @@ def _forkserver_cpu() -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def _measure(fn: Callable[[], Any]) -> tuple[float, float]:
-    """Wall and CPU seconds of ``fn`` followed by ``sync``."""
+def _measure(fn: Callable[[], Any], synced: list[float] | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds of ``fn`` followed by ``sync`` (whose seconds go to ``synced``)."""
     subprocess.run(["sync"], check=True)
     c0, t0 = _cpu(), time.perf_counter()
     fn()
+    t1 = time.perf_counter()
     subprocess.run(["sync"], check=True)
-    return time.perf_counter() - t0, _cpu() - c0
+    t2 = time.perf_counter()
+    if synced is not None:
+        synced.append(t2 - t1)
+    return t2 - t0, _cpu() - c0
 
 
 def _du(path: Path) -> int:
@@ -129,6 +134,13 @@ def _logical_size(root: Path) -> int:
 def _stage_notes(stages: tuple[Any, ...]) -> dict[str, dict[str, float]]:
     """Where our pipe's time went: each stage's waits and CPU seconds."""
     return {s.name: {"wait_in_s": s.wait_input_s, "wait_buf_s": s.wait_alloc_s, "cpu_s": s.cpu_s} for s in stages}
+
+
+def _phases(result: Any, sync_s: float) -> dict[str, float]:
+    """Where our job's wall time went: before the pipe (planning, processes starting), the
+    pipe, after it, and the final sync."""
+    return {"before_pipe_s": round(result.elapsed_s - result.pipe_s, 3), "pipe_s": round(result.pipe_s, 3),
+            "sync_s": round(sync_s, 3)}
 
 
 def _sh(cmd: str, env: dict[str, str] | None = None) -> None:
@@ -198,19 +210,24 @@ def _run(tree: Path, workdir: Path, scratch_kind: str, cases: tuple[str, ...] | 
     site = Site.open(config.load(env=env))
     stages: dict[str, Any] = {}
     try:
+        results: dict[str, Any] = {}
+        synced: list[float] = []
+
         def ours_backup() -> None:
-            r = run_backup(site, BackupOptions([str(tree)], instances=2))
+            results["backup"] = r = run_backup(site, BackupOptions([str(tree)], instances=2))
             stages["backup"] = _stage_notes(r.stages)
             stages["backup_bottleneck"] = r.bottleneck
-        wall, cpu = _measure(ours_backup)
+        wall, cpu = _measure(ours_backup, synced)
+        stages["backup_phases"] = _phases(results["backup"], synced[-1])
         record("pipevault", "backup", wall, cpu, _du(home / "pools"))
         out = workdir / "pv-out"
 
         def ours_restore() -> None:
-            r = run_restore(site, RestoreOptions([str(tree)], to=str(out)))
+            results["restore"] = r = run_restore(site, RestoreOptions([str(tree)], to=str(out)))
             stages["restore"] = _stage_notes(r.stages)
             stages["restore_bottleneck"] = r.bottleneck
-        wall, cpu = _measure(ours_restore)
+        wall, cpu = _measure(ours_restore, synced)
+        stages["restore_phases"] = _phases(results["restore"], synced[-1])
         record("pipevault", "restore", wall, cpu)
     finally:
         site.close()
@@ -258,6 +275,7 @@ def _run(tree: Path, workdir: Path, scratch_kind: str, cases: tuple[str, ...] | 
             continue
         extra = dict(notes)
         extra["pipevault_stages"] = stages.get(op)
+        extra["pipevault_phases"] = stages.get(f"{op}_phases")
         extra["bottleneck"] = stages.get(f"{op}_bottleneck")
         yield BenchResult("backup", op, figures["pipevault"][f"{op}_mb_s"], figures["tar|zstd"][f"{op}_mb_s"],
                           "tar -cf - | zstd -1 -T0", notes=extra)

@@ -162,7 +162,7 @@ def run_remote_backup(settings: Settings, server: Server, opts: BackupOptions, r
         deleted=int(done["deleted"]), bytes_read=int(done["bytes"]), bytes_stored=int(done["stored"]),
         elapsed_s=time.perf_counter() - t0, volumes=list(done["volumes"]), warnings=warnings,
         stages=tuple(s.figures() for s in result.status.stages),
-        bottleneck=result.status.bottleneck(result.elapsed_s))
+        bottleneck=result.status.bottleneck(result.elapsed_s), pipe_s=result.elapsed_s)
 
 
 def _restore_params(opts: RestoreOptions) -> dict[str, Any]:

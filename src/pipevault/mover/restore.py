@@ -62,6 +62,7 @@ class RestoreResult:
     media_problems: list[str] = field(default_factory=list)
     stages: tuple[Any, ...] = ()  # each stage's figures (StageFigures), where the time went
     bottleneck: str | None = None
+    pipe_s: float = 0.0  # of elapsed_s, the pipe's: the rest is planning before it and closing after
 
 
 # -- pipe modules ------------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     blocks, problems = result.results["read"][0]
     out = RestoreResult(len(writer.restored), writer.bytes, time.perf_counter() - t0, failed,
                         opts.verify_only, blocks, problems, tuple(s.figures() for s in result.status.stages),
-                        result.status.bottleneck(result.elapsed_s))
+                        result.status.bottleneck(result.elapsed_s), result.elapsed_s)
     return checked(out, len(plan.wanted))
 
 
