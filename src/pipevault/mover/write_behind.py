@@ -10,7 +10,7 @@ the writes, and the attributes a file gets once its data is in, are queued as th
 handled and handed to one thread per EVENTS buffer: one thread keeps them in order, so a
 file's attributes are set, and its descriptor closed, after all of its data is written.
 
-Every few megabytes of a large file, a third thread starts the write-back of its pages
+Every few megabytes of a large file, a thread of its own starts the write-back of its pages
 (:class:`Writeback`): with the kernel's default thresholds (a tenth of memory) nothing
 reaches the disk until the caller's final sync otherwise, which then waits for all of it;
 started early, the device writes while we decode.
@@ -141,8 +141,9 @@ def _advise(fd: int, start: int) -> None:
     its device, without waiting for them; closes ``fd``.
 
     ``POSIX_FADV_DONTNEED`` is the one call in :mod:`os` that does this on Linux (it starts
-    write-back of the range, then drops the pages already clean: a restored file's pages are
-    not read again by the restore, so keeping them cached would only evict others).
+    write-back of the range, then drops the pages already clean: the restore reads a restored
+    file again only for a duplicate chunk, which the kernel then reads back from the disk;
+    keeping all of them cached would only evict other pages).
     """
     try:
         os.posix_fadvise(fd, start, 0, os.POSIX_FADV_DONTNEED)
