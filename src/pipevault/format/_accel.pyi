@@ -16,8 +16,9 @@ def fill_sole(buf: Buffer, session_id: bytes, seq: int, size_log2: int, required
 
 def pack_plain(allocate: Callable[[], memoryview], buf: memoryview | None, pos: int, flags: int, session_id: bytes,
                seq: int, size_log2: int, required: int, optional: int, header: bytes, footer: bytes,
-               data: Buffer, /) -> tuple[list[memoryview], memoryview, int]:
-    """Pack a whole untransformed chunk (``SessionWriter._put_plain``); ``(sealed, open buffer, pos)``."""
+               data: Buffer, done: list[memoryview], points: list[Any], point: tuple[Any, ...], /
+               ) -> tuple[int, memoryview, int]:
+    """Pack a whole chunk (``SessionWriter._put_plain``); ``(superblocks sealed, open buffer, pos)``."""
 
 def unpack_stored(compression: int, pieces: Sequence[Buffer], plain_len: int, content_hash: bytes | None, /
                   ) -> bytes | None:

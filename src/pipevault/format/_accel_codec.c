@@ -98,7 +98,7 @@ hashed_join(const Pieces *p, const unsigned char *want, unsigned char *join)
         while (left > 0) {
             size_t k = left < STRIDE ? (size_t)left : STRIDE;
             if (join != NULL) {
-                memcpy(join, src, k);
+                accel_copy(join, src, k);
                 join += k;
             }
             if (want != NULL)

@@ -144,16 +144,13 @@ put_record(unsigned char *at, int type, Py_ssize_t length)
 }
 
 /* Copy n bytes and feed them to the content hash STRIDE bytes at a time. */
-/* glibc's memcpy (vector moves chosen for the CPU): gcc would inline a copy of a bounded
- * length as "rep movsq", slower here. */
-static void *(*volatile copy_bytes)(void *, const void *, size_t) = memcpy;
 
 static void
 copy_hashed(unsigned char *dst, const unsigned char *src, Py_ssize_t n, XXH3_state_t *hash)
 {
     while (n > 0) {
         size_t k = n < STRIDE ? (size_t)n : STRIDE;
-        copy_bytes(dst, src, k);
+        accel_copy(dst, src, k);
         XXH3_128bits_update(hash, src, k);
         dst += k;
         src += k;
@@ -161,9 +158,36 @@ copy_hashed(unsigned char *dst, const unsigned char *src, Py_ssize_t n, XXH3_sta
     }
 }
 
+/* Append each sealed buffer to done and put point, its first item replaced by the buffer's
+ * seq, at points[seq % len(points)]. Returns 0, or -1 with an exception set. */
+static int
+record_sealed(const Packer *p, PyObject *done, PyObject *points, PyObject *point)
+{
+    Py_ssize_t ring = PyList_GET_SIZE(points), width = PyTuple_GET_SIZE(point);
+    for (Py_ssize_t i = 0; i < p->sealed; i++) {
+        if (PyList_Append(done, p->blocks[i].obj) != 0)
+            return -1;
+        PyObject *state = PyTuple_New(width);
+        if (state == NULL)
+            return -1;
+        uint64_t seq = p->seq + (uint64_t)i;
+        PyObject *number = PyLong_FromUnsignedLongLong(seq);
+        if (number == NULL) {
+            Py_DECREF(state);
+            return -1;
+        }
+        PyTuple_SET_ITEM(state, 0, number);
+        for (Py_ssize_t k = 1; k < width; k++)
+            PyTuple_SET_ITEM(state, k, Py_NewRef(PyTuple_GET_ITEM(point, k)));
+        if (PyList_SetItem(points, (Py_ssize_t)(seq % (uint64_t)ring), state) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(pack_plain_doc,
 "pack_plain(allocate, buf, pos, flags, session_id, seq, size_log2, required, optional,\n"
-"           header, footer, data) -> (sealed, buf, pos)\n\n"
+"           header, footer, data, done, points, point) -> (sealed, buf, pos)\n\n"
 "Pack one untransformed chunk as SessionWriter._put_plain does: the chunk header record (the\n"
 "96-byte body header, its content hash replaced by the xxh3-128 of data), data as DATA\n"
 "records tagged with the header's object index, chunk seq and object offset, then the chunk\n"
@@ -171,16 +195,25 @@ PyDoc_STRVAR(pack_plain_doc,
 "payload ending at pos and flags its superblock flags; further buffers come from allocate()\n"
 "(no argument; a writable buffer of at least 2**size_log2 bytes). Every superblock that fills\n"
 "is completed with its header (session_id, seq onwards, required, optional), padding and\n"
-"checksum. Returns the list of buffers sealed, in order, and the open superblock with the\n"
+"checksum, appended to the list done, and its resume state recorded as the writer's _sealed\n"
+"does: point (a tuple) with its first item replaced by the superblock's seq, at\n"
+"points[seq % len(points)]. Returns how many were sealed and the open superblock with the\n"
 "end of its payload. Buffers are used during the call only. Raises ValueError for fields out\n"
-"of range, and whatever allocate raises (the superblocks written so far are then unusable).");
+"of range, TypeError for done, points or point of the wrong type, and whatever allocate\n"
+"raises (the superblocks written so far are then unusable).");
 
 static PyObject *
 accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "pack_plain takes 12 arguments");
+    if (nargs != 15) {
+        PyErr_SetString(PyExc_TypeError, "pack_plain takes 15 arguments");
+        return NULL;
+    }
+    PyObject *done_list = args[12], *points = args[13], *point = args[14];
+    if (!PyList_Check(done_list) || !PyList_Check(points) || PyList_GET_SIZE(points) == 0
+            || !PyTuple_Check(point) || PyTuple_GET_SIZE(point) == 0) {
+        PyErr_SetString(PyExc_TypeError, "pack_plain: done and points must be lists, point a tuple");
         return NULL;
     }
     Py_ssize_t pos = PyLong_AsSsize_t(args[2]);
@@ -288,12 +321,9 @@ accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (head_block < p.sealed) /* its checksum covers the content hash: computed last */
         checksum_block(&p, head_block);
 
-    PyObject *sealed = PyList_New(p.sealed);
-    if (sealed == NULL)
+    if (record_sealed(&p, done_list, points, point) != 0)
         goto done;
-    for (Py_ssize_t i = 0; i < p.sealed; i++)
-        PyList_SET_ITEM(sealed, i, Py_NewRef(p.blocks[i].obj));
-    result = Py_BuildValue("(NOn)", sealed, p.blocks[p.count - 1].obj, pos);
+    result = Py_BuildValue("(nOn)", p.sealed, p.blocks[p.count - 1].obj, pos);
 done:
     for (Py_ssize_t i = 0; i < p.count; i++) {
         PyBuffer_Release(&p.blocks[i].view);

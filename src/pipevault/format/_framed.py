@@ -66,7 +66,8 @@ def _record(rtype: int, body: Buffer) -> bytes:
     return RECORD_HEADER.pack(rtype, 0, 0, len(body)) + body
 
 
-_NEEDS = {Compression.NONE: 0, Compression.LZ4: int(Required.LZ4), Compression.ZSTD: int(Required.ZSTD)}
+COMPRESSION_NEEDS = {Compression.NONE: 0, Compression.LZ4: int(Required.LZ4), Compression.ZSTD: int(Required.ZSTD)}
+"""The ``Required`` bits (an int) a chunk of each compression needs (part of :func:`required_by`)."""
 _AES_GCM = int(Required.AES_GCM)
 _AES_256_GCM = Encryption.AES_256_GCM  # a module constant: an enum member lookup costs ~0.2 us
 _STORED_HASH_FLAG, _STORED_HASH = int(ChunkFlags.STORED_HASH), int(Required.STORED_HASH)
@@ -84,7 +85,7 @@ _CHUNK_FOOTER_RECORD = struct.Struct(RECORD_HEADER.format + CHUNK_FOOTER.format[
 def required_by(header: ChunkHeader) -> int:
     """The ``Required`` bits a reader needs for a chunk with this header (an int: this runs
     for every chunk, and IntFlag operations run Python code)."""
-    return (_NEEDS[header.compression] | (_AES_GCM if header.encryption is _AES_256_GCM else 0)
+    return (COMPRESSION_NEEDS[header.compression] | (_AES_GCM if header.encryption is _AES_256_GCM else 0)
             | (_STORED_HASH if int(header.flags) & _STORED_HASH_FLAG else 0))
 
 

@@ -14,7 +14,7 @@ import struct
 import uuid
 from collections.abc import Callable, Sequence
 from enum import IntFlag
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import xxhash
 
@@ -52,7 +52,7 @@ sole_data: Callable[[memoryview], SoleData | None] | None
 fill_sole: Callable[[memoryview, bytes, int, int, int, int, int, int, int, memoryview, int], int] | None
 """The compiled writer of a whole superblock that is one DATA record (``_accel.fill_sole``)."""
 PackPlain = Callable[[Callable[[], memoryview], memoryview | None, int, int, bytes, int, int, int, int, bytes, bytes,
-                      memoryview], tuple[list[memoryview], memoryview, int]]
+                      memoryview, list[memoryview], list[Any], tuple[Any, ...]], tuple[int, memoryview, int]]
 pack_plain: PackPlain | None
 """The compiled packer of a whole untransformed chunk (``_accel.pack_plain``; the specification
 is ``SessionWriter._put_plain``'s Python path)."""

@@ -27,10 +27,12 @@ from pipevault.format._fields import (
     SessionStatus,
     fields_record,
 )
-from pipevault.format._framed import FramedObject, records_of, required_by, unframe_chunk
+from pipevault.format._framed import COMPRESSION_NEEDS, FramedObject, records_of, required_by, unframe_chunk
 from pipevault.format._records import (
     ALL,
     CHUNK_FLAGS,
+    CHUNK_FOOTER,
+    CHUNK_HEADER,
     CHUNK_HEADER_LEN,
     CONTENT_HASH_AT,
     FLAG_CONTINUES,
@@ -65,8 +67,10 @@ from pipevault.format.errors import LimitError, WriterStateError
 Allocate = Callable[[int], memoryview]
 DEFAULT_CHUNK = 1 << 20
 _DUPLICATE, _HAS_DEDUP_HASH = int(ChunkFlags.DUPLICATE), int(ChunkFlags.HAS_DEDUP_HASH)
-_RAW_FALLBACK = int(ChunkFlags.RAW_FALLBACK)
+_RAW_FALLBACK, _STORED_HASH_FLAG = int(ChunkFlags.RAW_FALLBACK), int(ChunkFlags.STORED_HASH)
+_STORED_HASH_REQUIRED = int(Required.STORED_HASH)
 _NO_COMPRESSION = Compression.NONE
+_NONCE, _NO_HASH, _NO_DEDUP_HASH = bytes(12), bytes(16), bytes(32)
 DEDUP_INDEX_MAX = 1 << 20  # dedup hashes remembered per session (about 100 MB at most)
 KEEP_POINTS = 4096  # resume points kept: a tape drive buffer holds far fewer superblocks
 _NO_FLAGS = SuperblockFlags.NONE
@@ -249,39 +253,38 @@ class SessionWriter:
         """
         n = len(view)
         data = view if stored is None else memoryview(stored)
-        cflags = CHUNK_FLAGS[self._plain_flags if flags is None else flags]
-        header = ChunkHeader(index, self._chunk_seq, self._offset, n, len(data), comp, level, flags=cflags)
-        need = required_by(header)
+        m = len(data)
+        cflags = self._plain_flags if flags is None else flags
+        # Read ahead of the records in the chunk's superblocks, as required_by(header) says.
+        need = COMPRESSION_NEEDS[comp] | (_STORED_HASH_REQUIRED if cflags & _STORED_HASH_FLAG else 0)
         if need & ~int(self._required):
             self._required |= need
+        chunk_seq, offset = self._chunk_seq, self._offset
         if pack_plain is not None:
-            self._pack_plain(header.pack(), ChunkFooter(index, self._chunk_seq, len(data)).pack(), data)
+            # The records packed from plain ints (a ChunkHeader costs more than the struct);
+            # the content hash is zero here, the packer writes it.
+            header = CHUNK_HEADER.pack(index, chunk_seq, offset, n, m, comp, level, 0, cflags, 0, _NONCE, _NO_HASH,
+                                       _NO_DEDUP_HASH)
+            footer = CHUNK_FOOTER.pack(index, chunk_seq, m, _NO_HASH, _NO_HASH)
+            # Every superblock sealed inside the chunk has the state from before it, as the
+            # Python path records: only the seq differs (the packer puts it in).
+            sealed, self._buf, self._pos = pack_plain(
+                self._new_buffer, self._buf, self._pos, self._flags, self._sid, self.seq, self.size_log2,
+                self._required, self._optional, header, footer, data, self._done, self._points, self._point())
+            if sealed:
+                self.seq += sealed
+                self._flags = _NO_FLAGS
+                # The compiled checksum finds the stored bytes itself: spans are only for the
+                # Python one, which is not in use when this path is.
+                self._spans = []
         else:
-            self._put_plain_python(header, data)
-        self._chunk_seq += 1
-        self._offset += n
-        self._obj_stored += len(data)
+            self._put_plain_python(ChunkHeader(index, chunk_seq, offset, n, m, comp, level, flags=CHUNK_FLAGS[cflags]),
+                                   data)
+        self._chunk_seq = chunk_seq + 1
+        self._offset = offset + n
+        self._obj_stored += m
         self.plain_bytes += n
-        self.stored_bytes += len(data)
-
-    def _pack_plain(self, header: bytes, footer: bytes, view: memoryview) -> None:
-        """:meth:`_put_plain_python` in one compiled call, the hash computed as the bytes are copied."""
-        assert pack_plain is not None
-        sealed, self._buf, self._pos = pack_plain(
-            self._new_buffer, self._buf, self._pos, self._flags, self._sid, self.seq, self.size_log2,
-            self._required, self._optional, header, footer, view)
-        if sealed:
-            # Every superblock sealed inside a chunk has the state from before it (as the
-            # Python path records): only the seq differs.
-            state = self._point()[1:]
-            for buf in sealed:
-                self._done.append(buf)
-                self._points[self.seq % KEEP_POINTS] = (self.seq, *state)
-                self.seq += 1
-            self._flags = _NO_FLAGS
-            # The compiled checksum finds the stored bytes itself: spans are only for the
-            # Python one, which is not in use when this path is.
-            self._spans = []
+        self.stored_bytes += m
 
     def _put_plain_python(self, header: ChunkHeader, view: memoryview) -> None:
         """The specification of ``_accel.pack_plain``: records put one by one."""
