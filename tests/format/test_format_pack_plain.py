@@ -101,13 +101,13 @@ def test_a_short_buffer_from_allocate_is_refused() -> None:
     assert _writer.pack_plain is not None
     with pytest.raises(ValueError, match="superblock buffer"):
         _writer.pack_plain(lambda: memoryview(bytearray(100)), None, 64, 0, bytes(16), 0, 16, 0, 0, bytes(96),
-                           bytes(48), b"x", [], [None], (0,))
+                           bytes(48), b"x", [], [None], (0,), True)
     with pytest.raises(ValueError, match="wrong size"):
         _writer.pack_plain(lambda: memoryview(bytearray(SIZE)), None, 64, 0, bytes(15), 0, 16, 0, 0, bytes(96),
-                           bytes(48), b"x", [], [None], (0,))
+                           bytes(48), b"x", [], [None], (0,), True)
     with pytest.raises(TypeError, match="lists"):
         _writer.pack_plain(lambda: memoryview(bytearray(SIZE)), None, 64, 0, bytes(16), 0, 16, 0, 0, bytes(96),
-                           bytes(48), b"x", [], [], (0,))
+                           bytes(48), b"x", [], [], (0,), True)
     with pytest.raises(ZeroDivisionError):
         _writer.pack_plain(lambda: memoryview(bytearray(1 // 0)), None, 64, 0, bytes(16), 0, 16, 0, 0, bytes(96),
-                           bytes(48), b"x", [], [None], (0,))
+                           bytes(48), b"x", [], [None], (0,), True)

@@ -36,14 +36,11 @@
 #define MIN_SIZE_LOG2 16
 #define MAX_SIZE_LOG2 24
 #define KNOWN_REQUIRED 0x0F
-#define VERSION_MINOR 1 /* _superblock.VERSION_MINOR: the writer's tests compare whole superblocks */
 
 static const unsigned char MAGIC[8] = {0x89, 'P', 'V', 'S', 'B', '\r', '\n', 0x1a};
 
 #define load_u32le accel_load_u32le
 #define load_u64le accel_load_u64le
-#define store_u32le accel_store_u32le
-#define store_u64le accel_store_u64le
 
 uint64_t
 accel_superblock_checksum(const unsigned char *buf, Py_ssize_t start, Py_ssize_t end)
@@ -155,97 +152,7 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(fill_sole_doc,
-"fill_sole(buf, session_id, seq, size_log2, required, optional, object_index, chunk_seq,\n"
-"          object_offset, stored, done) -> int\n\n"
-"Write a whole sealed superblock into buf (at least 2**size_log2 bytes, writable) that holds\n"
-"one DATA record: as many stored bytes from stored[done:] as fit (at least one), tagged with\n"
-"the chunk's object_index, chunk_seq, object_offset and stored offset done; header with no\n"
-"flags, the zero padding and the checksum, byte for byte what SessionWriter writes for such a\n"
-"superblock. Returns the number of stored bytes copied. buf and stored are used during the\n"
-"call only. Raises ValueError for sizes out of range or no stored byte left.");
-
-static PyObject *
-accel_fill_sole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)module;
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "fill_sole takes 11 arguments");
-        return NULL;
-    }
-    unsigned long long seq = PyLong_AsUnsignedLongLong(args[2]);
-    long size_log2 = PyLong_AsLong(args[3]);
-    unsigned long required = PyLong_AsUnsignedLong(args[4]);
-    unsigned long optional = PyLong_AsUnsignedLong(args[5]);
-    unsigned long object_index = PyLong_AsUnsignedLong(args[6]);
-    unsigned long chunk_seq = PyLong_AsUnsignedLong(args[7]);
-    unsigned long long object_offset = PyLong_AsUnsignedLongLong(args[8]);
-    Py_ssize_t done = PyLong_AsSsize_t(args[10]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (size_log2 < MIN_SIZE_LOG2 || size_log2 > MAX_SIZE_LOG2 || required > 0xFFFFFFFFUL
-            || optional > 0xFFFFFFFFUL || object_index > 0xFFFFFFFFUL || chunk_seq > 0xFFFFFFFFUL) {
-        PyErr_SetString(PyExc_ValueError, "fill_sole: a field is out of range");
-        return NULL;
-    }
-    Py_buffer sid, out, stored;
-    if (PyObject_GetBuffer(args[1], &sid, PyBUF_SIMPLE) != 0)
-        return NULL;
-    if (PyObject_GetBuffer(args[0], &out, PyBUF_WRITABLE) != 0) {
-        PyBuffer_Release(&sid);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[9], &stored, PyBUF_SIMPLE) != 0) {
-        PyBuffer_Release(&out);
-        PyBuffer_Release(&sid);
-        return NULL;
-    }
-    PyObject *result = NULL;
-    const Py_ssize_t size = (Py_ssize_t)1 << size_log2;
-    const Py_ssize_t first = HEADER_LEN + RECORD_HEADER_LEN + TAG_LEN;
-    Py_ssize_t left = stored.len - done;
-    if (sid.len != 16 || out.len < size || done < 0 || left < 1 || done > 0xFFFFFFFFLL) {
-        PyErr_SetString(PyExc_ValueError, "fill_sole: session id, buffer or stored bytes out of range");
-        goto done;
-    }
-    Py_ssize_t n = size - first < left ? size - first : left;
-    unsigned char *b = (unsigned char *)out.buf;
-    memcpy(b, MAGIC, sizeof MAGIC);
-    b[8] = VERSION_MAJOR;
-    b[9] = VERSION_MINOR;
-    b[10] = HEADER_LEN;
-    b[11] = 0;
-    b[12] = (unsigned char)size_log2;
-    memset(b + 13, 0, 3); /* flags, reserved */
-    store_u32le(b + 16, (uint32_t)required);
-    store_u32le(b + 20, (uint32_t)optional);
-    memcpy(b + 24, sid.buf, 16);
-    store_u64le(b + 40, (uint64_t)seq);
-    store_u32le(b + 48, (uint32_t)(RECORD_HEADER_LEN + TAG_LEN + n));
-    store_u32le(b + 52, 0);
-    unsigned char *r = b + HEADER_LEN;
-    r[0] = TYPE_DATA;
-    memset(r + 1, 0, 3);
-    store_u32le(r + 4, (uint32_t)(TAG_LEN + n));
-    store_u32le(r + 8, (uint32_t)object_index);
-    store_u32le(r + 12, (uint32_t)chunk_seq);
-    store_u64le(r + 16, (uint64_t)object_offset);
-    store_u32le(r + 24, (uint32_t)done);
-    store_u32le(r + 28, 0);
-    memcpy(b + first, (const unsigned char *)stored.buf + done, (size_t)n);
-    if (first + n < size) /* pool buffers are reused: the padding must not leak old contents */
-        memset(b + first + n, 0, (size_t)(size - first - n));
-    store_u64le(b + CHECKSUM_OFFSET, accel_superblock_checksum(b, HEADER_LEN, first));
-    result = PyLong_FromSsize_t(n);
-done:
-    PyBuffer_Release(&stored);
-    PyBuffer_Release(&out);
-    PyBuffer_Release(&sid);
-    return result;
-}
-
 static PyMethodDef accel_methods[] = {
-    {"fill_sole", (PyCFunction)(void (*)(void))accel_fill_sole, METH_FASTCALL, fill_sole_doc},
     {"checksum", (PyCFunction)(void (*)(void))accel_checksum, METH_FASTCALL, checksum_doc},
     {"sole_data", accel_sole_data, METH_O, sole_data_doc},
     {NULL, NULL, 0, NULL},

@@ -10,13 +10,9 @@ T = TypeVar("T")
 def checksum(buf: Buffer, start: int, end: int, /) -> int:
     """xxh3-64 of ``buf[:56]`` and of ``buf[start:end]`` without the stored bytes of DATA records."""
 
-def fill_sole(buf: Buffer, session_id: bytes, seq: int, size_log2: int, required: int, optional: int,
-              object_index: int, chunk_seq: int, object_offset: int, stored: Buffer, done: int, /) -> int:
-    """Write a whole sealed superblock holding one DATA record of ``stored[done:]``; returns its length."""
-
 def pack_plain(allocate: Callable[[], memoryview], buf: memoryview | None, pos: int, flags: int, session_id: bytes,
                seq: int, size_log2: int, required: int, optional: int, header: bytes, footer: bytes,
-               data: Buffer, done: list[memoryview], points: list[Any], point: tuple[Any, ...], /
+               data: Buffer, done: list[memoryview], points: list[Any], point: tuple[Any, ...], hashed: bool, /
                ) -> tuple[int, memoryview, int]:
     """Pack a whole chunk (``SessionWriter._put_plain``); ``(superblocks sealed, open buffer, pos)``."""
 

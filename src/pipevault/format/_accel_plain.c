@@ -1,13 +1,15 @@
-/* Compiled packing of a whole untransformed chunk (docs/format.md sections 2 and 5).
+/* Compiled packing of a whole chunk into superblocks (docs/format.md sections 2 and 5).
  *
- * The readable specification is SessionWriter._put_plain with its _put, _put_data and _seal
- * (pipevault/format/_writer.py): the chunk header record, the chunk's bytes as DATA records
- * over as many superblocks as they need, the chunk footer record, every superblock that fills
- * up sealed. pack_plain() writes the same bytes in one call. The content hash (xxh3-128 of the
- * plaintext) is computed in the same pass as the copy, a few KiB at a time while those bytes
- * are still in the first-level cache, instead of a second pass that reads the chunk back from
- * memory. Hashes come from the xxHash library (libxxhash, linked); tests check the
- * digests equal python-xxhash's and the superblocks equal the Python writer's.
+ * The readable specification is SessionWriter._put_plain_python and add_chunk's Python path
+ * with _put, _put_data and _seal (pipevault/format/_writer.py): the chunk header record, the
+ * chunk's stored bytes as DATA records over as many superblocks as they need, the chunk footer
+ * record, every superblock that fills up sealed. pack_plain() writes the same bytes in one
+ * call. Where the writer has not hashed the stored bytes yet (untransformed chunks, and
+ * compressed ones of format 1.1 without key or dedup), their content hash (xxh3-128) is
+ * computed in the same pass as the copy, a few KiB at a time while those bytes are still in
+ * the first-level cache, instead of a second pass that reads the chunk back from memory.
+ * Hashes come from the xxHash library (libxxhash, linked); tests check the digests equal
+ * python-xxhash's and the superblocks equal the Python writer's.
  *
  * The GIL is held throughout; new superblock buffers come from the caller's allocate callable.
  */
@@ -143,11 +145,14 @@ put_record(unsigned char *at, int type, Py_ssize_t length)
     accel_store_u32le(at + 4, (uint32_t)length);
 }
 
-/* Copy n bytes and feed them to the content hash STRIDE bytes at a time. */
-
+/* Copy n bytes and feed them to the content hash (if any) STRIDE bytes at a time. */
 static void
 copy_hashed(unsigned char *dst, const unsigned char *src, Py_ssize_t n, XXH3_state_t *hash)
 {
+    if (hash == NULL) {
+        memcpy(dst, src, (size_t)n);
+        return;
+    }
     while (n > 0) {
         size_t k = n < STRIDE ? (size_t)n : STRIDE;
         accel_copy(dst, src, k);
@@ -187,9 +192,10 @@ record_sealed(const Packer *p, PyObject *done, PyObject *points, PyObject *point
 
 PyDoc_STRVAR(pack_plain_doc,
 "pack_plain(allocate, buf, pos, flags, session_id, seq, size_log2, required, optional,\n"
-"           header, footer, data, done, points, point) -> (sealed, buf, pos)\n\n"
-"Pack one untransformed chunk as SessionWriter._put_plain does: the chunk header record (the\n"
-"96-byte body header, its content hash replaced by the xxh3-128 of data), data as DATA\n"
+"           header, footer, data, done, points, point, hashed) -> (sealed, buf, pos)\n\n"
+"Pack one chunk as SessionWriter._put_plain_python (or add_chunk) does: the chunk header\n"
+"record (the 96-byte body header; with hashed true, its content hash replaced by the\n"
+"xxh3-128 of data, computed as data is copied), data as DATA\n"
 "records tagged with the header's object index, chunk seq and object offset, then the chunk\n"
 "footer record (the 48-byte body footer). buf is the open superblock (None for none) with its\n"
 "payload ending at pos and flags its superblock flags; further buffers come from allocate()\n"
@@ -206,10 +212,13 @@ static PyObject *
 accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 15) {
-        PyErr_SetString(PyExc_TypeError, "pack_plain takes 15 arguments");
+    if (nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "pack_plain takes 16 arguments");
         return NULL;
     }
+    int hashed = PyObject_IsTrue(args[15]);
+    if (hashed < 0)
+        return NULL;
     PyObject *done_list = args[12], *points = args[13], *point = args[14];
     if (!PyList_Check(done_list) || !PyList_Check(points) || PyList_GET_SIZE(points) == 0
             || !PyTuple_Check(point) || PyTuple_GET_SIZE(point) == 0) {
@@ -302,7 +311,7 @@ accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         memcpy(b + RECORD_HEADER_LEN, tag, 16);
         accel_store_u32le(b + RECORD_HEADER_LEN + 16, (uint32_t)done);
         accel_store_u32le(b + RECORD_HEADER_LEN + 20, 0);
-        copy_hashed(b + RECORD_HEADER_LEN + TAG_LEN, src + done, n, &hash);
+        copy_hashed(b + RECORD_HEADER_LEN + TAG_LEN, src + done, n, hashed ? &hash : NULL);
         pos += RECORD_HEADER_LEN + TAG_LEN + n;
         done += n;
     }
@@ -315,9 +324,11 @@ accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memcpy(block_at(&p, p.count - 1) + pos + RECORD_HEADER_LEN, foot.buf, CHUNK_FOOTER_LEN);
     pos += RECORD_HEADER_LEN + CHUNK_FOOTER_LEN;
 
-    XXH128_canonical_t digest;
-    XXH128_canonicalFromHash(&digest, XXH3_128bits_digest(&hash));
-    memcpy(block_at(&p, head_block) + hash_at, digest.digest, sizeof digest.digest);
+    if (hashed) {
+        XXH128_canonical_t digest;
+        XXH128_canonicalFromHash(&digest, XXH3_128bits_digest(&hash));
+        memcpy(block_at(&p, head_block) + hash_at, digest.digest, sizeof digest.digest);
+    }
     if (head_block < p.sealed) /* its checksum covers the content hash: computed last */
         checksum_block(&p, head_block);
 

@@ -49,19 +49,17 @@ SoleData = tuple[bytes, int, int, int, int, int, int, int, int]
 _compiled: Callable[[memoryview, int, int], int] | None
 sole_data: Callable[[memoryview], SoleData | None] | None
 """The compiled recogniser of a superblock that is one DATA record (``_accel.sole_data``)."""
-fill_sole: Callable[[memoryview, bytes, int, int, int, int, int, int, int, memoryview, int], int] | None
-"""The compiled writer of a whole superblock that is one DATA record (``_accel.fill_sole``)."""
 PackPlain = Callable[[Callable[[], memoryview], memoryview | None, int, int, bytes, int, int, int, int, bytes, bytes,
-                      memoryview, list[memoryview], list[Any], tuple[Any, ...]], tuple[int, memoryview, int]]
+                      memoryview, list[memoryview], list[Any], tuple[Any, ...], bool], tuple[int, memoryview, int]]
 pack_plain: PackPlain | None
 """The compiled packer of a whole untransformed chunk (``_accel.pack_plain``; the specification
 is ``SessionWriter._put_plain``'s Python path)."""
 try:
     # The same checksum in one C call (``_accel.c``): the Python walk below is its specification.
     from pipevault.format._accel import checksum as _compiled
-    from pipevault.format._accel import fill_sole, pack_plain, sole_data
+    from pipevault.format._accel import pack_plain, sole_data
 except ImportError:  # a source tree whose extension was not built: the Python code runs
-    _compiled = sole_data = fill_sole = pack_plain = None
+    _compiled = sole_data = pack_plain = None
 COMPILED = _compiled is not None
 """Whether superblocks are checksummed by the compiled ``_accel`` module (tests insist on it)."""
 

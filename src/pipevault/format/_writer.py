@@ -56,7 +56,6 @@ from pipevault.format._superblock import (
     Required,
     SuperblockFlags,
     data_spans,
-    fill_sole,
     pack_header,
     pack_plain,
     seal,
@@ -266,17 +265,7 @@ class SessionWriter:
             header = CHUNK_HEADER.pack(index, chunk_seq, offset, n, m, comp, level, 0, cflags, 0, _NONCE, _NO_HASH,
                                        _NO_DEDUP_HASH)
             footer = CHUNK_FOOTER.pack(index, chunk_seq, m, _NO_HASH, _NO_HASH)
-            # Every superblock sealed inside the chunk has the state from before it, as the
-            # Python path records: only the seq differs (the packer puts it in).
-            sealed, self._buf, self._pos = pack_plain(
-                self._new_buffer, self._buf, self._pos, self._flags, self._sid, self.seq, self.size_log2,
-                self._required, self._optional, header, footer, data, self._done, self._points, self._point())
-            if sealed:
-                self.seq += sealed
-                self._flags = _NO_FLAGS
-                # The compiled checksum finds the stored bytes itself: spans are only for the
-                # Python one, which is not in use when this path is.
-                self._spans = []
+            self._pack(header, footer, data, True)
         else:
             self._put_plain_python(ChunkHeader(index, chunk_seq, offset, n, m, comp, level, flags=CHUNK_FLAGS[cflags]),
                                    data)
@@ -285,6 +274,22 @@ class SessionWriter:
         self._obj_stored += m
         self.plain_bytes += n
         self.stored_bytes += m
+
+    def _pack(self, header: bytes, footer: bytes, data: memoryview, hashed: bool) -> None:
+        """Append a chunk's records in one compiled call (``_accel.pack_plain``); with ``hashed``
+        the content hash of ``data`` is computed as it is copied and written into the header."""
+        assert pack_plain is not None
+        # Every superblock sealed inside the chunk has the state from before it, as the
+        # Python path records: only the seq differs (the packer puts it in).
+        sealed, self._buf, self._pos = pack_plain(
+            self._new_buffer, self._buf, self._pos, self._flags, self._sid, self.seq, self.size_log2,
+            self._required, self._optional, header, footer, data, self._done, self._points, self._point(), hashed)
+        if sealed:
+            self.seq += sealed
+            self._flags = _NO_FLAGS
+            # The compiled checksum finds the stored bytes itself: spans are only for the
+            # Python one, which is not in use when this path is.
+            self._spans = []
 
     def _put_plain_python(self, header: ChunkHeader, view: memoryview) -> None:
         """The specification of ``_accel.pack_plain``: records put one by one."""
@@ -333,9 +338,12 @@ class SessionWriter:
         need = required_by(h)
         if need & ~int(self._required):
             self._required |= need
-        self._put(RecordType.CHUNK_HEADER, h.pack(), continuable=False)
-        self._put_data(h.object_index, h.chunk_seq, h.object_offset, memoryview(chunk.stored).cast("B"))
-        self._put(RecordType.CHUNK_FOOTER, chunk.footer.pack(), continuable=False)
+        if pack_plain is not None:
+            self._pack(h.pack(), chunk.footer.pack(), memoryview(chunk.stored).cast("B"), False)
+        else:
+            self._put(RecordType.CHUNK_HEADER, h.pack(), continuable=False)
+            self._put_data(h.object_index, h.chunk_seq, h.object_offset, memoryview(chunk.stored).cast("B"))
+            self._put(RecordType.CHUNK_FOOTER, chunk.footer.pack(), continuable=False)
         self._chunk_seq += 1
         self._offset += h.plain_len
         self._obj_stored += h.stored_len
@@ -548,19 +556,7 @@ class SessionWriter:
                   copied: Callable[[memoryview], object] | None = None) -> None:
         """Append ``stored`` as DATA records over superblocks; ``copied`` sees each piece once copied."""
         done = 0
-        # A piece that fills a whole superblock of its own (the middle of a large chunk) is
-        # written and sealed by one compiled call: byte for byte what the loop below writes.
-        sole_room = self.size - HEADER_LEN - RECORD_HEADER_LEN - TAG_LEN if fill_sole is not None else len(stored)
         while done < len(stored):
-            if self._buf is None and len(stored) - done >= sole_room and fill_sole is not None and not self._flags:
-                buf = self._new_buffer()
-                n = fill_sole(buf, self._sid, self.seq, self.size_log2, self._required, self._optional,
-                              object_index, chunk_seq, object_offset, stored, done)
-                if copied is not None:
-                    copied(stored[done:done + n])
-                self._sealed(buf)
-                done += n
-                continue
             buf = self._buf if self._buf is not None else self._current()
             room = self.size - self._pos - RECORD_HEADER_LEN - TAG_LEN
             if room <= 0:
