@@ -238,7 +238,7 @@ class SessionWriter:
 
     def _put_plain(self, index: int, view: memoryview, stored: Buffer | None = None,
                    comp: Compression = Compression.NONE, level: int = 0, flags: int | None = None) -> None:
-        """Pack an untransformed chunk: hash each piece right after copying it, while it is in cache.
+        """Pack a chunk hashed as stored: hash each piece right after copying it, while it is in cache.
 
         Hashing first would read the plaintext from memory twice, and hashing the whole chunk
         after copying it all reads back what the copies into other superblocks evicted. The
@@ -254,7 +254,8 @@ class SessionWriter:
         data = view if stored is None else memoryview(stored)
         m = len(data)
         cflags = self._plain_flags if flags is None else flags
-        # Read ahead of the records in the chunk's superblocks, as required_by(header) says.
+        # The features the chunk needs (required_by of its header), before the superblocks it
+        # lies in get their headers.
         need = COMPRESSION_NEEDS[comp] | (_STORED_HASH_REQUIRED if cflags & _STORED_HASH_FLAG else 0)
         if need & ~int(self._required):
             self._required |= need
