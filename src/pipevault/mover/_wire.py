@@ -68,15 +68,12 @@ def get_prefix(view: memoryview) -> tuple[int, int, int, int, int, int, int]:
     return PREFIX.unpack_from(view, 0)
 
 
-# One encoder for every doc: json.dumps with separators builds a new one per call (a third
-# of the cost of a small object's doc).
-_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
-JSON_STR = encode_basestring_ascii  # what that encoder writes for a str (its C function)
+JSON_STR = encode_basestring_ascii  # what the JSON encoder writes for a str (its C function)
 
 
 def dumps(fs: str, hl: str, ll: str, obj_type: int, size: int, attributes: str) -> bytes:
-    """An object's catalog doc; ``attributes`` is the JSON text of an object (see
-    :func:`attributes_json`).
+    """An object's catalog doc; ``attributes`` is the compact JSON text of an object (see
+    :func:`pipevault.mover.objmeta.attributes_text`).
 
     The head is the compact JSON of ``[fs, hl, ll, obj_type, size]``, written out directly
     (once per file of a backup; the encoder's generic walk cost twice as much).
@@ -93,19 +90,6 @@ def loads(data: memoryview | bytes) -> tuple[list[Any], str]:
     text = bytes(data).decode("ascii")
     cut = text.index("\n")
     return json.loads(text[:cut]), text[cut + 1:]
-
-
-def attributes_json(fields: dict[str, Any]) -> str:
-    """The JSON text of the object ``fields`` (compact)."""
-    return _COMPACT(fields)
-
-
-def catalog_suffix(stream: int, status: int, session: str, index: int) -> str:
-    """``,"stream":..,"status":..,"session":"..","object":..}``: what the catalog stage adds at
-    the end of every version's attributes (JSON text; ``session`` is a UUID's text, which
-    needs no escaping). Written out directly: the JSON encoder's text of the same fields,
-    at a third of its cost, once per object of a backup."""
-    return f',"stream":{int(stream)},"status":{int(status)},"session":"{session}","object":{int(index)}}}'
 
 
 def pack_names(view: memoryview, pos: int, names: list[str]) -> int:

@@ -225,5 +225,5 @@ def run_remote_restore(settings: Settings, server: Server, opts: RestoreOptions,
             target.close()
     failed = sorted((wanted[k].path, why) for k, why in writer.failed.items())
     out = RestoreResult(len(writer.restored), writer.bytes, time.perf_counter() - t0, failed, opts.verify_only,
-                        int(result.results["net"][0]["frames"]))
+                        int(result.results["net"][0]["frames"]), pipe_s=result.elapsed_s)
     return checked(out, len(wanted))
