@@ -165,7 +165,7 @@ class BufferPool:
     def _format(self, shared: bool) -> None:
         topo, ctl, n = self.topology, self.ctl, self.n
         raw = topo.to_json()
-        ctl[H_MAGIC], ctl[H_VERSION], ctl[H_STATE] = MAGIC, VERSION, RUNNING
+        ctl[H_VERSION], ctl[H_STATE] = VERSION, RUNNING
         ctl[H_MAXBUF], ctl[H_BUFSIZE] = n, topo.buffer_size
         ctl[H_NSTAGES], ctl[H_NSLOTS], ctl[H_NALLOC] = topo.n_stages, topo.n_slots, topo.n_allocators
         ctl[H_DATAOFF], ctl[H_TOPOOFF], ctl[H_TOPOLEN] = data_offset(topo), topo_offset(topo), len(raw)
@@ -174,6 +174,10 @@ class BufferPool:
         for i in range(n):
             ctl[self.d_holder + i] = FREE
             ctl[self.d_alloc + i] = -1
+        # The magic last: the segment exists (by name) from its creation on, and an attach
+        # (`pipevault status` reads every pipe's) must not find a magic before the topology
+        # it reads next is written (it found zeros and failed on their JSON).
+        ctl[H_MAGIC] = MAGIC
 
     def close(self) -> None:
         """Unmap the segment in this process. Buffers must not be used afterwards."""
