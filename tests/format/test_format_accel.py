@@ -175,7 +175,7 @@ def test_compiled_make_builds_what_init_builds() -> None:
     assert accel is not None and _records.new_frozen is accel.make
     header, footer = ChunkHeader(1, 2, 3, 4, 4), ChunkFooter(1, 2, 4)
     cases: list[tuple[type, tuple[Any, ...]]] = [
-        (ChunkRead, (_SID, 1, 2, header, b"data", (b"data",))), (ObjectStarted, (_SID, 3, ArchiveHeader())),
+        (ChunkRead, (_SID, 1, 2, header, b"data", (b"data",), False)), (ObjectStarted, (_SID, 3, ArchiveHeader())),
         (ObjectEnded, (_SID, 4, None)), (EncodedChunk, (header, memoryview(b"abcd"), footer)),
         (FramedObject, (7, b"records", 1, 2, 3, 4, b"h" * 32))]
     for cls, values in cases:

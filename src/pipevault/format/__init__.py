@@ -15,6 +15,7 @@ of ``_codecs`` are plain callables on buffers, ready to run as DataPipe stages.
 from pipevault.format._chunk import ChunkDecoder as ChunkDecoder
 from pipevault.format._chunk import ChunkEncoder as ChunkEncoder
 from pipevault.format._chunk import EncodedChunk as EncodedChunk
+from pipevault.format._chunk import decode_stored as decode_stored
 from pipevault.format._codecs import SamplingSelector as SamplingSelector
 from pipevault.format._codecs import Selector as Selector
 from pipevault.format._codecs import compress as compress
@@ -69,5 +70,6 @@ __all__ = [
     "OptionsRead", "RecordType", "Resume", "ResumePoint", "Resumed", "SamplingSelector", "Scanner",
     "Selector", "SessionEnded", "SessionFooter", "SessionHeader",
     "SessionKeys", "SessionReader", "SessionStarted", "SessionStatus", "SessionWriter", "SuperblockHeader",
-    "compress", "decompress", "fixed", "frame_object", "peek_header", "resume_point", "scan", "split", "verify",
+    "compress", "decode_stored", "decompress", "fixed", "frame_object", "peek_header", "resume_point", "scan",
+    "split", "verify",
 ]

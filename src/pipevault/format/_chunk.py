@@ -274,6 +274,27 @@ class ChunkDecoder:
         return _plain(header, stored, content_hash)
 
 
+def decode_stored(header: ChunkHeader, pieces: tuple[Buffer, ...]) -> Buffer:
+    """The plaintext of a chunk handed out stored (``ChunkRead.stored``): its stored bytes,
+    the ``pieces`` joined, are checked against the content hash before anything is
+    decompressed. A new buffer owned by the caller; the pieces are read during the call only.
+    Thread-safe, and the compiled decoder runs without the interpreter lock.
+
+    Raises:
+        IntegrityError: the bytes do not match the hash, or do not decompress to
+            ``plain_len`` bytes (exactly where the reader, decoding itself, would have
+            reported integrity damage).
+    """
+    if _unpack_stored is not None:
+        plain = _unpack_stored(header.compression, pieces, header.plain_len, header.content_hash)
+        if plain is not None:
+            return plain
+    stored = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    if xxhash.xxh3_128_digest(stored) != header.content_hash:
+        raise _mismatch(header)
+    return _unpacked(header, stored)
+
+
 class ChunkAssembly:
     """One chunk's stored bytes, gathered piece by piece while superblocks are read; not thread-safe.
 
@@ -300,10 +321,16 @@ class ChunkAssembly:
         views: keep pieces as views instead of copying them (see above).
     """
 
-    __slots__ = ("_buf", "_dec", "_hash", "_hashed", "_pieces", "_view", "_whole", "header")
+    __slots__ = ("_buf", "_dec", "_hash", "_hashed", "_pieces", "_view", "_whole", "defers", "header")
 
-    def __init__(self, header: ChunkHeader, decoder: ChunkDecoder | None, views: bool = False) -> None:
+    def __init__(self, header: ChunkHeader, decoder: ChunkDecoder | None, views: bool = False,
+                 defer: bool = False) -> None:
         self.header = header
+        # Deferred: a compressed chunk whose hash covers its stored bytes, gathered unchecked
+        # and handed out as stored (take_stored); the caller checks and decodes it elsewhere.
+        self.defers = defer and header.encryption is not _AES_256_GCM and (
+            header.compression is not _NO_COMPRESSION) and (
+            int(header.flags) & (_STORED_HASH | _DUPLICATE)) == _STORED_HASH
         self._buf: bytearray | memoryview | None = None
         self._view: memoryview | None = None
         self._whole: memoryview | bytearray | None = None  # the chunk's stored bytes, arrived in one piece
@@ -323,8 +350,9 @@ class ChunkAssembly:
         elif header.compression is _NO_COMPRESSION:
             self._hashed = True  # the hasher is made with the first piece that is not the whole chunk
         elif int(header.flags) & _STORED_HASH:
-            # Compressed pieces kept as views are hashed by the compiled decoder at finish.
-            self._hashed = not (views and _unpack_stored is not None)
+            # Compressed pieces kept as views are hashed by the compiled decoder at finish,
+            # deferred ones by whoever decodes them (decode_stored).
+            self._hashed = not (self.defers or (views and _unpack_stored is not None))
         if views and self._dec is None:
             self._pieces = []
 
@@ -354,6 +382,28 @@ class ChunkAssembly:
             self._buf += piece
         if self._hash is not None:
             self._hash.update(piece)  # after the copy, which pulled the piece into cache
+
+    def take_stored(self, footer: ChunkFooter) -> tuple[Buffer, ...] | None:
+        """A deferred chunk's stored bytes, unchecked, as the pieces they are held in (views
+        of superblocks as :meth:`finish` describes, or the chunk's own buffer); None when the
+        chunk does not defer or its footer or length disagree with its header (then
+        :meth:`finish` raises the precise error). Check and decode them with :func:`decode_stored`.
+        """
+        h = self.header
+        if not self.defers or (footer.object_index, footer.chunk_seq, footer.stored_len) != (
+                h.object_index, h.chunk_seq, h.stored_len):
+            return None
+        got: tuple[Buffer, ...]
+        if self._whole is not None:
+            got = (self._whole,)
+        elif self._pieces is not None:
+            got = tuple(self._pieces)
+        else:
+            got = (self._buf,) if self._buf is not None else ()
+        if sum(len(p) for p in got) != h.stored_len:
+            return None
+        self._whole = self._pieces = self._buf = None
+        return got
 
     def detach(self) -> None:
         """Copy a piece still held as a view: its superblock buffer is about to be reused."""

@@ -64,6 +64,12 @@ class ChunkRead:
     buffers it lies in, in order: ``(data,)`` when it is one buffer, and from a reader with
     ``views=True`` the views of an untransformed chunk's superblocks, with ``data`` None
     (``header.plain_len`` bytes in all); empty when nothing was decoded.
+
+    ``stored``: from a reader with ``defer``, the chunk was not checked nor decoded:
+    ``pieces`` are its stored bytes (``header.stored_len`` in all, views of superblocks as
+    above, or a buffer of the reader's), ``data`` is None, and ``decode_stored(header,
+    pieces)`` checks and decodes them, raising IntegrityError where the reader would have
+    reported integrity damage.
     """
 
     session_id: uuid.UUID
@@ -72,6 +78,7 @@ class ChunkRead:
     header: ChunkHeader
     data: Buffer | None
     pieces: tuple[Buffer, ...] = ()
+    stored: bool = False
 
 
 @dataclass(frozen=True, slots=True)

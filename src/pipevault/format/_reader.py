@@ -93,12 +93,17 @@ class SessionReader:
         views: deliver untransformed chunks as views of their superblocks, never copied
             (:attr:`ChunkRead.pieces`); the caller then keeps every superblock fed unchanged
             until it is done with the events of the chunks lying in it.
+        defer: compressed chunks of at least this many plaintext bytes whose content hash
+            covers the stored bytes (and not encrypted) are delivered stored, unchecked
+            (``ChunkRead.stored``), for the caller to check and decode with
+            :func:`decode_stored`, e.g. in parallel; 0: never.
     """
 
     def __init__(self, session_id: uuid.UUID, *, key: bytes | None = None, decode: bool = True,
-                 want: Want | None = None, views: bool = False) -> None:
+                 want: Want | None = None, views: bool = False, defer: int = 0) -> None:
         self.session_id = session_id
         self._views = views
+        self._defer = defer
         self._key = key
         self._decode = decode
         self._want = want
@@ -344,7 +349,8 @@ class SessionReader:
         self._chunk_first_seq = self.seq
         self._got = 0
         wanted = self._wanted(header) and not int(header.flags) & _DUPLICATE
-        self._asm = ChunkAssembly(header, self._decoder, self._views) if wanted else None
+        self._asm = ChunkAssembly(header, self._decoder, self._views,
+                                  0 < self._defer <= header.plain_len) if wanted else None
 
     def _data(self, body: memoryview) -> None:
         if self._gap is not None:
@@ -380,7 +386,10 @@ class SessionReader:
         data: Buffer | None = None
         pieces: tuple[Buffer, ...] = ()
         asm, self._asm = self._asm, None
-        if asm is not None:
+        stored = asm.take_stored(footer) if asm is not None and asm.defers else None
+        if stored is not None:
+            pieces = stored
+        elif asm is not None:
             try:
                 got = asm.finish(footer, self._decoder_for)
                 if isinstance(got, tuple):
@@ -395,7 +404,8 @@ class SessionReader:
         key = (chunk.object_index, chunk.chunk_seq)
         if key > self._delivered:
             self._delivered = key
-            out.append(new_frozen(ChunkRead, self.session_id, self._chunk_first_seq, self.seq, chunk, data, pieces))
+            out.append(new_frozen(ChunkRead, self.session_id, self._chunk_first_seq, self.seq, chunk, data, pieces,
+                                  stored is not None))
 
     def _decoder_for(self, chunk: ChunkHeader) -> ChunkDecoder:
         if self._decoder is None:

@@ -33,12 +33,15 @@ class Scanner:
         views: deliver untransformed chunks as views of the superblocks they lie in, never
             copied (see :class:`SessionReader`): the caller keeps every block fed unchanged
             until it is done with the events of the chunks in it.
+        defer: deliver compressed chunks of at least this many plaintext bytes stored, for
+            the caller to check and decode (see :class:`SessionReader`); 0: never.
     """
 
     def __init__(self, *, key: Keys = None, sessions: Collection[uuid.UUID] | None = None,
                  decode: bool = True, want: Callable[[uuid.UUID, int], bool] | None = None,
-                 views: bool = False) -> None:
+                 views: bool = False, defer: int = 0) -> None:
         self._views = views
+        self._defer = defer
         self._key = key
         self._sessions = frozenset(sessions) if sessions is not None else None
         self._decode = decode
@@ -54,7 +57,7 @@ class Scanner:
             key = self._key.get(sid) if isinstance(self._key, Mapping) else self._key
             want = self._want
             reader = self.readers[sid] = self._by_raw[sid.bytes] = SessionReader(
-                sid, key=key, decode=self._decode, views=self._views,
+                sid, key=key, decode=self._decode, views=self._views, defer=self._defer,
                 want=(lambda index: want(sid, index)) if want is not None else None)
         return reader
 
@@ -102,12 +105,12 @@ class Scanner:
 
 def scan(blocks: Iterable[Buffer | Damage], *, key: Keys = None, sessions: Collection[uuid.UUID] | None = None,
          decode: bool = True, want: Callable[[uuid.UUID, int], bool] | None = None,
-         views: bool = False) -> Iterator[Event]:
+         views: bool = False, defer: int = 0) -> Iterator[Event]:
     """Scan ``blocks`` (superblocks, or damage notes from :func:`split`) and yield all events.
 
     The options are those of :class:`Scanner`; the errors those of :meth:`Scanner.feed`.
     """
-    scanner = Scanner(key=key, sessions=sessions, decode=decode, want=want, views=views)
+    scanner = Scanner(key=key, sessions=sessions, decode=decode, want=want, views=views, defer=defer)
     for block in blocks:
         if isinstance(block, Damage):
             yield block
