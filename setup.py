@@ -13,10 +13,10 @@ from setuptools import Extension, setup
 
 SOURCES = ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.c",
            "src/pipevault/format/_accel_records.c", "src/pipevault/format/_accel_plain.c",
-           "src/pipevault/format/_accel_codec.c"]
+           "src/pipevault/format/_accel_codec.c", "src/pipevault/format/_accel_xxh.c"]
 
 setup(ext_modules=[Extension("pipevault.format._accel", SOURCES,
                              # Debian libxxhash-dev, libzstd-dev, liblz4-dev (scripts/install-system-deps.sh)
                              libraries=["xxhash", "zstd", "lz4"],
-                             depends=["src/pipevault/format/_accel.h"],
+                             depends=["src/pipevault/format/_accel.h", "src/pipevault/format/_accel_xxh.h"],
                              extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"], optional=True)])

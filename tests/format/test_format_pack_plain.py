@@ -111,3 +111,21 @@ def test_a_short_buffer_from_allocate_is_refused() -> None:
     with pytest.raises(ZeroDivisionError):
         _writer.pack_plain(lambda: memoryview(bytearray(1 // 0)), None, 64, 0, bytes(16), 0, 16, 0, 0, bytes(96),
                            bytes(48), b"x", [], [None], (0,), True)
+
+
+@pytest.mark.parametrize("lead", [0, 300, SIZE // 2 - 50])
+def test_the_hash_computed_while_copying_is_xxh3_128_at_every_length(lead: int) -> None:
+    # The packer hashes in the copy's pass a kilobyte block at a time (_accel_xxh.c): lengths
+    # around the 240-byte short-input limit, the stripes and blocks, and superblock ends.
+    lengths = [*range(0, 1100), *range(1100, 4200, 13), SIZE - 300, SIZE - 100, SIZE + 13, 3 * SIZE + 1000]
+    data = random.Random(lead).randbytes(max(lengths))
+    w = SessionWriter(size=SIZE, selector=fixed(Compression.NONE))
+    w.begin_object(ArchiveHeader(name=b"/every-length"))
+    w.options({"pad": b"p" * lead})
+    for n in lengths:
+        w.write(data[:n])
+    w.end_object()
+    w.close()
+    reads = [e for e in scan(w.take()) if isinstance(e, ChunkRead)]
+    assert [e.header.content_hash for e in reads] == [xxhash.xxh3_128_digest(data[:n]) for n in lengths if n]
+    assert [b"".join(bytes(p) for p in e.pieces) for e in reads] == [data[:n] for n in lengths if n]

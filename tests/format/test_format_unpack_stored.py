@@ -126,3 +126,18 @@ def test_the_reader_takes_it_and_reads_the_same_without_it(monkeypatch: pytest.M
     python = read(True), read(False)
     whole = [data[at:at + 300_000] for _name, data in objects for at in range(0, len(data), 300_000)]
     assert compiled == python == (whole, whole)
+
+
+@pytest.mark.parametrize("size", [100, 5_000, 70_000])
+def test_pieces_joined_and_hashed_in_one_pass_at_every_cut(size: int) -> None:
+    # lz4's pieces are joined a kilobyte block at a time as they are hashed (_accel_xxh.c):
+    # cuts anywhere (inside stripes and blocks, one-byte pieces), lengths around the blocks.
+    assert unpack_stored is not None
+    plain = loglike(size, 7)
+    stored = _stored(Compression.LZ4, plain)
+    digest = xxhash.xxh3_128_digest(stored)
+    for first in range(0, min(len(stored), 2100), 3):
+        second = first + (first * 7919) % (len(stored) - first + 1)
+        pieces = _cut(stored, [first, second, second + 1])
+        assert unpack_stored(Compression.LZ4, pieces, size, digest) == plain
+        assert unpack_stored(Compression.LZ4, pieces, size, bytes(16)) is None

@@ -35,29 +35,6 @@ accel_store_u64le(unsigned char *p, uint64_t v)
     accel_store_u32le(p + 4, (uint32_t)(v >> 32));
 }
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
-/* Copy n bytes (a few KiB, right before they are hashed). A plain vector loop: glibc's memcpy
- * takes "rep movsb" for copies of this size, and gcc inlines a bounded memcpy as "rep movsq";
- * both measured 5-9 % slower here (AMD EPYC). */
-static inline void
-accel_copy(unsigned char *dst, const unsigned char *src, size_t n)
-{
-#if defined(__SSE2__)
-    for (; n >= 64; n -= 64, dst += 64, src += 64) {
-        __m128i a = _mm_loadu_si128((const __m128i *)src), b = _mm_loadu_si128((const __m128i *)(src + 16));
-        __m128i c = _mm_loadu_si128((const __m128i *)(src + 32)), d = _mm_loadu_si128((const __m128i *)(src + 48));
-        _mm_storeu_si128((__m128i *)dst, a);
-        _mm_storeu_si128((__m128i *)(dst + 16), b);
-        _mm_storeu_si128((__m128i *)(dst + 32), c);
-        _mm_storeu_si128((__m128i *)(dst + 48), d);
-    }
-#endif
-    memcpy(dst, src, n);
-}
-
 /* _accel_fields.c: field lists (docs/format.md section 4). */
 int accel_fields_init(void);
 extern PyMethodDef accel_fields_methods[];

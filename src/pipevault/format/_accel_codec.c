@@ -29,12 +29,11 @@
 #endif
 
 #include "_accel.h"
+#include "_accel_xxh.h"
 
 #define LZ4 1
 #define ZSTD 2
 #define MAX_CHUNK ((Py_ssize_t)64 << 20) /* _codecs.MAX_CHUNK */
-/* Bytes joined before they are hashed: source and copy together stay within a 32 KiB L1. */
-#define STRIDE (16 * 1024)
 
 #define SPARE 8
 static ZSTD_DCtx *spare[SPARE]; /* free decompression contexts; touched only with the GIL held */
@@ -84,34 +83,36 @@ get_pieces(PyObject *seq, Pieces *p)
     return 0;
 }
 
-/* Whether xxh3-128 of the pieces (joined into join when it is not NULL, STRIDE bytes at a time
- * while they are in the first-level cache) equals the canonical digest want (NULL: no check). */
+/* Whether xxh3-128 of the pieces equals the canonical digest want (NULL: no check), the pieces
+ * joined into join first when it is not NULL (in the same pass as the hash, see _accel_xxh.c;
+ * moves has room for one per piece). */
 static int
-hashed_join(const Pieces *p, const unsigned char *want, unsigned char *join)
+hashed_join(const Pieces *p, const unsigned char *want, unsigned char *join, AccelMove *moves)
 {
-    XXH3_state_t state;
-    XXH3_INITSTATE(&state);
-    XXH3_128bits_reset(&state);
-    for (Py_ssize_t i = 0; i < p->count; i++) {
-        const unsigned char *src = p->views[i].buf;
-        Py_ssize_t left = p->views[i].len;
-        while (left > 0) {
-            size_t k = left < STRIDE ? (size_t)left : STRIDE;
-            if (join != NULL) {
-                accel_copy(join, src, k);
-                join += k;
-            }
-            if (want != NULL)
-                XXH3_128bits_update(&state, src, k);
-            src += k;
-            left -= (Py_ssize_t)k;
+    unsigned char digest[16];
+    if (join != NULL) {
+        size_t at = 0;
+        for (Py_ssize_t i = 0; i < p->count; i++) {
+            moves[i] = (AccelMove){p->views[i].buf, join + at, (size_t)p->views[i].len};
+            at += (size_t)p->views[i].len;
         }
+        if (want != NULL)
+            accel_move_hashed(join, at, moves, digest);
+        else
+            for (Py_ssize_t i = 0; i < p->count; i++)
+                memcpy(moves[i].dst, moves[i].src, moves[i].len);
     }
-    if (want == NULL)
-        return 1;
-    XXH128_canonical_t digest;
-    XXH128_canonicalFromHash(&digest, XXH3_128bits_digest(&state));
-    return memcmp(digest.digest, want, sizeof digest.digest) == 0;
+    else if (want != NULL) {
+        XXH3_state_t state;
+        XXH3_INITSTATE(&state);
+        XXH3_128bits_reset(&state);
+        for (Py_ssize_t i = 0; i < p->count; i++)
+            XXH3_128bits_update(&state, p->views[i].buf, (size_t)p->views[i].len);
+        XXH128_canonical_t canonical;
+        XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(&state));
+        memcpy(digest, canonical.digest, sizeof digest);
+    }
+    return want == NULL || memcmp(digest, want, sizeof digest) == 0;
 }
 
 /* Decompress the zstd frame in the pieces into out (exactly plain_len bytes). 1 on success. */
@@ -194,9 +195,13 @@ accel_unpack_stored(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *out = NULL;
     unsigned char *join = NULL;
     int ok = 0;
+    AccelMove *moves = NULL;
     if (algo == LZ4 && p.count > 1) {
         join = PyMem_Malloc((size_t)(p.total ? p.total : 1));
-        if (join == NULL) {
+        moves = PyMem_Malloc((size_t)p.count * sizeof *moves);
+        if (join == NULL || moves == NULL) {
+            PyMem_Free(join);
+            PyMem_Free(moves);
             release(&p);
             return PyErr_NoMemory();
         }
@@ -214,7 +219,7 @@ accel_unpack_stored(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     /* The pieces stay exported and out is not shared yet: both are safe without the GIL. */
     Py_BEGIN_ALLOW_THREADS
     /* Checked before decompressing: damaged bytes never reach the decompressor. */
-    if (hashed_join(&p, want, join)) {
+    if (hashed_join(&p, want, join, moves)) {
         if (algo == ZSTD)
             ok = unzstd(dctx, &p, dst, plain_len);
         else if (p.total <= INT32_MAX && plain_len <= INT32_MAX) {
@@ -230,6 +235,7 @@ accel_unpack_stored(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             ZSTD_freeDCtx(dctx);
     }
 done:
+    PyMem_Free(moves);
     PyMem_Free(join);
     release(&p);
     if (out == NULL)

@@ -6,10 +6,9 @@
  * record, every superblock that fills up sealed. pack_plain() writes the same bytes in one
  * call. Where the writer has not hashed the stored bytes yet (untransformed chunks, and
  * compressed ones of format 1.1 without key or dedup), their content hash (xxh3-128) is
- * computed in the same pass as the copy, a few KiB at a time while those bytes are still in
- * the first-level cache, instead of a second pass that reads the chunk back from memory.
- * Hashes come from the xxHash library (libxxhash, linked); tests check the digests equal
- * python-xxhash's and the superblocks equal the Python writer's.
+ * computed in the same pass as the copy (accel_move_hashed, _accel_xxh.c): the records are
+ * laid out first, then the bytes moved into them and hashed a kilobyte at a time. Tests check
+ * the digests equal python-xxhash's and the superblocks equal the Python writer's.
  *
  * The GIL is held throughout; new superblock buffers come from the caller's allocate callable.
  */
@@ -18,14 +17,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
-#if defined(__x86_64__) || defined(__i386__)
-/* libxxhash's runtime dispatch: AVX2 where the CPU has it (as python-xxhash uses), SSE2 else. */
-#include <xxh_x86dispatch.h>
-#endif
-
 #include "_accel.h"
+#include "_accel_xxh.h"
 
 #define CHECKSUM_OFFSET 56
 #define HEADER_LEN 64
@@ -41,8 +34,6 @@
 #define VERSION_MINOR 1
 #define MIN_SIZE_LOG2 16
 #define MAX_SIZE_LOG2 24
-/* Bytes copied before they are hashed: source and copy together stay within a 32 KiB L1. */
-#define STRIDE (16 * 1024)
 
 static const unsigned char MAGIC[8] = {0x89, 'P', 'V', 'S', 'B', '\r', '\n', 0x1a};
 
@@ -145,24 +136,6 @@ put_record(unsigned char *at, int type, Py_ssize_t length)
     accel_store_u32le(at + 4, (uint32_t)length);
 }
 
-/* Copy n bytes and feed them to the content hash (if any) STRIDE bytes at a time. */
-static void
-copy_hashed(unsigned char *dst, const unsigned char *src, Py_ssize_t n, XXH3_state_t *hash)
-{
-    if (hash == NULL) {
-        memcpy(dst, src, (size_t)n);
-        return;
-    }
-    while (n > 0) {
-        size_t k = n < STRIDE ? (size_t)n : STRIDE;
-        accel_copy(dst, src, k);
-        XXH3_128bits_update(hash, src, k);
-        dst += k;
-        src += k;
-        n -= (Py_ssize_t)k;
-    }
-}
-
 /* Append each sealed buffer to done and put point, its first item replaced by the buffer's
  * seq, at points[seq % len(points)]. Returns 0, or -1 with an exception set. */
 static int
@@ -241,6 +214,7 @@ accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Packer p = {.allocate = args[0], .size = (Py_ssize_t)1 << size_log2, .seq = seq, .flags = (int)flags};
     Py_buffer sid = {0}, head = {0}, foot = {0}, data = {0};
     PyObject *result = NULL;
+    AccelMove *heap_moves = NULL;
     if (PyObject_GetBuffer(args[4], &sid, PyBUF_SIMPLE) != 0)
         goto done;
     if (PyObject_GetBuffer(args[9], &head, PyBUF_SIMPLE) != 0)
@@ -293,9 +267,16 @@ accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
     const unsigned char *tag = (const unsigned char *)head.buf; /* object_index, chunk_seq, object_offset */
     const unsigned char *src = (const unsigned char *)data.buf;
-    XXH3_state_t hash;
-    XXH3_INITSTATE(&hash);
-    XXH3_128bits_reset(&hash);
+    /* The records are laid out first, the bytes moved after: with the hash, in one pass. */
+    AccelMove stack_moves[8], *moves = stack_moves;
+    Py_ssize_t n_moves = 0, max_moves = data.len / (p.size - HEADER_LEN - RECORD_HEADER_LEN - TAG_LEN) + 2;
+    if (max_moves > (Py_ssize_t)(sizeof stack_moves / sizeof *stack_moves)) {
+        moves = heap_moves = PyMem_Malloc((size_t)max_moves * sizeof *moves);
+        if (moves == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
     Py_ssize_t done = 0;
     while (done < data.len) {
         Py_ssize_t room = p.size - pos - RECORD_HEADER_LEN - TAG_LEN;
@@ -311,10 +292,16 @@ accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         memcpy(b + RECORD_HEADER_LEN, tag, 16);
         accel_store_u32le(b + RECORD_HEADER_LEN + 16, (uint32_t)done);
         accel_store_u32le(b + RECORD_HEADER_LEN + 20, 0);
-        copy_hashed(b + RECORD_HEADER_LEN + TAG_LEN, src + done, n, hashed ? &hash : NULL);
+        moves[n_moves++] = (AccelMove){src + done, b + RECORD_HEADER_LEN + TAG_LEN, (size_t)n};
         pos += RECORD_HEADER_LEN + TAG_LEN + n;
         done += n;
     }
+    unsigned char digest[16];
+    if (hashed)
+        accel_move_hashed(src, (size_t)data.len, moves, digest);
+    else
+        for (Py_ssize_t i = 0; i < n_moves; i++)
+            memcpy(moves[i].dst, moves[i].src, moves[i].len);
     if (pos + RECORD_HEADER_LEN + CHUNK_FOOTER_LEN > p.size) {
         if (next_block(&p, pos, head_block) != 0)
             goto done;
@@ -324,11 +311,8 @@ accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memcpy(block_at(&p, p.count - 1) + pos + RECORD_HEADER_LEN, foot.buf, CHUNK_FOOTER_LEN);
     pos += RECORD_HEADER_LEN + CHUNK_FOOTER_LEN;
 
-    if (hashed) {
-        XXH128_canonical_t digest;
-        XXH128_canonicalFromHash(&digest, XXH3_128bits_digest(&hash));
-        memcpy(block_at(&p, head_block) + hash_at, digest.digest, sizeof digest.digest);
-    }
+    if (hashed)
+        memcpy(block_at(&p, head_block) + hash_at, digest, sizeof digest);
     if (head_block < p.sealed) /* its checksum covers the content hash: computed last */
         checksum_block(&p, head_block);
 
@@ -336,6 +320,7 @@ accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     result = Py_BuildValue("(nOn)", p.sealed, p.blocks[p.count - 1].obj, pos);
 done:
+    PyMem_Free(heap_moves);
     for (Py_ssize_t i = 0; i < p.count; i++) {
         PyBuffer_Release(&p.blocks[i].view);
         Py_DECREF(p.blocks[i].obj);

@@ -244,7 +244,7 @@ class SessionWriter:
         after copying it all reads back what the copies into other superblocks evicted. The
         superblocks the copy fills are sealed once the hash is in the chunk header (their
         checksum covers it). With the extension built, the whole chunk is packed in one
-        compiled call (``_accel.pack_plain``, hashing every 16 KiB as it copies).
+        compiled call (``_accel.pack_plain``, hashing in the copy's pass).
 
         ``stored`` (default: ``view`` itself) are the bytes stored, ``comp`` and ``level``
         their compression and ``flags`` the chunk flags (default: the writer's); the hash is
