@@ -13,7 +13,8 @@ from setuptools import Extension, setup
 
 SOURCES = ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.c",
            "src/pipevault/format/_accel_records.c", "src/pipevault/format/_accel_plain.c",
-           "src/pipevault/format/_accel_codec.c", "src/pipevault/format/_accel_xxh.c"]
+           "src/pipevault/format/_accel_codec.c", "src/pipevault/format/_accel_xxh.c",
+           "src/pipevault/format/_accel_walk.c"]
 
 setup(ext_modules=[Extension("pipevault.format._accel", SOURCES,
                              # Debian libxxhash-dev, libzstd-dev, liblz4-dev (scripts/install-system-deps.sh)

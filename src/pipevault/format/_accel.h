@@ -39,9 +39,13 @@ accel_store_u64le(unsigned char *p, uint64_t v)
 int accel_fields_init(void);
 extern PyMethodDef accel_fields_methods[];
 
-/* _accel_records.c: record walk, chunk headers and footers, frozen dataclasses. */
+/* _accel_records.c: record walk, chunk headers and footers, frozen dataclasses (also called
+ * from _accel_walk.c with the arguments of their Python signatures). */
 int accel_records_init(void);
 extern PyMethodDef accel_records_methods[];
+PyObject *accel_chunk_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *accel_chunk_footer(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *accel_make(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* _accel.c: xxh3-64 of buf[:56] and of buf[start:end] without the stored bytes of its DATA
  * records (the superblock checksum, docs/format.md section 2). */
@@ -50,7 +54,11 @@ uint64_t accel_superblock_checksum(const unsigned char *buf, Py_ssize_t start, P
 /* _accel_plain.c: whole untransformed chunks. */
 extern PyMethodDef accel_plain_methods[];
 
-/* _accel_codec.c: compressed chunks' stored bytes to plaintext. */
+/* _accel_codec.c: compressed chunks' stored bytes to plaintext (unpack_stored). */
 extern PyMethodDef accel_codec_methods[];
+PyObject *accel_unpack_stored(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+/* _accel_walk.c: superblocks of compressed chunks' records read in one call. */
+extern PyMethodDef accel_walk_methods[];
 
 #endif

@@ -45,3 +45,9 @@ def chunk_header(body: Buffer, cls: type, compressions: list[Any], encryptions: 
 
 def chunk_footer(body: Buffer, cls: type, /) -> Any:
     """``ChunkFooter.unpack(body)``; None for a short body."""
+
+def walk_chunks(block: memoryview, session_id_bytes: bytes, expected: int, chunk: Any, got: int,
+                pieces: list[memoryview] | None, obj_index: int, next_chunk: int, obj_offset: int,
+                delivered_index: int, delivered_seq: int, first_seq: int, defer: int, session_id: Any,
+                types: tuple[Any, ...], /) -> tuple[Any, ...] | None:
+    """A superblock of compressed chunks' records read as ``SessionReader.feed`` would; None to decline."""

@@ -165,7 +165,7 @@ PyDoc_STRVAR(unpack_stored_doc,
 "then decodes the chunk the Python way, which raises the precise error. The pieces are read\n"
 "during the call only. Raises TypeError for arguments of the wrong type.");
 
-static PyObject *
+PyObject *
 accel_unpack_stored(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;

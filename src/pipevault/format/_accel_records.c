@@ -110,7 +110,7 @@ PyDoc_STRVAR(chunk_header_doc,
 "transform, lengths or flags out of range or a duplicate claiming stored bytes (the Python\n"
 "code then raises the precise error). body is read during the call only.");
 
-static PyObject *
+PyObject *
 accel_chunk_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
@@ -168,7 +168,7 @@ PyDoc_STRVAR(chunk_footer_doc,
 "chunk_footer(body, cls) -> cls | None\n\n"
 "ChunkFooter.unpack(body) (cls is ChunkFooter); None for a body shorter than 48 bytes.");
 
-static PyObject *
+PyObject *
 accel_chunk_footer(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
@@ -201,7 +201,7 @@ PyDoc_STRVAR(make_doc,
 "field) without running Python code: for classes without __post_init__ or default factories.\n"
 "Raises TypeError when the number of values is not the number of slots.");
 
-static PyObject *
+PyObject *
 accel_make(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;

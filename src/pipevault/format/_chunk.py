@@ -383,6 +383,14 @@ class ChunkAssembly:
         if self._hash is not None:
             self._hash.update(piece)  # after the copy, which pulled the piece into cache
 
+    def views_held(self) -> list[memoryview] | None:
+        """The list of pieces of a chunk held only as views (compressed, hashed at :meth:`finish`
+        by the compiled decoder, no piece hashed or kept whole yet), which the reader's compiled
+        walk (``_accel.walk_chunks``) extends in place; None for any other assembly."""
+        if self._pieces is None or self._hashed or self._whole is not None or self.defers:
+            return None
+        return self._pieces
+
     def take_stored(self, footer: ChunkFooter) -> tuple[Buffer, ...] | None:
         """A deferred chunk's stored bytes, unchecked, as the pieces they are held in (views
         of superblocks as :meth:`finish` describes, or the chunk's own buffer); None when the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pipevault.format._chunk import ChunkAssembly, ChunkDecoder
 from pipevault.format._codecs import Buffer
@@ -30,6 +31,7 @@ from pipevault.format._events import (
 from pipevault.format._fields import ArchiveFooter, ArchiveHeader, Options, SessionFooter, SessionHeader
 from pipevault.format._records import (
     ALL,
+    CHUNK_HEADER_TABLES,
     CONTINUABLE,
     FLAG_CONTINUES,
     SKIPPABLE,
@@ -66,6 +68,14 @@ _DUPLICATE = int(ChunkFlags.DUPLICATE)
 _KNOWN = frozenset(int(t) for t in RecordType)
 _RECENT = 256
 _spans = compiled_record_spans
+walk_chunks: Callable[..., tuple[Any, ...] | None] | None
+try:
+    # Superblocks of compressed chunks' records read in one call (_accel_walk.c); the Python
+    # code below is its specification, and reads whatever it declines.
+    from pipevault.format._accel import walk_chunks
+except ImportError:
+    walk_chunks = None
+_WALK_TYPES = (ChunkHeader, ChunkFooter, ChunkRead, *CHUNK_HEADER_TABLES)
 MAX_RECORD = 64 << 20  # a metadata record joined from continuations (names, xattrs) never needs more
 
 
@@ -104,6 +114,9 @@ class SessionReader:
         self.session_id = session_id
         self._views = views
         self._defer = defer
+        # The compiled walk delivers chunks as a views reader that decodes everything does.
+        self._walks = walk_chunks is not None and views and decode and want is None
+        self._raw_id = session_id.bytes
         self._key = key
         self._decode = decode
         self._want = want
@@ -200,6 +213,44 @@ class SessionReader:
                 self._asm.detach()
         self._got = at + end - start
         return True
+
+    def walk(self, block: memoryview) -> list[Event] | None:
+        """Read a superblock of compressed chunks' records in one compiled call, if it is one.
+
+        Returns what :meth:`feed` would return having done exactly what it would, or None,
+        having changed nothing, when ``_accel.walk_chunks`` declines the superblock (anything
+        but an intact, expected superblock of DATA, CHUNK_HEADER and CHUNK_FOOTER records of
+        chunks it decodes as this reader would, without damage): then :meth:`feed` reads it.
+        """
+        if not self._walks or walk_chunks is None or self._gap is not None or self._cont is not None:
+            return None
+        chunk, asm = self.chunk, self._asm
+        held = asm.views_held() if asm is not None else None
+        if chunk is not None and held is None:
+            return None
+        index, seq = self._delivered
+        walked = walk_chunks(block, self._raw_id, -1 if self.expected is None else self.expected, chunk,
+                             self._got, held, -1 if self.obj_index is None else self.obj_index, self.next_chunk,
+                             self.obj_offset, index, seq, self._chunk_first_seq, self._defer, self.session_id,
+                             _WALK_TYPES)
+        if walked is None:
+            return None
+        (seq, checksum, opened, self._got, pieces, self.next_chunk, self.obj_offset, index, chunk_seq,
+         self._chunk_first_seq, read) = walked
+        events: list[Event] = read
+        self._delivered = (index, chunk_seq)
+        self._advance(seq, checksum)
+        if opened is None:
+            self._asm = None
+        elif opened is chunk and held is not None:
+            held += pieces
+        else:
+            self._asm = ChunkAssembly(opened, self._decoder, True)
+            new = self._asm.views_held()
+            assert new is not None  # an assembly of a chunk walk_chunks takes holds views
+            new += pieces
+        self.chunk = opened
+        return events
 
     def finish(self) -> list[Event]:
         """The media ended: report what is incomplete."""

@@ -78,6 +78,14 @@ class Scanner:
                 known = self._by_raw.get(sole[0])
                 if known is not None and known.continue_data(sole, view):
                     return []
+            else:
+                # Most superblocks of compressed objects hold the end of one chunk and the
+                # start of the next: read in one compiled call where the reader can.
+                known = self._by_raw.get(bytes(view[24:40]))
+                if known is not None:
+                    events = known.walk(view)
+                    if events is not None:
+                        return events
         try:
             header = peek_header(view)
         except FormatError as exc:
