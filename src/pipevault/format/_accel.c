@@ -27,17 +27,6 @@
 
 #include "_accel.h"
 
-#define CHECKSUM_OFFSET 56
-#define RECORD_HEADER_LEN 8
-#define TAG_LEN 24
-#define TYPE_DATA 0x06
-#define HEADER_LEN 64
-#define VERSION_MAJOR 1
-#define MIN_SIZE_LOG2 16
-#define MAX_SIZE_LOG2 24
-#define KNOWN_REQUIRED 0x0F
-
-static const unsigned char MAGIC[8] = {0x89, 'P', 'V', 'S', 'B', '\r', '\n', 0x1a};
 
 #define load_u32le accel_load_u32le
 #define load_u64le accel_load_u64le
@@ -123,7 +112,7 @@ accel_sole_data(PyObject *module, PyObject *arg)
     PyObject *result = NULL;
     const unsigned char *b = (const unsigned char *)view.buf;
     const Py_ssize_t first = HEADER_LEN + RECORD_HEADER_LEN + TAG_LEN; /* first stored byte */
-    if (view.len <= first || memcmp(b, MAGIC, sizeof MAGIC) != 0 || b[8] != VERSION_MAJOR
+    if (view.len <= first || memcmp(b, ACCEL_MAGIC, sizeof ACCEL_MAGIC) != 0 || b[8] != VERSION_MAJOR
             || b[10] != HEADER_LEN || b[11] != 0 || b[12] < MIN_SIZE_LOG2 || b[12] > MAX_SIZE_LOG2
             || b[13] != 0 || (load_u32le(b + 16) & ~(uint32_t)KNOWN_REQUIRED) != 0)
         goto none;

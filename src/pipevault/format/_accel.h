@@ -7,6 +7,24 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Sizes and codes of the format (docs/format.md sections 2, 3 and 5; _superblock.py, _records.py). */
+#define CHECKSUM_OFFSET 56
+#define HEADER_LEN 64
+#define RECORD_HEADER_LEN 8
+#define TAG_LEN 24
+#define TYPE_CHUNK_HEADER 0x05
+#define TYPE_DATA 0x06
+#define TYPE_CHUNK_FOOTER 0x07
+#define CHUNK_HEADER_LEN 96
+#define CHUNK_FOOTER_LEN 48
+#define VERSION_MAJOR 1
+#define VERSION_MINOR 1
+#define MIN_SIZE_LOG2 16
+#define MAX_SIZE_LOG2 24
+#define KNOWN_REQUIRED 0x0F
+
+static const unsigned char ACCEL_MAGIC[8] = {0x89, 'P', 'V', 'S', 'B', '\r', '\n', 0x1a};
+
 static inline uint32_t
 accel_load_u32le(const unsigned char *p)
 {

@@ -20,22 +20,7 @@
 #include "_accel.h"
 #include "_accel_xxh.h"
 
-#define CHECKSUM_OFFSET 56
-#define HEADER_LEN 64
-#define RECORD_HEADER_LEN 8
-#define TAG_LEN 24
-#define TYPE_CHUNK_HEADER 0x05
-#define TYPE_DATA 0x06
-#define TYPE_CHUNK_FOOTER 0x07
-#define CHUNK_HEADER_LEN 96
-#define CHUNK_FOOTER_LEN 48
 #define CONTENT_HASH_AT 48
-#define VERSION_MAJOR 1
-#define VERSION_MINOR 1
-#define MIN_SIZE_LOG2 16
-#define MAX_SIZE_LOG2 24
-
-static const unsigned char MAGIC[8] = {0x89, 'P', 'V', 'S', 'B', '\r', '\n', 0x1a};
 
 typedef struct {
     PyObject *obj; /* a reference to the buffer's owner */
@@ -229,7 +214,7 @@ accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     unsigned char *h = p.header;
-    memcpy(h, MAGIC, sizeof MAGIC);
+    memcpy(h, ACCEL_MAGIC, sizeof ACCEL_MAGIC);
     h[8] = VERSION_MAJOR;
     h[9] = VERSION_MINOR;
     h[10] = HEADER_LEN;

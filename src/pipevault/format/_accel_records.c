@@ -18,7 +18,6 @@
 
 #define load_u32le accel_load_u32le
 #define load_u64le accel_load_u64le
-#define RECORD_HEADER_LEN 8
 #define FIRST_TYPE 0x01 /* _records.RecordType: SESSION_HEADER .. RESUME */
 #define LAST_TYPE 0x0A
 #define SKIPPABLE 0x80
@@ -98,8 +97,6 @@ new_tuple_of(PyTypeObject *cls, PyObject **items, Py_ssize_t n)
     return t;
 }
 
-#define CHUNK_HEADER_LEN 96
-#define CHUNK_FOOTER_LEN 48
 #define MAX_CHUNK ((uint64_t)64 << 20)
 #define CHUNK_DUPLICATE 2u
 

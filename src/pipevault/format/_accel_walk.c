@@ -23,17 +23,6 @@
 
 #include "_accel.h"
 
-#define CHECKSUM_OFFSET 56
-#define HEADER_LEN 64
-#define RECORD_HEADER_LEN 8
-#define TAG_LEN 24
-#define TYPE_CHUNK_HEADER 0x05
-#define TYPE_DATA 0x06
-#define TYPE_CHUNK_FOOTER 0x07
-#define VERSION_MAJOR 1
-#define MIN_SIZE_LOG2 16
-#define MAX_SIZE_LOG2 24
-#define KNOWN_REQUIRED 0x0F
 #define STORED_HASH 0x08 /* _records.ChunkFlags */
 #define DUPLICATE 0x02
 /* ChunkHeader fields, by position (a NamedTuple). */
@@ -46,8 +35,6 @@
 #define H_ENCRYPTION 7
 #define H_FLAGS 8
 #define H_CONTENT_HASH 11
-
-static const unsigned char MAGIC[8] = {0x89, 'P', 'V', 'S', 'B', '\r', '\n', 0x1a};
 
 static long long
 field(PyObject *header, Py_ssize_t i)
@@ -283,7 +270,7 @@ accel_walk_chunks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int rc = 0;
     const unsigned char *b = (const unsigned char *)view.buf;
     /* The header checks of sole_data (_accel.c): verify() would accept it, with no flags. */
-    if (view.len < HEADER_LEN || memcmp(b, MAGIC, sizeof MAGIC) != 0 || b[8] != VERSION_MAJOR
+    if (view.len < HEADER_LEN || memcmp(b, ACCEL_MAGIC, sizeof ACCEL_MAGIC) != 0 || b[8] != VERSION_MAJOR
             || b[10] != HEADER_LEN || b[11] != 0 || b[12] < MIN_SIZE_LOG2 || b[12] > MAX_SIZE_LOG2
             || b[13] != 0 || (accel_load_u32le(b + 16) & ~(uint32_t)KNOWN_REQUIRED) != 0
             || PyBytes_GET_SIZE(args[1]) != 16 || memcmp(b + 24, PyBytes_AS_STRING(args[1]), 16) != 0)
