@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from pipevault.clock import ManualClock
 from pipevault.format import ArchiveHeader, ChunkRead, Compression, SessionHeader, SessionWriter, _writer, fixed, scan
 from pipevault.format._writer import KEEP_POINTS
+from pipevault.format.errors import LimitError
 
 _SID = uuid.UUID(int=0x5EED)
 SIZE = 1 << 16
@@ -99,7 +100,7 @@ def test_the_writer_takes_the_compiled_packer(monkeypatch: pytest.MonkeyPatch) -
 
 def test_a_short_buffer_from_allocate_is_refused() -> None:
     assert _writer.pack_plain is not None
-    with pytest.raises(ValueError, match="superblock buffer"):
+    with pytest.raises(LimitError, match="superblock buffer of 100 bytes"):
         _writer.pack_plain(lambda: memoryview(bytearray(100)), None, 64, 0, bytes(16), 0, 16, 0, 0, bytes(96),
                            bytes(48), b"x", [], [None], (0,), True)
     with pytest.raises(ValueError, match="wrong size"):
@@ -129,3 +130,24 @@ def test_the_hash_computed_while_copying_is_xxh3_128_at_every_length(lead: int) 
     reads = [e for e in scan(w.take()) if isinstance(e, ChunkRead)]
     assert [e.header.content_hash for e in reads] == [xxhash.xxh3_128_digest(data[:n]) for n in lengths if n]
     assert [b"".join(bytes(p) for p in e.pieces) for e in reads] == [data[:n] for n in lengths if n]
+
+
+@pytest.mark.parametrize("extra", [0, 1000])
+def test_the_writer_s_pool_buffers_are_used_as_the_python_writer_uses_them(extra: int) -> None:
+    # The compiled packer calls the pool's allocate itself: a longer buffer is sliced to a
+    # superblock, a shorter one refused with LimitError, as SessionWriter._new_buffer does.
+    def session(allocate: Any) -> list[bytes]:
+        w = SessionWriter(SessionHeader(created_ns=1), session_id=_SID, size=SIZE, selector=fixed(Compression.NONE),
+                          clock=ManualClock(5.0), allocate=allocate)
+        w.begin_object(ArchiveHeader(name=b"/pool"))
+        w.write(loglike(300_000, 9))
+        w.end_object()
+        w.close()
+        blocks = w.take()
+        assert all(len(b) == SIZE for b in blocks)
+        return [bytes(b) for b in blocks]
+
+    exact = session(lambda size: memoryview(bytearray(size)))
+    assert session(lambda size: memoryview(bytearray(size + extra))) == exact
+    with pytest.raises(LimitError, match="allocated superblock buffer"):
+        session(lambda size: memoryview(bytearray(size - 1)))

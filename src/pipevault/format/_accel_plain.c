@@ -44,6 +44,19 @@ block_at(Packer *p, Py_ssize_t i)
     return (unsigned char *)p->blocks[i].view.buf;
 }
 
+/* Raise what SessionWriter._new_buffer raises for a buffer shorter than a superblock. */
+static void
+too_short(Py_ssize_t got, Py_ssize_t size)
+{
+    PyObject *errors = PyImport_ImportModule("pipevault.format.errors");
+    PyObject *cls = errors != NULL ? PyObject_GetAttrString(errors, "LimitError") : NULL;
+    Py_XDECREF(errors);
+    if (cls == NULL)
+        return;
+    PyErr_Format(cls, "allocated superblock buffer of %zd bytes, need %zd", got, size);
+    Py_DECREF(cls);
+}
+
 /* Append given (a reference is taken), or a fresh buffer from allocate() when given is NULL.
  * Returns 0, or -1 with an exception set. */
 static int
@@ -68,10 +81,23 @@ add_block(Packer *p, PyObject *given)
         return -1;
     }
     if (b->view.len < p->size) {
-        PyErr_Format(PyExc_ValueError, "superblock buffer of %zd bytes, need %zd", b->view.len, p->size);
+        too_short(b->view.len, p->size);
         PyBuffer_Release(&b->view);
         Py_DECREF(obj);
         return -1;
+    }
+    if (b->view.len > p->size && given == NULL) {
+        /* As SessionWriter._new_buffer: the superblock is the buffer's first size bytes. */
+        PyBuffer_Release(&b->view);
+        PyObject *head = PySequence_GetSlice(obj, 0, p->size);
+        Py_DECREF(obj);
+        if (head == NULL)
+            return -1;
+        obj = head;
+        if (PyObject_GetBuffer(obj, &b->view, PyBUF_WRITABLE) != 0) {
+            Py_DECREF(obj);
+            return -1;
+        }
     }
     b->obj = obj;
     p->count++;
@@ -157,14 +183,16 @@ PyDoc_STRVAR(pack_plain_doc,
 "records tagged with the header's object index, chunk seq and object offset, then the chunk\n"
 "footer record (the 48-byte body footer). buf is the open superblock (None for none) with its\n"
 "payload ending at pos and flags its superblock flags; further buffers come from allocate()\n"
-"(no argument; a writable buffer of at least 2**size_log2 bytes). Every superblock that fills\n"
+"(no argument; a writable buffer of at least 2**size_log2 bytes, of which the first 2**size_log2\n"
+"are used: a longer one is sliced). Every superblock that fills\n"
 "is completed with its header (session_id, seq onwards, required, optional), padding and\n"
 "checksum, appended to the list done, and its resume state recorded as the writer's _sealed\n"
 "does: point (a tuple) with its first item replaced by the superblock's seq, at\n"
 "points[seq % len(points)]. Returns how many were sealed and the open superblock with the\n"
-"end of its payload. Buffers are used during the call only. Raises ValueError for fields out\n"
-"of range, TypeError for done, points or point of the wrong type, and whatever allocate\n"
-"raises (the superblocks written so far are then unusable).");
+"end of its payload. Buffers are used during the call only. Raises format.errors.LimitError\n"
+"for a buffer from allocate that is too short, ValueError for fields out of range, TypeError\n"
+"for done, points or point of the wrong type, and whatever allocate raises (the superblocks\n"
+"written so far are then unusable).");
 
 static PyObject *
 accel_pack_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)

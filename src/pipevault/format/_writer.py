@@ -7,6 +7,7 @@ The caller feeds objects and their data; complete superblocks accumulate until
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -125,6 +126,9 @@ class SessionWriter:
         self._plain_flags = int(ChunkFlags.STORED_HASH) if stored_hash else 0
         self.discard_duplicates = discard_duplicates
         self._allocate = allocate
+        # What the compiled packer calls for each new superblock: the pool's allocate itself
+        # (no Python frame of ours in between); it checks and slices the buffer as _new_buffer does.
+        self._allocate_sized = functools.partial(allocate, self.size)
         self._clock = clock
         self._done: list[memoryview] = []
         self._buf: memoryview | None = None
@@ -283,7 +287,7 @@ class SessionWriter:
         # Every superblock sealed inside the chunk has the state from before it, as the
         # Python path records: only the seq differs (the packer puts it in).
         sealed, self._buf, self._pos = pack_plain(
-            self._new_buffer, self._buf, self._pos, self._flags, self._sid, self.seq, self.size_log2,
+            self._allocate_sized, self._buf, self._pos, self._flags, self._sid, self.seq, self.size_log2,
             self._required, self._optional, header, footer, data, self._done, self._points, self._point(), hashed)
         if sealed:
             self.seq += sealed
