@@ -43,7 +43,7 @@ from pipevault.mover.object_writer import ObjectWriter
 from pipevault.mover.paths import TargetTree, check_filespace
 from pipevault.mover.plan import filespace_of, plan_against, send_order
 from pipevault.mover.remote_wire import version_from_wire
-from pipevault.mover.restore import BLOCK_BUFFER, RestoreResult, checked, sink_stages
+from pipevault.mover.restore import BLOCK_BUFFER, RESTORE_BUFFERS, RestoreResult, checked, sink_stages
 from pipevault.mover.restore_plan import Key, RestoreOptions
 from pipevault.mover.site import settings_passphrase
 from pipevault.mover.source import SourceReader
@@ -209,13 +209,13 @@ def run_remote_restore(settings: Settings, server: Server, opts: RestoreOptions,
     target = None if opts.verify_only else TargetTree(opts.to if opts.to is not None else "/")
     counter = ItemCounter(reporter, len(wanted)) if reporter is not None else None
     writer = ObjectWriter(wanted, by_index, key, target, base, reporter, links, counter)
+    buffers = max(RESTORE_BUFFERS, 2 * server.connections + 4)
     try:
         remote = RemotePipe.extend(server.address, server.creds, direction="pull", module="restore",
                                    params={"plan": reply["plan"]}, connections=server.connections,
-                                   buffer_size=BLOCK_BUFFER, max_buffers=max(32, 2 * server.connections + 4),
-                                   window=server.window)
+                                   buffer_size=BLOCK_BUFFER, max_buffers=buffers, window=server.window)
         pipe = Pipe([remote.agent_stage(), *sink_stages(writer)],
-                    buffer_size=BLOCK_BUFFER, max_buffers=max(32, 2 * server.connections + 4), reporter=counter,
+                    buffer_size=BLOCK_BUFFER, max_buffers=buffers, reporter=counter,
                     total_bytes=sum(v.size for v in wanted.values()),
                     job="verify" if opts.verify_only else "restore", name=remote.pipe_name)
         result = remote.run(pipe)

@@ -21,6 +21,7 @@ from typing import Any
 from pipevault.errors import PipevaultError
 from pipevault.events import ItemCounter, Reporter
 from pipevault.media.errors import BadBlock, EndOfData, MediaCorrupt, MediaIOError
+from pipevault.mover.chunk_decode import DecodeStage
 from pipevault.mover.errors import (
     RestoreIncomplete,
 )
@@ -46,6 +47,10 @@ __all__ = ["BlockReader", "Key", "RestoreOptions", "RestoreResult", "RestoreSink
 
 # Superblocks (256 KiB) on the way in, events with whole 1 MiB chunks of plaintext on the way out.
 BLOCK_BUFFER = (1 << 20) + (64 << 10)
+# Three stages allocate (read, scan, decode) and each may hold a third: enough for the
+# reader to stay ahead of the scanner while the writer holds buffers behind its writes.
+RESTORE_BUFFERS = 64
+DECODERS = 2
 HELD_BUFFERS = 4  # EVENTS buffers the restore keeps while their large-file writes run behind
 
 
@@ -157,11 +162,13 @@ class RestoreSink:
 
 
 def sink_stages(writer: ObjectWriter) -> list[StageSpec]:
-    """The stages after those delivering superblocks: scan (a process: parsing and decoding
-    run beside the writing) and the writer's sink."""
+    """The stages after those delivering superblocks: scan (a process: parsing runs beside
+    the writing), decode (threads: large compressed chunks checked and decompressed without
+    the interpreter lock, on every core) and the writer's sink."""
     wanted = list(writer.by_index) if len(writer.by_index) == len(writer.wanted) else None
     scan = functools.partial(ScanStage, writer.key, {k[0] for k in writer.wanted}, wanted, SMALL_RESTORE)
     return [StageSpec("scan", scan, mode="process", allocates=True),
+            StageSpec("decode", DecodeStage, instances=DECODERS, allocates=True),
             StageSpec("restore", functools.partial(RestoreSink, writer))]
 
 
@@ -193,7 +200,7 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     writer = ObjectWriter(plan.wanted, plan.by_index, key, target, base, reporter, redirect, counter)
     pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, plan.starts, writer.done)),
                  *sink_stages(writer)],
-                buffer_size=BLOCK_BUFFER, max_buffers=32, reporter=counter,
+                buffer_size=BLOCK_BUFFER, max_buffers=RESTORE_BUFFERS, reporter=counter,
                 total_bytes=plan.stored,
                 job="verify" if opts.verify_only else "restore")
     try:
