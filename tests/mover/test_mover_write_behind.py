@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,61 @@ def test_write_back_is_started_every_few_megabytes_and_at_the_end(tmp_path: Path
     assert all(f != fd for f, _o, _s in started)  # duplicates: the file's own closes on its schedule
     assert len(os.listdir("/proc/self/fd")) == before - 1  # the file's closed, every duplicate too
     assert (tmp_path / "big").stat().st_size == 10 * len(piece)
+
+
+def test_the_file_system_is_written_out_once_per_few_megabytes_of_events(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flusher calls syncfs on its own descriptor of the target's file system once each
+    time another FLUSH_EVERY bytes were handled, from its own thread, and nothing after close."""
+    calls: list[tuple[bool, str]] = []
+    done = threading.Semaphore(0)
+
+    def syncfs(fd: int) -> int:
+        calls.append((os.path.samefile(f"/proc/self/fd/{fd}", tmp_path), threading.current_thread().name))
+        done.release()
+        return 0
+
+    monkeypatch.setattr(write_behind, "_syncfs", syncfs)
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    before = len(os.listdir("/proc/self/fd"))
+    flusher = write_behind.Flusher(root, every=1000)
+    os.close(root)  # the flusher keeps a descriptor of its own
+    try:
+        flusher.wrote(999)
+        flusher.wrote(1)  # the threshold: one write-out
+        assert done.acquire(timeout=10)
+        flusher.wrote(400)
+        flusher.wrote(599)  # not yet
+        flusher.wrote(1)
+        assert done.acquire(timeout=10)
+    finally:
+        flusher.close()
+    flusher.close()  # idempotent
+    assert calls == [(True, "pv-flush"), (True, "pv-flush")] and flusher.flushes == 2
+    assert len(os.listdir("/proc/self/fd")) == before - 1  # its duplicate closed, and ours
+    assert not [t for t in threading.enumerate() if t.name == "pv-flush"]
+
+
+def test_a_restore_writes_out_its_file_system_as_it_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restore's flusher is fed the events handled and is gone when the restore returns."""
+    calls: list[str] = []
+
+    def syncfs(fd: int) -> int:
+        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return 0
+
+    monkeypatch.setattr(write_behind, "_syncfs", syncfs)
+    monkeypatch.setattr(write_behind, "FLUSH_EVERY", 64 << 10)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i}").write_bytes(os.urandom(50_000))
+    site = open_site(tmp_path / "home")
+    try:
+        run_backup(site, BackupOptions([str(src)]))
+        run_restore(site, RestoreOptions([str(src)], to=str(tmp_path / "out")))
+    finally:
+        site.close()
+    assert calls and set(calls) == {str(tmp_path / "out")}
+    assert not [t for t in threading.enumerate() if t.name == "pv-flush"]
+    assert snapshot(tmp_path / "out") == snapshot(src)

@@ -46,7 +46,7 @@ from pipevault.mover.restore_plan import Key, rel_path
 from pipevault.mover.scan import EventReader, SmallFile
 from pipevault.mover.source import EXTENTS_KEY, unpack_extents
 from pipevault.mover.walk import from_text
-from pipevault.mover.write_behind import Outcome, WriteBatch, WriteBehind, set_owner, write_batch
+from pipevault.mover.write_behind import Flusher, Outcome, WriteBatch, WriteBehind, set_owner, write_batch
 
 _HAS_DEDUP_HASH = int(ChunkFlags.HAS_DEDUP_HASH)  # an int: IntFlag operators run Python code
 SMALL_RESTORE = 256 << 10  # files up to this size are written whole by the writer threads
@@ -102,6 +102,7 @@ class ObjectWriter:
         # that runs in parallel once the GIL is released, and most restores are many files.
         self.pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="pv-write")
         self.behind = WriteBehind()  # large files' writes and attributes, in order, in a thread
+        self.flusher = Flusher(target.root_fd) if target is not None else None
         # Small files in flight: each names its batch and its place there. A batch is handed
         # to a writer thread whole (one task per WRITE_BATCH files, not one per file).
         self.writes: dict[tuple[str, ...], tuple[Key, WriteBatch, int]] = {}
@@ -123,6 +124,8 @@ class ObjectWriter:
         """
         for ev in self._events.events(events):
             self._event(ev)
+        if self.flusher is not None:
+            self.flusher.wrote(len(events))
         self._settle_behind(wait=False)
         return self.behind.submit()
 
@@ -144,6 +147,8 @@ class ObjectWriter:
         self._batch.drop()
         self._batch = WriteBatch()
         self.pool.shutdown(wait=True)
+        if self.flusher is not None:
+            self.flusher.close()
 
     def close_writes(self) -> None:
         """Let the large-file writes already handed over end (their buffers are then free)."""

@@ -14,12 +14,19 @@ Every few megabytes of a large file, a thread of its own starts the write-back o
 (:class:`Writeback`): with the kernel's default thresholds (a tenth of memory) nothing
 reaches the disk until the caller's final sync otherwise, which then waits for all of it;
 started early, the device writes while we decode.
+
+Small files are too many for that: :class:`Flusher` writes out the whole target file system
+(``syncfs``) from a thread of its own each time another 16 MiB of events was handled, so the
+dirty pages of tens of thousands of small files and their inodes do not all wait for the end
+(a caller's final sync then finds almost nothing to write).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import stat
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +37,20 @@ from pipevault.mover.paths import open_new_file
 
 _EUID, _EGID = os.geteuid(), os.getegid()
 WRITEBACK_EVERY = 8 << 20  # bytes of a file written between two starts of its write-back
+FLUSH_EVERY = 16 << 20  # bytes of events handled between two write-outs of the file system
+
+
+def _load_syncfs() -> Any:
+    """libc's ``syncfs`` (not in :mod:`os`), or None where the C library has none."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return fn
+
+
+_syncfs = _load_syncfs()
 
 
 @dataclass
@@ -134,6 +155,52 @@ class Writeback:
     def close(self) -> None:
         """Wait for the write-backs started (not for the data to reach the disk)."""
         self._pool.shutdown(wait=True)
+
+
+class Flusher:
+    """Writes out the dirty pages of the file system holding ``fd`` while a restore runs, in a
+    thread of its own (``syncfs`` blocks until the device has them; ctypes releases the
+    interpreter lock meanwhile), once per ``every`` bytes reported to :meth:`wrote`.
+
+    Advice only: where the C library has no ``syncfs`` nothing happens. :meth:`wrote` is
+    called by one thread; :meth:`close` waits for a write-out under way and ends the thread.
+    """
+
+    def __init__(self, fd: int, every: int | None = None) -> None:
+        self._fd = os.dup(fd)  # ours: the caller may close its descriptor first
+        self._every, self._pending = every if every is not None else FLUSH_EVERY, 0
+        self._wake = threading.Event()
+        self._stopping = False
+        self.flushes = 0
+        self._thread = threading.Thread(target=self._run, name="pv-flush", daemon=True)
+        self._thread.start()
+
+    def wrote(self, n: int) -> None:
+        """``n`` more bytes were handled; a write-out starts once ``every`` have (if none is
+        under way: then the next one covers them)."""
+        self._pending += n
+        if self._pending >= self._every:
+            self._pending = 0
+            self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            if _syncfs is not None:
+                _syncfs(self._fd)  # its errors are the final sync's to report, not ours
+            self.flushes += 1
+
+    def close(self) -> None:
+        """End the thread (after the write-out under way, if any) and close the descriptor."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        os.close(self._fd)
 
 
 def _advise(fd: int, start: int) -> None:
