@@ -26,6 +26,7 @@
 #endif
 
 #include "_accel.h"
+#include "_accel_xxh.h"
 
 
 #define load_u32le accel_load_u32le
@@ -158,6 +159,7 @@ PyInit__accel(void)
 {
     if (accel_fields_init() != 0 || accel_records_init() != 0)
         return NULL;
+    accel_xxh_init();
     PyObject *module = PyModule_Create(&accel_module);
     if (module != NULL && (PyModule_AddFunctions(module, accel_fields_methods) != 0
                            || PyModule_AddFunctions(module, accel_records_methods) != 0

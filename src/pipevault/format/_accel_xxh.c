@@ -10,11 +10,13 @@
  * inline code (the long-input loop of xxhash.h, whose accumulate and scramble steps run here
  * on 1 KiB blocks as they arrive); tests check it against python-xxhash for every length.
  *
- * The AVX2 kernel is compiled with a target attribute and chosen at run time (as libxxhash's
- * dispatcher does); without AVX2 the SSE2 one of the same code runs.
+ * The AVX2 kernel is compiled with a target attribute and chosen when the module is loaded
+ * (as libxxhash's dispatcher does); without AVX2 the same code runs on xxhash.h's default
+ * steps (SSE2 on x86-64).
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -97,6 +99,18 @@ move_hashed_default(const unsigned char *bytes, size_t len, const AccelMove *mov
     return move_hashed(bytes, len, moves, XXH3_accumulate_512, XXH3_scrambleAcc);
 }
 
+static int avx2; /* set once by accel_xxh_init, read by any thread after */
+
+void
+accel_xxh_init(void)
+{
+#ifdef HAVE_AVX2_KERNEL
+    /* PIPEVAULT_ACCEL_NO_AVX2 (any value) runs the kernel without AVX2: how the tests cover it
+     * on machines that have it. */
+    avx2 = __builtin_cpu_supports("avx2") && getenv("PIPEVAULT_ACCEL_NO_AVX2") == NULL;
+#endif
+}
+
 void
 accel_move_hashed(const unsigned char *bytes, size_t len, const AccelMove *moves, unsigned char digest[16])
 {
@@ -108,7 +122,7 @@ accel_move_hashed(const unsigned char *bytes, size_t len, const AccelMove *moves
         h = XXH3_128bits(bytes, len);
     }
 #ifdef HAVE_AVX2_KERNEL
-    else if (__builtin_cpu_supports("avx2"))
+    else if (avx2)
         h = move_hashed_avx2(bytes, len, moves);
 #endif
     else

@@ -1,5 +1,6 @@
-/* _accel_xxh.c: copying bytes and hashing them in one pass. Kept apart from _accel.h: that file
- * includes xxhash.h's inline implementation, the other units link libxxhash. */
+/* _accel_xxh.c: copying bytes and hashing them in one pass. A header of its own, without Python:
+ * _accel_xxh.c compiles xxhash.h's inline implementation, which must not meet the declarations
+ * of the linked libxxhash that the other units include. */
 #ifndef PIPEVAULT_ACCEL_XXH_H
 #define PIPEVAULT_ACCEL_XXH_H
 
@@ -16,6 +17,9 @@ typedef struct {
  * move into digest. Those bytes, concatenated, are bytes[:len]: either every move's source or
  * every move's destination lies there, in order (a scatter from one buffer, or a gather into
  * one); the moves' lengths add up to len. Needs no Python and no GIL. */
+/* Chooses the kernel for this CPU; called once when the module is loaded. */
+void accel_xxh_init(void);
+
 void accel_move_hashed(const unsigned char *bytes, size_t len, const AccelMove *moves, unsigned char digest[16]);
 
 #endif
