@@ -1,16 +1,12 @@
 """The scan stage of a restore: what it sends equals what a scanner yields, chunks larger
-than a buffer included (they travel in pieces); with the decode stage after it (large
-compressed chunks decoded in parallel, in order) or without (the reader decodes them)."""
+than a buffer included (they travel in pieces)."""
 
 from __future__ import annotations
 
 import functools
 import random
-import struct
 import uuid
 from typing import Any
-
-import pytest
 
 from pipevault.format import (
     ArchiveHeader,
@@ -23,8 +19,7 @@ from pipevault.format import (
     SessionHeader,
     SessionWriter,
 )
-from pipevault.mover.chunk_decode import DecodeStage
-from pipevault.mover.scan import EVENTS, EVENTS_TO_DECODE, EventReader, ScanStage, SmallFile
+from pipevault.mover.scan import EventReader, ScanStage, SmallFile
 from pipevault.pipe import Pipe, StageContext, StageSpec
 
 SID = uuid.UUID(int=7)
@@ -46,7 +41,6 @@ class Collect:
         got: list[tuple[Any, ...]] = []
         reader = EventReader()
         while (buf := ctx.receive_buf()) is not None:
-            got.append(("kind", struct.unpack_from("<B", buf.data, 0)[0]))
             for ev in reader.events(buf.view):
                 got += _small(ev) if isinstance(ev, SmallFile) else [_summary(ev)]
             ctx.free_buf(buf)
@@ -88,76 +82,24 @@ def _session(chunk_size: int) -> tuple[list[bytes], dict[int, bytes]]:
 
 
 def _through_stage(blocks: list[bytes], wanted: list[tuple[uuid.UUID, int]] | None,
-                   buffer_size: int, small_max: int = 0, decoders: int = 2) -> list[tuple[Any, ...]]:
-    """The events the collector saw; with ``decoders``, checks that every buffer reaching
-    it is of kind EVENTS (nothing left to decode)."""
-    decode = [StageSpec("decode", DecodeStage, instances=decoders, allocates=True)] if decoders else []
+                   buffer_size: int, small_max: int = 0) -> list[tuple[Any, ...]]:
     specs = [StageSpec("feed", functools.partial(Feed, blocks)),
              StageSpec("scan", functools.partial(ScanStage, None, {SID}, wanted, small_max), mode="process",
                        allocates=True),
-             *decode, StageSpec("collect", Collect)]
-    got: list[tuple[Any, ...]] = Pipe(specs, buffer_size=buffer_size, max_buffers=12).run().results["collect"][0]
-    kinds = {e[1] for e in got if e[0] == "kind"}
-    assert kinds <= ({EVENTS} if decoders else {EVENTS, EVENTS_TO_DECODE})
-    return [e for e in got if e[0] != "kind"]
+             StageSpec("collect", Collect)]
+    return Pipe(specs, buffer_size=buffer_size, max_buffers=8).run().results["collect"][0]
 
 
-@pytest.mark.parametrize("decoders", [0, 2])
-def test_events_equal_the_scanners_and_large_chunks_come_whole(decoders: int) -> None:
+def test_events_equal_the_scanners_and_large_chunks_come_whole() -> None:
     blocks, data = _session(chunk_size=2 << 20)  # chunks of 2 MiB: several pieces each
     scanner = Scanner()
     direct = [_summary(ev) for b in blocks for ev in scanner.feed(b)
               if isinstance(ev, ObjectStarted | OptionsRead | ObjectEnded)
               or (isinstance(ev, ChunkRead) and ev.data is not None)]
-    got = _through_stage(blocks, None, buffer_size=300 << 10, decoders=decoders)
+    got = _through_stage(blocks, None, buffer_size=300 << 10)
     assert got == direct
     joined = b"".join(e[4] for e in got if e[0] == "chunk" and e[1] == 0)
     assert joined == data[0]
-
-
-@pytest.mark.parametrize("decoders", [0, 1, 2])
-def test_compressed_chunks_are_decoded_in_order_by_the_decode_stage(decoders: int) -> None:
-    rng = random.Random(3)
-    w = SessionWriter(SessionHeader(node="n"), session_id=SID, chunk_size=300_000)
-    data = {i: rng.randbytes(700) * rng.randint(100, 2000) for i in range(12)}  # compressible, many chunks
-    for i, payload in data.items():
-        w.begin_object(ArchiveHeader(name=f"/z{i}".encode(), size=len(payload)))
-        w.write(payload)
-        w.end_object()
-    w.close()
-    blocks = [bytes(b) for b in w.take()]
-    assert any(e.stored for b in blocks for e in Scanner(defer=1).feed(b) if isinstance(e, ChunkRead))
-    got = _through_stage(blocks, None, buffer_size=(1 << 20) + (64 << 10), decoders=decoders)
-    assert [e[:4] for e in got if e[0] == "chunk"] == [
-        ("chunk", i, seq, off) for i, p in data.items() for seq, off in enumerate(range(0, len(p), 300_000))]
-    for i, payload in data.items():
-        assert b"".join(e[4] for e in got if e[0] == "chunk" and e[1] == i) == payload
-
-
-@pytest.mark.parametrize("decoders", [0, 2])
-def test_a_damaged_compressed_chunk_is_reported_as_the_scanner_reports_it(decoders: int) -> None:
-    rng = random.Random(4)
-    w = SessionWriter(SessionHeader(node="n"), session_id=SID, chunk_size=200_000)
-    payload = b"".join(rng.randbytes(500) * 400 for _ in range(4))  # four compressible chunks, each its own
-    w.begin_object(ArchiveHeader(name=b"/d", size=len(payload)))
-    w.write(payload)
-    w.end_object()
-    w.close()
-    blocks = [bytearray(b) for b in w.take()]
-    stored = [e for b in blocks for e in Scanner(defer=1).feed(bytes(b)) if isinstance(e, ChunkRead)]
-    assert all(e.stored for e in stored)
-    # Flip a byte inside chunk 2's stored bytes (the superblock checksum covers only the framing).
-    needle = bytes(stored[2].pieces[0][100:140])
-    (at,) = [(i, b.find(needle)) for i, b in enumerate(blocks) if b.find(needle) >= 0]
-    blocks[at[0]][at[1] + 10] ^= 1
-    damaged = [bytes(b) for b in blocks]
-    expected = [(d.kind, d.affected[0].object_index, d.affected[0].start, d.affected[0].end)
-                for d in (e for b in damaged for e in Scanner().feed(b)) if isinstance(d, Damage)]
-    assert expected == [("integrity", 0, 400_000, 600_000)]
-    got = _through_stage(damaged, None, buffer_size=(1 << 20) + (64 << 10), decoders=decoders)
-    assert [e for e in got if e[0] == "damage"] == [("damage", "integrity")]
-    assert [e[2] for e in got if e[0] == "chunk"] == [0, 1, 3]
-    assert b"".join(e[4] for e in got if e[0] == "chunk" and e[2] != 2) == payload[:400_000] + payload[600_000:]
 
 
 def test_only_the_wanted_objects_travel() -> None:

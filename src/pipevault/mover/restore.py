@@ -21,7 +21,6 @@ from typing import Any
 from pipevault.errors import PipevaultError
 from pipevault.events import ItemCounter, Reporter
 from pipevault.media.errors import BadBlock, EndOfData, MediaCorrupt, MediaIOError
-from pipevault.mover.chunk_decode import DecodeStage
 from pipevault.mover.errors import (
     RestoreIncomplete,
 )
@@ -47,10 +46,9 @@ __all__ = ["BlockReader", "Key", "RestoreOptions", "RestoreResult", "RestoreSink
 
 # Superblocks (256 KiB) on the way in, events with whole 1 MiB chunks of plaintext on the way out.
 BLOCK_BUFFER = (1 << 20) + (64 << 10)
-# Three stages allocate (read, scan, decode) and each may hold a third: enough for the
-# reader to stay ahead of the scanner while the writer holds buffers behind its writes.
+# Two stages allocate (read, scan) and each may hold half: enough for the reader to stay
+# ahead of the scanner while the writer holds buffers behind its writes (32 made both wait).
 RESTORE_BUFFERS = 64
-DECODERS = 2
 HELD_BUFFERS = 4  # EVENTS buffers the restore keeps while their large-file writes run behind
 
 
@@ -162,13 +160,16 @@ class RestoreSink:
 
 
 def sink_stages(writer: ObjectWriter) -> list[StageSpec]:
-    """The stages after those delivering superblocks: scan (a process: parsing runs beside
-    the writing), decode (threads: large compressed chunks checked and decompressed without
-    the interpreter lock, on every core) and the writer's sink."""
+    """The stages after those delivering superblocks: scan (a process: parsing and decoding
+    run beside the writing) and the writer's sink.
+
+    Decoding large compressed chunks in a parallel stage of threads after the scan (format's
+    ``defer``) was measured: on two cores it cost more (another allocator, another copy) than
+    it took off the scan process, which is not the restore's bottleneck.
+    """
     wanted = list(writer.by_index) if len(writer.by_index) == len(writer.wanted) else None
     scan = functools.partial(ScanStage, writer.key, {k[0] for k in writer.wanted}, wanted, SMALL_RESTORE)
     return [StageSpec("scan", scan, mode="process", allocates=True),
-            StageSpec("decode", DecodeStage, instances=DECODERS, allocates=True),
             StageSpec("restore", functools.partial(RestoreSink, writer))]
 
 

@@ -24,13 +24,6 @@ length) and its body:
   are small: one record instead of three (with a pickled header) halves what they cost the
   two processes.
 
-- STORED: a large compressed chunk as it lies on the medium, not yet checked nor decoded
-  (the reader's ``defer``): ``STORED_EVENT`` (last superblock seq; the EVENT's number is the
-  first), the 96-byte chunk header, the stored bytes. A buffer holding any is of kind
-  ``EVENTS_TO_DECODE``; the decode stage (``chunk_decode``) turns each into a CHUNK record
-  (or the DAMAGE the reader would have reported), in parallel, and the buffer into EVENTS.
-  The scanner keeps room so the decoded records fit the same buffer size.
-
 Only what a restore uses travels: chunks without data (objects not wanted) and session
 events stay in the scanning process.
 """
@@ -44,7 +37,6 @@ from collections.abc import Callable, Collection, Iterator
 from typing import Any, NamedTuple
 
 from pipevault.format import (
-    Affected,
     ArchiveFooter,
     ArchiveHeader,
     ChunkFlags,
@@ -58,24 +50,19 @@ from pipevault.format import (
     Options,
     OptionsRead,
     Scanner,
-    decode_stored,
 )
-from pipevault.format.errors import IntegrityError, KeyRequiredError, WrongKeyError
+from pipevault.format.errors import KeyRequiredError, WrongKeyError
 from pipevault.mover import _wire as W
 from pipevault.mover.errors import KeyMissing, WrongPassphrase
 from pipevault.pipe import StageContext
 
-EVENTS, EVENTS_TO_DECODE = 9, 10
+EVENTS = 9
 EVENT = struct.Struct("<B16sQI")  # type, session id, superblock seq or 0, body length
 CHUNK_EVENT = struct.Struct("<IIQQBIIQ")  # index, seq, offset, plain length, flags, ref index, ref seq, piece at
 ENDED_EVENT = struct.Struct("<IB")  # object index, status
 SMALL_EVENT = struct.Struct("<IBIIIqqQIHI")
 XATTR = struct.Struct("<HI")
-STORED_EVENT = struct.Struct("<Q")  # last superblock seq (then the chunk header and the stored bytes)
-CHUNK_HEADER_LEN = 96
-STARTED, OPTIONS, CHUNK, ENDED, DAMAGE, SMALL, STORED = 1, 2, 3, 4, 5, 6, 7
-DEFER_MIN = 64 << 10  # compressed chunks from this size up are decoded by the decode stage
-DAMAGE_ROOM = 4096  # room a decoded STORED record may need for its DAMAGE record instead
+STARTED, OPTIONS, CHUNK, ENDED, DAMAGE, SMALL = 1, 2, 3, 4, 5, 6
 NO_REF = 0xFFFFFFFF
 _FLAGS = [ChunkFlags(v) for v in range(8)]  # every combination of the three chunk flags, made once
 
@@ -107,10 +94,7 @@ class ScanStage:
         if wanted is not None:
             def want(sid: uuid.UUID, index: int) -> bool:
                 return (sid, index) in wanted
-        # Large compressed chunks are left to the parallel decode stage; small files stay
-        # here, where they travel as one SMALL record.
-        scanner = Scanner(key=self.key, sessions=self.sessions, want=want,
-                          defer=max(DEFER_MIN, self.small_max + 1))
+        scanner = Scanner(key=self.key, sessions=self.sessions, want=want)
         out = _EventBuffers(ctx, wanted, self.small_max)
         while (buf := ctx.receive_buf()) is not None:
             try:
@@ -141,30 +125,28 @@ class _EventBuffers:
     def __init__(self, ctx: StageContext, wanted: set[tuple[uuid.UUID, int]] | None, small_max: int = 0) -> None:
         self.ctx, self.wanted, self.small_max = ctx, wanted, small_max
         self.buf: Any = None
-        self.pos = self.count = self.stored = self.grow = 0
+        self.pos = self.count = 0
         self._held: ObjectStarted | None = None
         self._held_chunk: ChunkRead | None = None
 
-    def _room(self, need: int, grow: int) -> memoryview:
-        """The buffer to put ``need`` more bytes in, which decoding may grow by ``grow``."""
-        if self.buf is not None and self.pos + self.grow + need + grow > self.ctx.pool.buffer_size:
+    def _room(self, need: int) -> memoryview:
+        if self.buf is not None and self.pos + need > self.ctx.pool.buffer_size:
             self.flush()
         if self.buf is None:
-            self.buf, self.pos, self.count, self.stored, self.grow = self.ctx.alloc_buf(), W.PREFIX_LEN, 0, 0, 0
-        self.grow += grow
+            self.buf, self.pos, self.count = self.ctx.alloc_buf(), W.PREFIX_LEN, 0
         view: memoryview = self.buf.data
         return view
 
     def flush(self) -> None:
         if self.buf is not None:
-            W.put_prefix(self.buf.data, EVENTS_TO_DECODE if self.stored else EVENTS, 0, a=self.count)
+            W.put_prefix(self.buf.data, EVENTS, 0, a=self.count)
             self.buf.length = self.pos
             self.ctx.send_buf(self.buf)
             self.buf = None
 
-    def _put(self, rtype: int, sid: uuid.UUID, number: int, *parts: bytes | memoryview, grow: int = 0) -> None:
+    def _put(self, rtype: int, sid: uuid.UUID, number: int, *parts: bytes | memoryview) -> None:
         size = sum(len(p) for p in parts)
-        d = self._room(EVENT.size + size, grow)
+        d = self._room(EVENT.size + size)
         EVENT.pack_into(d, self.pos, rtype, sid.bytes, number, size)
         pos = self.pos + EVENT.size
         for p in parts:
@@ -229,16 +211,6 @@ class _EventBuffers:
 
     def _send(self, ev: object) -> None:
         wanted = self.wanted
-        if type(ev) is ChunkRead and ev.stored:
-            h = ev.header
-            body = STORED_EVENT.size + CHUNK_HEADER_LEN + h.stored_len
-            decoded = CHUNK_EVENT.size + max(h.plain_len, DAMAGE_ROOM)
-            if EVENT.size + max(body, decoded) <= self.ctx.pool.buffer_size - W.PREFIX_LEN:
-                self._put(STORED, ev.session_id, ev.first_seq, STORED_EVENT.pack(ev.last_seq), h.pack(),
-                          *(memoryview(p) for p in ev.pieces), grow=max(0, decoded - body))
-                self.stored += 1
-                return
-            ev = decode(ev.session_id, ev.first_seq, ev.last_seq, h, ev.pieces)  # too large to go decoded in one buffer
         if isinstance(ev, ChunkRead):
             h = ev.header
             duplicate = bool(h.flags & ChunkFlags.DUPLICATE)
@@ -270,28 +242,6 @@ class _EventBuffers:
             f = ev.footer
             if wanted is None or (ev.session_id, f.object_index) in wanted:
                 self._put(ENDED, ev.session_id, ev.seq, ENDED_EVENT.pack(f.object_index, f.status))
-
-
-def decode_record(sid: uuid.UUID, first_seq: int, body: memoryview) -> ChunkRead | Damage:
-    """:func:`decode` of the chunk a STORED record's ``body`` holds (``first_seq``: the record's number)."""
-    (last_seq,) = STORED_EVENT.unpack_from(body, 0)
-    at = STORED_EVENT.size
-    header = ChunkHeader.unpack(body[at: at + CHUNK_HEADER_LEN])
-    return decode(sid, first_seq, last_seq, header, (body[at + CHUNK_HEADER_LEN:],))
-
-
-def decode(sid: uuid.UUID, first_seq: int, last_seq: int, header: ChunkHeader,
-           pieces: tuple[bytes | bytearray | memoryview, ...]) -> ChunkRead | Damage:
-    """A chunk the reader left stored, checked and decoded: its ChunkRead with the plaintext
-    (a new buffer), or the Damage the reader would have reported in its place. Releases the
-    interpreter lock while it works (``decode_stored``)."""
-    try:
-        data = decode_stored(header, pieces)
-    except IntegrityError as exc:
-        end = header.object_offset + header.plain_len
-        return Damage(sid, "integrity", exc.message, first_seq, last_seq,
-                      (Affected(header.object_index, None, header.object_offset, end),))
-    return ChunkRead(sid, first_seq, last_seq, header, data, (data,))
 
 
 class EventReader:
@@ -350,8 +300,6 @@ class EventReader:
                 ev = pickle.loads(body)
                 assert isinstance(ev, Damage)
                 yield ev
-            elif rtype == STORED:  # no decode stage came between: decoded here, the same way
-                yield decode_record(sid, number, body)
 
 
 class SmallFile(NamedTuple):
