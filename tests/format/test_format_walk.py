@@ -27,6 +27,8 @@ from pipevault.format import (
     _reader,
     fixed,
 )
+from pipevault.format._chunk import ChunkAssembly
+from pipevault.format._records import ChunkFlags, ChunkHeader
 from pipevault.format._scanner import Scanner
 
 walk_chunks = _reader.walk_chunks
@@ -135,3 +137,16 @@ def test_unusual_arguments_are_refused() -> None:
         walk_chunks(b"not a memoryview", bytes(16), 0, None, 0, None, -1, 0, 0, -1, -1, 0, 0, None, ())  # type: ignore[arg-type]
     assert walk_chunks(memoryview(bytes(SIZE)), bytes(16), 0, None, 0, None, -1, 0, 0, -1, -1, 0, 0, None,
                        tuple(_reader._WALK_TYPES)) is None
+
+
+def test_the_assembly_the_walk_leaves_open_is_the_one_the_reader_makes() -> None:
+    for algo in (Compression.LZ4, Compression.ZSTD):
+        header = ChunkHeader(3, 4, 5, 1000, 400, algo, flags=ChunkFlags.STORED_HASH)
+        pieces = [memoryview(b"abc"), memoryview(b"de")]
+        made = ChunkAssembly(header, None, True)
+        held = made.views_held()
+        assert held is not None
+        held += pieces
+        holding = ChunkAssembly.holding(header, list(pieces))
+        slots = ChunkAssembly.__slots__
+        assert [getattr(holding, s) for s in slots] == [getattr(made, s) for s in slots]

@@ -383,6 +383,16 @@ class ChunkAssembly:
         if self._hash is not None:
             self._hash.update(piece)  # after the copy, which pulled the piece into cache
 
+    @classmethod
+    def holding(cls, header: ChunkHeader, pieces: list[memoryview]) -> ChunkAssembly:
+        """The assembly ``ChunkAssembly(header, decoder, views=True)`` makes for a chunk that
+        ``_accel.walk_chunks`` reads (compressed, hashed as stored, no key, not deferred), with
+        ``pieces`` held as views: what the reader's compiled walk leaves open."""
+        asm = cls.__new__(cls)
+        asm.header, asm.defers, asm._hashed, asm._pieces = header, False, False, pieces
+        asm._buf = asm._view = asm._whole = asm._dec = asm._hash = None
+        return asm
+
     def views_held(self) -> list[memoryview] | None:
         """The list of pieces of a chunk held only as views (compressed, hashed at :meth:`finish`
         by the compiled decoder, no piece hashed or kept whole yet), which the reader's compiled

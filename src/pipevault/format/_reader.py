@@ -245,10 +245,7 @@ class SessionReader:
         elif opened is chunk and held is not None:
             held += pieces
         else:
-            self._asm = ChunkAssembly(opened, self._decoder, True)
-            new = self._asm.views_held()
-            assert new is not None  # an assembly of a chunk walk_chunks takes holds views
-            new += pieces
+            self._asm = ChunkAssembly.holding(opened, pieces)
         self.chunk = opened
         return events
 
