@@ -3,8 +3,9 @@
 :class:`ObjectWriter` receives the scan stage's events (see :mod:`pipevault.mover.scan`)
 and writes each wanted object through :class:`~pipevault.mover.paths.TargetTree`, never
 outside the target: small files whole, 32 per writer-thread task; large files' chunks and
-attributes behind it in a thread of their own (:mod:`pipevault.mover.write_behind`); sparse
-files with their holes; duplicate chunks read back from where their originals went. The
+attributes behind it in a thread of their own (:mod:`pipevault.mover.write_behind`), whose
+flusher writes the target's file system out as the restore goes; sparse files with their
+holes; duplicate chunks read back from where their originals went. The
 whole-object digest recorded at backup is checked; an object not restored intact is
 removed and named.
 """
