@@ -77,6 +77,19 @@ def _mismatch(h: ChunkHeader) -> IntegrityError:
                           "match its content hash", object_index=h.object_index, chunk=h.chunk_seq)
 
 
+def _compressed_hashed_as_stored(h: ChunkHeader) -> bool:
+    """Whether a chunk is compressed, not encrypted, not a duplicate, and its content hash
+    covers its stored bytes (format 1.1): the chunks :func:`decode_stored` decodes from their
+    pieces, and a reader may defer."""
+    return (h.compression is not _NO_COMPRESSION and h.encryption is not _AES_256_GCM
+            and (int(h.flags) & (_STORED_HASH | _DUPLICATE)) == _STORED_HASH)
+
+
+def _agrees(h: ChunkHeader, footer: ChunkFooter) -> bool:
+    """Whether ``footer`` closes the chunk of header ``h`` with the same stored length."""
+    return (footer.object_index, footer.chunk_seq, footer.stored_len) == (h.object_index, h.chunk_seq, h.stored_len)
+
+
 def _unpacked(h: ChunkHeader, stored: Buffer, verified: bool = True) -> Buffer:
     """Decompress decrypted ``stored`` bytes (``stored`` itself when untransformed).
 
@@ -233,8 +246,7 @@ class ChunkDecoder:
             KeyRequiredError: the chunk is encrypted and the decoder has no keys.
             IntegrityError: tag, decompression or content hash check failed; nothing is returned.
         """
-        if (footer.object_index, footer.chunk_seq, footer.stored_len) != (
-                header.object_index, header.chunk_seq, header.stored_len) or len(stored) != header.stored_len:
+        if not _agrees(header, footer) or len(stored) != header.stored_len:
             raise FormatError(f"chunk {header.object_index}/{header.chunk_seq}: header, footer and data "
                               f"lengths disagree ({header.stored_len}, {footer.stored_len}, {len(stored)})")
         if int(header.flags) & _DUPLICATE:
@@ -263,14 +275,7 @@ class ChunkDecoder:
             except InvalidTag as exc:
                 raise _tampered(header) from exc
         elif stored_hash:
-            if _unpack_stored is not None and header.compression is not _NO_COMPRESSION:
-                plain = _unpack_stored(header.compression, (stored,), header.plain_len, content_hash)
-                if plain is not None:
-                    return plain
-            # Checked before decompressing: damaged bytes never reach the decompressor.
-            if xxhash.xxh3_128_digest(stored) != content_hash:
-                raise _mismatch(header)
-            return _unpacked(header, stored)
+            return decode_stored(header, (stored,))
         return _plain(header, stored, content_hash)
 
 
@@ -285,11 +290,12 @@ def decode_stored(header: ChunkHeader, pieces: tuple[Buffer, ...]) -> Buffer:
             ``plain_len`` bytes (exactly where the reader, decoding itself, would have
             reported integrity damage).
     """
-    if _unpack_stored is not None:
+    if _unpack_stored is not None and header.compression is not _NO_COMPRESSION:
         plain = _unpack_stored(header.compression, pieces, header.plain_len, header.content_hash)
         if plain is not None:
             return plain
     stored = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    # Checked before decompressing: damaged bytes never reach the decompressor.
     if xxhash.xxh3_128_digest(stored) != header.content_hash:
         raise _mismatch(header)
     return _unpacked(header, stored)
@@ -328,9 +334,7 @@ class ChunkAssembly:
         self.header = header
         # Deferred: a compressed chunk whose hash covers its stored bytes, gathered unchecked
         # and handed out as stored (take_stored); the caller checks and decodes it elsewhere.
-        self.defers = defer and header.encryption is not _AES_256_GCM and (
-            header.compression is not _NO_COMPRESSION) and (
-            int(header.flags) & (_STORED_HASH | _DUPLICATE)) == _STORED_HASH
+        self.defers = defer and _compressed_hashed_as_stored(header)
         self._buf: bytearray | memoryview | None = None
         self._view: memoryview | None = None
         self._whole: memoryview | bytearray | None = None  # the chunk's stored bytes, arrived in one piece
@@ -408,8 +412,7 @@ class ChunkAssembly:
         :meth:`finish` raises the precise error). Check and decode them with :func:`decode_stored`.
         """
         h = self.header
-        if not self.defers or (footer.object_index, footer.chunk_seq, footer.stored_len) != (
-                h.object_index, h.chunk_seq, h.stored_len):
+        if not self.defers or not _agrees(h, footer):
             return None
         got: tuple[Buffer, ...]
         if self._whole is not None:
@@ -449,19 +452,14 @@ class ChunkAssembly:
         stored: Buffer
         if self._pieces is not None:
             pieces, self._pieces = self._pieces, None
-            if len(pieces) > 1 and h.compression is _NO_COMPRESSION and self._hash is not None and (
-                    footer.object_index, footer.chunk_seq, footer.stored_len) == (
-                    h.object_index, h.chunk_seq, h.stored_len) and h.stored_len == h.plain_len == sum(
+            if len(pieces) > 1 and h.compression is _NO_COMPRESSION and self._hash is not None and _agrees(
+                    h, footer) and h.stored_len == h.plain_len == sum(
                     len(p) for p in pieces) and not int(h.flags) & _DUPLICATE:
                 if self._hash.digest() != h.content_hash:
                     raise _mismatch(h)
                 return tuple(pieces)
-            if self._hash is None and _unpack_stored is not None and (
-                    footer.object_index, footer.chunk_seq, footer.stored_len) == (
-                    h.object_index, h.chunk_seq, h.stored_len) and h.compression is not _NO_COMPRESSION and (
-                    int(h.flags) & (_STORED_HASH | _DUPLICATE)) == _STORED_HASH and (
-                    h.encryption is not _AES_256_GCM) and sum(
-                    len(p) for p in pieces) == h.stored_len:
+            if self._hash is None and _unpack_stored is not None and _agrees(h, footer) and (
+                    _compressed_hashed_as_stored(h)) and sum(len(p) for p in pieces) == h.stored_len:
                 # Hashed and decompressed as they are, without a join (zstd), or with the join
                 # and the hash in one pass (lz4); None leaves the checks below to raise.
                 plain = _unpack_stored(h.compression, pieces, h.plain_len, h.content_hash)
@@ -473,9 +471,7 @@ class ChunkAssembly:
             stored = self._buf if self._buf is not None else b""
         self._buf = None
         flags = int(h.flags)
-        if self._hash is None or len(stored) != h.stored_len or (
-                footer.object_index, footer.chunk_seq, footer.stored_len) != (
-                h.object_index, h.chunk_seq, h.stored_len) or flags & _DUPLICATE or (
+        if self._hash is None or len(stored) != h.stored_len or not _agrees(h, footer) or flags & _DUPLICATE or (
                 h.stored_len != h.plain_len and not flags & _STORED_HASH):
             # Transformed as in format 1.0, or something is off: the one-shot decoder checks and raises.
             return decoder_for(h)(h, stored, footer)
@@ -489,8 +485,7 @@ class ChunkAssembly:
         buf, self._buf = self._buf, None
         self._view.release()
         self._view = None
-        if (footer.object_index, footer.chunk_seq, footer.stored_len) != (
-                h.object_index, h.chunk_seq, h.stored_len):
+        if not _agrees(h, footer):
             raise FormatError(f"chunk {h.object_index}/{h.chunk_seq}: header and footer lengths disagree "
                               f"({h.stored_len}, {footer.stored_len})")
         stored_hash = int(h.flags) & _STORED_HASH

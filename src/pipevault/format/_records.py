@@ -163,10 +163,10 @@ _COMPRESSION = list(Compression)
 _ENCRYPTION = list(Encryption)
 _DEDUP = list(DedupAlgo)
 CHUNK_FLAGS = [ChunkFlags(v) for v in range(16)]
-CHUNK_HEADER_TABLES = (_COMPRESSION, _ENCRYPTION, _DEDUP, CHUNK_FLAGS)
-"""The enum members of a chunk header's codes, as ``_accel.chunk_header`` takes them."""
 """``ChunkFlags`` of each int value: per-chunk code computes flags as ints (IntFlag operations
 run Python code) and looks the member up here."""
+CHUNK_HEADER_TABLES = (_COMPRESSION, _ENCRYPTION, _DEDUP, CHUNK_FLAGS)
+"""The enum members of a chunk header's codes, as ``_accel.chunk_header`` takes them."""
 _DUPLICATE = int(ChunkFlags.DUPLICATE)
 CHUNK_HEADER = struct.Struct("<IIQIIBbBBB3x12s4x16s32s")
 CHUNK_HEADER_LEN = CHUNK_HEADER.size  # 96

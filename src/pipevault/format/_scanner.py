@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pipevault.format._codecs import Buffer
 from pipevault.format._events import Damage, Event
 from pipevault.format._reader import SessionReader
-from pipevault.format._superblock import HEADER_LEN, MAGIC, peek_header, sole_data, verify
+from pipevault.format._superblock import HEADER_LEN, MAGIC, SESSION_ID_AT, peek_header, sole_data, verify
 from pipevault.format.errors import FormatError, UnknownVersionError, UnsupportedFeatureError
 
 Keys = bytes | Mapping[uuid.UUID, bytes] | None
@@ -81,7 +81,7 @@ class Scanner:
             else:
                 # Most superblocks of compressed objects hold the end of one chunk and the
                 # start of the next: read in one compiled call where the reader can.
-                known = self._by_raw.get(bytes(view[24:40]))
+                known = self._by_raw.get(bytes(view[SESSION_ID_AT:SESSION_ID_AT + 16]))
                 if known is not None:
                     events = known.walk(view)
                     if events is not None:

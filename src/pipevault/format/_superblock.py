@@ -39,6 +39,7 @@ DEFAULT_SIZE = 1 << DEFAULT_SIZE_LOG2
 CHECKSUM_OFFSET = 56
 
 _HEADER = struct.Struct("<8sBBHBBHII16sQII")  # all but the checksum: 56 bytes
+SESSION_ID_AT = struct.calcsize("<8sBBHBBHII")  # 24: where the raw session id lies in a header
 _CHECKSUM = struct.Struct("<Q")
 _DATA = int(RecordType.DATA)
 _TAGGED = RECORD_HEADER_LEN + TAG_LEN  # record header and tag header: covered by the checksum

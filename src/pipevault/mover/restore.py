@@ -161,12 +161,10 @@ class RestoreSink:
 
 def sink_stages(writer: ObjectWriter) -> list[StageSpec]:
     """The stages after those delivering superblocks: scan (a process: parsing and decoding
-    run beside the writing) and the writer's sink.
-
-    Decoding large compressed chunks in a parallel stage of threads after the scan (format's
-    ``defer``) was measured: on two cores it cost more (another allocator, another copy) than
-    it took off the scan process, which is not the restore's bottleneck.
-    """
+    run beside the writing) and the writer's sink."""
+    # Decoding large compressed chunks in a parallel stage after the scan (format's ``defer``)
+    # was measured (docs/benchmarks.md, backup, session 5): on two cores it cost more, another
+    # allocator and another copy, than it took off the scan process.
     wanted = list(writer.by_index) if len(writer.by_index) == len(writer.wanted) else None
     scan = functools.partial(ScanStage, writer.key, {k[0] for k in writer.wanted}, wanted, SMALL_RESTORE)
     return [StageSpec("scan", scan, mode="process", allocates=True),
