@@ -81,6 +81,23 @@ def test_restore_plan_reads_volumes_in_order_and_positions_ascending(catalog: Ca
         assert locations.volumes_of(conn, [big.version_id]) == ["V1", "V2", "V3"]
 
 
+def test_restore_plan_has_exactly_the_versions_asked_for_dense_or_scattered(catalog: Catalog) -> None:
+    # Two nodes' versions interleave in id order: a plan for one node's versions must leave
+    # out the other's that lie between them, whichever way the pieces are looked up.
+    make_pool(catalog)
+    for k in range(12):
+        backup(catalog, "n1" if k % 3 else "n2", [file("/d", f"f{k}", superblock=k)], batch_size=1)
+    with catalog.read() as conn:
+        mine = [v.version_id for v in objects.query_versions(conn, "n1", "/home")]
+        other = [v.version_id for v in objects.query_versions(conn, "n2", "/home")]
+        assert min(other) < max(mine) and min(mine) < max(other)
+        for asked in (mine, mine[:2], [mine[0], mine[-1]], other[1:3], [max(mine) + max(other)]):
+            plan = locations.restore_plan(conn, asked)
+            assert sorted(p.version_id for p in plan) == sorted(i for i in asked if i in mine + other)
+            assert [p.superblock for p in plan] == sorted(p.superblock for p in plan)
+        assert locations.restore_plan(conn, []) == []
+
+
 def test_volume_contents_lists_pieces_in_position_order(catalog: Catalog) -> None:
     make_pool(catalog)
     backup(catalog, "n1", [file("/d", "b", superblock=2, offset=10), file("/d", "a", superblock=2, offset=0),

@@ -46,6 +46,15 @@ def _location(row: Any) -> Location:
     return Location(version_id, part, volume, superblock, offset, length, bytes(h) if h is not None else None)
 
 
+_SELECT = sa.select(*_COLUMNS).join(volumes, volumes.c.id == locations.c.volume_id)
+# One statement with an expanding parameter, compiled once: a literal IN list compiles a bound
+# parameter per id (a third of the cost at 20,000 versions).
+_LISTED = _SELECT.where(locations.c.version_id.in_(sa.bindparam("ids", expanding=True)))
+_RANGE = _SELECT.where(locations.c.version_id.between(sa.bindparam("lo"), sa.bindparam("hi")))
+# A range scan is taken when the ids asked for are at least one in _DENSE of the range.
+_DENSE = 2
+
+
 def pieces(conn: Connection, version_id: int) -> list[Location]:
     """The pieces of one version in data order (part 0 first)."""
     query = (sa.select(*_COLUMNS).join(volumes, volumes.c.id == locations.c.volume_id)
@@ -60,15 +69,26 @@ def restore_plan(conn: Connection, version_ids: Iterable[int]) -> list[Location]
     version from its pieces by ``part``.
     """
     ids = sorted(set(version_ids))
-    found: list[Location] = []
-    # One statement with an expanding parameter, compiled once: a literal IN list compiles
-    # a bound parameter per id (a third of the cost at 20,000 versions).
-    query = (sa.select(*_COLUMNS).join(volumes, volumes.c.id == locations.c.volume_id)
-             .where(locations.c.version_id.in_(sa.bindparam("ids", expanding=True))))
-    for start in range(0, len(ids), _IDS):
-        found.extend(_location(row) for row in conn.execute(query, {"ids": ids[start:start + _IDS]}).all())
-    found.sort(key=lambda p: (p.volume, p.superblock, p.offset, p.version_id, p.part))
+    if not ids:
+        return []
+    found: list[Location]
+    if ids[-1] - ids[0] < _DENSE * len(ids):
+        # Mostly consecutive ids (a restore of a whole tree: its versions were catalogued in
+        # batches): one range scan of the (version, part) key, the few others in the range
+        # dropped here, instead of binding every id (20,000 of them took half the plan).
+        wanted = set(ids)
+        rows = conn.execute(_RANGE, {"lo": ids[0], "hi": ids[-1]}).all()
+        found = [_location(row) for row in rows if row[0] in wanted]
+    else:
+        found = []
+        for start in range(0, len(ids), _IDS):
+            found.extend(_location(row) for row in conn.execute(_LISTED, {"ids": ids[start:start + _IDS]}).all())
+    found.sort(key=_position)
     return found
+
+
+def _position(p: Location) -> tuple[str, int, int, int, int]:
+    return (p.volume, p.superblock, p.offset, p.version_id, p.part)
 
 
 def volumes_of(conn: Connection, version_ids: Iterable[int]) -> list[str]:
