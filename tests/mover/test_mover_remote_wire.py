@@ -104,6 +104,14 @@ def test_check_doc_accepts_what_the_reader_writes() -> None:
     check_doc(memoryview(W.dumps("/fs\udce9", "/d\n", "x", 2, 0, '{"a":null,"b":"t","c":1.5}')))
 
 
+@pytest.mark.parametrize("raw", [b"", b"no head line", b"\n{}", b'["a","b","c",1,2\n{}',
+                                 b'["a","b","c",1,2] x\n{}', b'["a","b","c",1,2]\n{"x":[1]}',
+                                 b'["a","b","c",-1,2]\n{}', b'["a","b",3,1,2]\n{}', "[\u00e9]\n{}".encode()])
+def test_check_doc_refuses_anything_else(raw: bytes) -> None:
+    with pytest.raises(RemoteStreamInvalid):
+        check_doc(memoryview(raw))
+
+
 def test_versions_cross_as_json() -> None:
     v = VersionInfo(7, 3, "n1", "/src", "/d", "f", 1, "active", "STANDARD", 1.5, None, None, 10, b"\1" * 16,
                     '{"size":10}', "", 4)

@@ -9,6 +9,7 @@ meet a concurrent session's (objects) are copied into a temporary table and move
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,8 +43,11 @@ def insert_rows(conn: Connection, table: sa.Table, columns: tuple[str, ...],
     compiled = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
     if compiled.positional:
         order = [columns.index(name) for name in compiled.positiontup or ()]
-        params: list[Any] = rows if order == list(range(len(columns))) else \
-            [tuple(r[i] for i in order) for r in rows]
+        if order == list(range(len(columns))):
+            params: list[Any] = rows
+        else:  # rebuilt in C (a generator per row cost 3 us at 12 columns: a backup's versions)
+            pick = operator.itemgetter(*order)
+            params = [pick(r) for r in rows] if len(order) > 1 else [(pick(r),) for r in rows]
     else:
         params = [dict(zip(columns, r, strict=True)) for r in rows]
     return int(conn.exec_driver_sql(str(compiled), params).rowcount)

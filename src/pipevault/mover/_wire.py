@@ -36,9 +36,10 @@ The layout is private to one pipe on one machine; what reaches media is the stre
 from __future__ import annotations
 
 import json
+import json.scanner
 import struct
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, cast
 
 PREFIX = struct.Struct("<B7xQQQQQQ8x")
 PREFIX_LEN = 64
@@ -68,6 +69,9 @@ def get_prefix(view: memoryview) -> tuple[int, int, int, int, int, int, int]:
     return PREFIX.unpack_from(view, 0)
 
 
+# The decoder's C scanner: (text, index) -> (value, end), StopIteration when there is none.
+# (typeshed types its argument as a scanner; the decoder is what json passes it.)
+_SCAN = json.scanner.make_scanner(cast(Any, json.JSONDecoder()))
 JSON_STR = encode_basestring_ascii  # what the JSON encoder writes for a str (its C function)
 
 
@@ -85,11 +89,21 @@ def dumps(fs: str, hl: str, ll: str, obj_type: int, size: int, attributes: str) 
 
 
 def loads(data: memoryview | bytes) -> tuple[list[Any], str]:
-    """Inverse of :func:`dumps`: ``([fs, hl, ll, obj_type, size], attributes JSON text)``,
-    unchecked (for docs this machine's reader wrote)."""
-    text = bytes(data).decode("ascii")
+    """Inverse of :func:`dumps`: ``([fs, hl, ll, obj_type, size], attributes JSON text)``;
+    the head's shape and the attributes are not checked (see ``remote_wire.check_doc``).
+
+    Raises:
+        ValueError: no head line of one JSON value; UnicodeDecodeError: not ASCII.
+    """
+    text = str(data, "ascii")
     cut = text.index("\n")
-    return json.loads(text[:cut]), text[cut + 1:]
+    try:
+        head, end = _SCAN(text, 0)  # json.loads would add two regex matches and two frames
+    except StopIteration:
+        raise ValueError("catalog doc head is not JSON") from None
+    if end != cut:
+        raise ValueError(f"catalog doc head ends at {end}, its line at {cut}")
+    return head, text[cut + 1:]
 
 
 def pack_names(view: memoryview, pos: int, names: list[str]) -> int:
