@@ -32,3 +32,12 @@ def test_python_dash_m_runs_the_command_line() -> None:
     out = subprocess.run([sys.executable, "-m", "pipevault", "--version"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and "pipevault" in out.stdout
+
+
+def test_server_modules_are_the_ones_the_jobs_preload() -> None:
+    # The launcher names them as text (importing them is what it must not do first).
+    from pipevault.mover.backup import run_backup
+    from pipevault.mover.scan import ScanStage
+
+    assert server_module(["backup", "/d"]) == run_backup.__module__
+    assert server_module(["restore", "/d"]) == ScanStage.__module__

@@ -7,12 +7,22 @@ import stat
 from pathlib import Path
 
 from pipevault import config
-from pipevault.mover import Site
+from pipevault.mover import BackupOptions, RestoreOptions, Site, run_backup, run_restore
 
 
 def open_site(home: Path, passphrase: bytes | None = None, volume_size: str = "64M") -> Site:
     env = {"PIPEVAULT_HOME": str(home), "PIPEVAULT_CONFIG": "/nonexistent", "PIPEVAULT_VOLUME_SIZE": volume_size}
     return Site.open(config.load(env=env), passphrase=passphrase)
+
+
+def backup_and_restore(src: Path, work: Path) -> Path:
+    """Back ``src`` up into a fresh home under ``work`` and restore all of it to ``work/out``
+    (returned), with embedded defaults."""
+    out = work / "out"
+    with open_site(work / "home") as site:
+        run_backup(site, BackupOptions([str(src)]))
+        run_restore(site, RestoreOptions([str(src)], to=str(out)))
+    return out
 
 
 def make_tree(root: Path, seed: int = 0) -> Path:

@@ -9,12 +9,10 @@ from typing import cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mover_helpers import make_tree, open_site, snapshot
+from mover_helpers import backup_and_restore, make_tree, snapshot
 
 from pipevault.format import ObjectType
-from pipevault.mover.backup import BackupOptions, run_backup
 from pipevault.mover.plan import LARGE, send_order
-from pipevault.mover.restore import RestoreOptions, run_restore
 from pipevault.mover.walk import Entry
 
 
@@ -66,10 +64,5 @@ def test_round_trip_in_send_order(tmp_path: Path) -> None:
     (src / "big").write_bytes(os.urandom(3 * LARGE))
     for i in range(40):
         (src / f"s{i}").write_bytes(b"x" * i)
-    site = open_site(tmp_path / "home")
-    try:
-        run_backup(site, BackupOptions([str(src)]))
-        run_restore(site, RestoreOptions([str(src)], to=str(tmp_path / "out")))
-    finally:
-        site.close()
-    assert snapshot(tmp_path / "out") == snapshot(src)
+    out = backup_and_restore(src, tmp_path)
+    assert snapshot(out) == snapshot(src)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mover_helpers import open_site, snapshot
+from mover_helpers import backup_and_restore, open_site, snapshot
 
 from pipevault.format import ArchiveHeader
 from pipevault.mover import write_behind
@@ -205,12 +205,7 @@ def test_a_restore_writes_out_its_file_system_as_it_goes(tmp_path: Path, monkeyp
     src.mkdir()
     for i in range(40):
         (src / f"f{i}").write_bytes(os.urandom(50_000))
-    site = open_site(tmp_path / "home")
-    try:
-        run_backup(site, BackupOptions([str(src)]))
-        run_restore(site, RestoreOptions([str(src)], to=str(tmp_path / "out")))
-    finally:
-        site.close()
-    assert calls and set(calls) == {str(tmp_path / "out")}
+    out = backup_and_restore(src, tmp_path)
+    assert calls and set(calls) == {str(out)}
     assert not [t for t in threading.enumerate() if t.name == "pv-flush"]
-    assert snapshot(tmp_path / "out") == snapshot(src)
+    assert snapshot(out) == snapshot(src)

@@ -57,8 +57,7 @@ _DENSE = 2
 
 def pieces(conn: Connection, version_id: int) -> list[Location]:
     """The pieces of one version in data order (part 0 first)."""
-    query = (sa.select(*_COLUMNS).join(volumes, volumes.c.id == locations.c.volume_id)
-             .where(locations.c.version_id == version_id).order_by(locations.c.part))
+    query = _SELECT.where(locations.c.version_id == version_id).order_by(locations.c.part)
     return [_location(row) for row in conn.execute(query)]
 
 
