@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pipevault.catalog.rows import plain_rows
 from pipevault.catalog.schema import locations, volumes
 
 # Version ids bound per statement.
@@ -76,7 +77,7 @@ def restore_plan(conn: Connection, version_ids: Iterable[int]) -> list[Location]
         # batches): one range scan of the (version, part) key, the few others in the range
         # dropped here, instead of binding every id (20,000 of them took half the plan).
         wanted = set(ids)
-        rows = conn.execute(_RANGE, {"lo": ids[0], "hi": ids[-1]}).all()
+        rows = plain_rows(conn, _RANGE, {"lo": ids[0], "hi": ids[-1]})
         found = [_location(row) for row in rows if row[0] in wanted]
     else:
         found = []

@@ -8,6 +8,7 @@ directory part, starting with ``/``) and low-level name (the file name). Pattern
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pipevault.catalog.errors import CatalogConflict, CatalogNotFound
+from pipevault.catalog.rows import plain_rows
 from pipevault.catalog.schema import filespaces, nodes, objects, versions
 
 STATES = ("active", "inactive", "archive", "backup", "any")
@@ -67,20 +69,15 @@ def _base() -> sa.Select[tuple[object, ...]]:
             .join(nodes, nodes.c.id == filespaces.c.node_id))
 
 
-_DIGEST = [c.name for c in _COLUMNS].index("digest")
-
-
 _NAMES = [f.name for f in dataclasses.fields(VersionInfo)]
 
 
-def _info(row: sa.Row[Any]) -> VersionInfo:
+def _info(row: Sequence[Any]) -> VersionInfo:
     # By position (the columns are in the fields' order), and without the frozen dataclass's
-    # __init__ (a setattr per field, half the cost): a restore reads a row per file.
-    fields: list[Any] = list(row)
-    if fields[_DIGEST] is not None:
-        fields[_DIGEST] = bytes(fields[_DIGEST])
+    # __init__ (a setattr per field, half the cost): a restore reads a row per file. The
+    # digest comes as bytes from both drivers (sqlite3, psycopg 3).
     info = object.__new__(VersionInfo)
-    info.__dict__.update(zip(_NAMES, fields, strict=True))
+    info.__dict__.update(zip(_NAMES, row, strict=True))
     return info
 
 
@@ -135,8 +132,7 @@ def query_versions(conn: Connection, node: str, filespace: str, hl: str = "*", l
     if description is not None:
         query = query.where(versions.c.state == "archive", _match(versions.c.description, description))
     query = query.order_by(objects.c.hl, objects.c.ll, versions.c.stored.desc(), versions.c.id.desc())
-    # all(): one fetchall of the driver's rows; iterating the result fetches them one by one.
-    return [_info(row) for row in conn.execute(query).all()]
+    return [_info(row) for row in plain_rows(conn, query)]
 
 
 def active_version(conn: Connection, node: str, filespace: str, hl: str, ll: str) -> VersionInfo | None:
