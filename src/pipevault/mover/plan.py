@@ -116,8 +116,12 @@ def plan_against(active: Mapping[Key, VersionInfo], roots: list[str], excludes: 
     plan = Plan()
     dir_roots: list[str] = []
     seen: set[Key] = set()
+    spaces: dict[str, str] = {}  # file space -> its catalog text (a root's entries share one)
     for e in walk(roots, excludes, plan.report, one_file_system):
-        key = (to_text(e.filespace), e.hl, e.ll)
+        fs = spaces.get(e.filespace)
+        if fs is None:
+            fs = spaces[e.filespace] = to_text(e.filespace)
+        key = (fs, e.hl, e.ll)
         seen.add(key)
         if e.filespace == e.path:
             dir_roots.append(key[0])

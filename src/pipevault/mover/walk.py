@@ -1,9 +1,13 @@
 """Walking source trees: every entry with the attributes a backup keeps, in parallel.
 
-Directories are listed by a pool of threads (``os.scandir`` and ``lstat`` release the GIL, so
-a tree of many small files is not walked one system call at a time), and entries come out
-in a deterministic breadth-first order: a directory's entries sorted by name, directories
-in the order they were found.
+Directories are listed in the walking thread while listings are quick, and by a pool of
+threads once they turn out to wait on the device or the network (``os.scandir`` and
+``lstat`` release the GIL, so a tree on a slow file system is not walked one system call at
+a time). Threads only cost where the metadata is at hand: they then contend for the GIL at
+every system call (20,247 entries: 0.30 s in one thread against 0.53 s in eight with the
+metadata cached, 0.53 s against 1.03-1.29 s right after dropping the caches, on this
+machine's virtual disk). Entries come out in the same deterministic breadth-first order
+either way: a directory's entries sorted by name, directories in the order they were found.
 
 Names: an entry belongs to a *file space* (the root given, or the directory holding a root
 that is a file); its *high-level name* is its directory relative to the file space (``/`` at
@@ -21,6 +25,7 @@ import grp
 import os
 import pwd
 import stat
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +36,12 @@ from pipevault.catalog.rebuild import name_text
 from pipevault.format import ObjectType
 
 WALK_THREADS = 8
+# Listings slower than this per entry (on average, once PROBE_ENTRIES were listed) wait on
+# the device or the network: the rest of the walk lists directories on WALK_THREADS threads.
+SLOW_ENTRY_S = 100e-6
+PROBE_ENTRIES = 512
+
+_Listing = tuple[list["Entry"], list[tuple[str, str]]]
 
 
 def to_text(name: str) -> str:
@@ -92,13 +103,13 @@ class Entry:
 
 def high_name(rel: str) -> str:
     """The catalog's high-level name of path ``rel`` in its file space: its directory, from ``/``."""
-    head = os.path.dirname(rel)
+    head = rel.rpartition("/")[0]  # rel is relative and has no doubled or trailing "/": its dirname
     return "/" + to_text(head) if head else "/"
 
 
 def low_name(rel: str) -> str:
     """The catalog's low-level name of path ``rel``: its own name, as catalog text."""
-    return to_text(os.path.basename(rel))
+    return to_text(rel.rpartition("/")[2])  # its basename (see high_name)
 
 
 @dataclass
@@ -218,7 +229,9 @@ def walk(roots: Iterable[str], excludes: Iterable[str] = (), report: WalkReport 
                 return Entry(e.path, e.filespace, e.rel, e.st, ObjectType.HARDLINK, b"", e.xattrs, first)
         return e
 
-    with ThreadPoolExecutor(WALK_THREADS, thread_name_prefix="pv-walk") as pool:
+    pool: ThreadPoolExecutor | None = None
+    listed_s, listed = 0.0, 0
+    try:
         for root in roots:
             root = os.path.abspath(root)
             try:
@@ -230,16 +243,32 @@ def walk(roots: Iterable[str], excludes: Iterable[str] = (), report: WalkReport 
                 yield mark(_entry(root, os.path.dirname(root), os.path.basename(root), st))
                 continue
             yield _entry(root, root, "", st)
-            pending: deque[Future[tuple[list[Entry], list[tuple[str, str]]]]] = deque()
-            pending.append(pool.submit(_list, root, root, "", excluded, report))
+            # Directories to list, in order: (path, rel) to list here, or a pool's listing.
+            pending: deque[tuple[str, str] | Future[_Listing]] = deque([(root, "")])
             while pending:
-                entries, subdirs = pending.popleft().result()
+                item = pending.popleft()
+                if isinstance(item, Future):
+                    entries, subdirs = item.result()
+                else:
+                    t = time.perf_counter()
+                    entries, subdirs = _list(item[0], root, item[1], excluded, report)
+                    if pool is None:
+                        listed_s += time.perf_counter() - t
+                        listed += len(entries) + 1
+                        if listed >= PROBE_ENTRIES and listed_s > SLOW_ENTRY_S * listed:
+                            pool = ThreadPoolExecutor(WALK_THREADS, thread_name_prefix="pv-walk")
+                            pending = deque(p if isinstance(p, Future) else pool.submit(
+                                _list, p[0], root, p[1], excluded, report) for p in pending)
                 for e in entries:
                     yield mark(e)
                 for sub_path, sub_rel in subdirs:
                     if one_file_system and os.lstat(sub_path).st_dev != st.st_dev:
                         continue
-                    pending.append(pool.submit(_list, sub_path, root, sub_rel, excluded, report))
+                    pending.append((sub_path, sub_rel) if pool is None
+                                   else pool.submit(_list, sub_path, root, sub_rel, excluded, report))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def data_extents(fd: int, size: int, st: os.stat_result) -> list[tuple[int, int]]:
