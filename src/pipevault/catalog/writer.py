@@ -105,10 +105,6 @@ def _chain(batch: list[tuple[NewVersion, float]],
     return deactivated_at, first_backup
 
 
-_ACTIVE_OF = (sa.select(versions.c.id, versions.c.object_id)
-              .where(versions.c.object_id.in_(sa.bindparam("oids", expanding=True)), versions.c.state == "active"))
-
-
 def _deactivate(conn: Connection, when_of: dict[int, float]) -> None:
     """Make the active backup version of each object in ``when_of`` inactive as of its date.
 
@@ -120,11 +116,14 @@ def _deactivate(conn: Connection, when_of: dict[int, float]) -> None:
     """
     oids = sorted(when_of)
     rows: list[tuple[float, int]] = []
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     for start in range(0, len(oids), _LOOKUP):
-        for vid, oid in conn.execute(_ACTIVE_OF, {"oids": oids[start:start + _LOOKUP]}):
+        part = tuple(oids[start:start + _LOOKUP])
+        marks = ",".join([mark] * len(part))
+        sql = f"SELECT id, object_id FROM versions WHERE state = 'active' AND object_id IN ({marks})"
+        for vid, oid in conn.exec_driver_sql(sql, part).all():  # one fetchall, not a fetch per row
             rows.append((when_of[oid], vid))
     if rows:
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         conn.exec_driver_sql(f"UPDATE versions SET state = 'inactive', deactivated = {mark} WHERE id = {mark}",
                              rows)
 
@@ -335,7 +334,7 @@ class BatchWriter:
                    + ",".join([f"({mark},{mark},{mark})"] * len(part))
                    + ") AS k JOIN objects o ON o.filespace_id = k.column1 AND o.hl = k.column2"
                    " AND o.ll = k.column3")
-            for oid, fs, hl, ll in conn.exec_driver_sql(sql, tuple(x for k in part for x in k)):
+            for oid, fs, hl, ll in conn.exec_driver_sql(sql, tuple(x for k in part for x in k)).all():
                 found[(int(fs), hl, ll)] = int(oid)
         return found
 
