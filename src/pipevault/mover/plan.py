@@ -76,6 +76,19 @@ def _data_bytes(e: Entry) -> int:
 
 def unchanged(prev: VersionInfo, e: Entry) -> bool:
     """Whether the entry matches its active version closely enough not to send it again."""
+    st = e.st
+    # The attributes a backup wrote (mover.objmeta.attributes_text) start with these fields in
+    # this order: when the text starts so, none of the fields compared differs. Otherwise (a
+    # change, uid or gid in the way, attributes written by something else) the parse decides.
+    head = (f'{{"type":{int(e.kind)},"mode":{st.st_mode},"uid":{st.st_uid},"gid":{st.st_gid},'
+            f'"size":{st.st_size},"mtime_ns":{st.st_mtime_ns},"ctime_ns":{st.st_ctime_ns},')
+    if e.hardlink_of is None and prev.attributes.startswith(head) and '"hardlink_of":null' in prev.attributes:
+        return True  # a quarter of the cost of parsing: an unchanged tree's plan is this, per file
+    return unchanged_parsed(prev, e)
+
+
+def unchanged_parsed(prev: VersionInfo, e: Entry) -> bool:
+    """:func:`unchanged` by parsing the active version's attributes (any key order)."""
     try:
         a = json.loads(prev.attributes)
     except ValueError:

@@ -173,6 +173,8 @@ class Excluder:
         self.patterns = tuple(patterns)
 
     def __call__(self, path: str) -> bool:
+        if not self.patterns:
+            return False  # the usual case, asked once per entry of a walk
         name = os.path.basename(path)
         return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(name, p) for p in self.patterns)
 
