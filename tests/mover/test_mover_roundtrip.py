@@ -191,3 +191,27 @@ def test_archives_survive_a_catalog_rebuild_with_their_description(tmp_path: Pat
             run_restore(site, RestoreOptions([str(tree / "docs")], to=str(tmp_path / "x"), archive=True,
                                              description="other*"))
     assert snapshot(out) == snapshot(tree / "docs")
+
+
+def test_a_subtree_or_file_is_found_by_name_with_wildcard_and_like_characters(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for rel in ("a/x.txt", "a/sub/y.txt", "ab/z.txt", "a*/w.txt", "a%/v.txt", "a_/u.txt", "a\\b/t.txt", "a?c/s.txt"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+
+    def restored(wanted: str) -> set[str]:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        run_restore(site, RestoreOptions([str(src / wanted)], to=str(out)))
+        return {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+
+    with open_site(tmp_path / "home") as site:
+        run_backup(site, BackupOptions([str(src)]))
+        assert restored("a") == {"a/x.txt", "a/sub/y.txt"}  # not ab, a*, a%, a_ ...
+        assert restored("a*") == {"a*/w.txt"}
+        assert restored("a%") == {"a%/v.txt"}
+        assert restored("a_") == {"a_/u.txt"}
+        assert restored("a\\b") == {"a\\b/t.txt"}
+        assert restored("a?c") == {"a?c/s.txt"}
+        assert restored("a/sub/y.txt") == {"a/sub/y.txt"}
+        with pytest.raises(NothingMatched):
+            run_restore(site, RestoreOptions([str(src / "a" / "nope")], to=str(tmp_path / "none")))

@@ -69,24 +69,40 @@ def select_versions(site: Site, opts: RestoreOptions) -> list[VersionInfo]:
             fs = max((f for f in spaces if ap == f or ap.startswith(f.rstrip("/") + "/")), key=len, default=None)
             if fs is None:
                 raise NothingMatched(f"{ap} is in no file space of node {site.node}")
-            want = ap[len(fs):].strip("/")
-            if opts.archive:
-                found = object_rows.query_versions(conn, site.node, fs, state="archive",
-                                                   description=opts.description)
-            elif opts.point_in_time is not None:
-                found = object_rows.query_versions(conn, site.node, fs, point_in_time=opts.point_in_time)
-            else:
-                found = object_rows.query_versions(conn, site.node, fs,
-                                                   state="backup" if opts.inactive else "active")
-            for v in found:  # newest first within an object
-                if want:
-                    rel = rel_path(v)
-                    if rel != want and not rel.startswith(want + "/"):
-                        continue
-                chosen.setdefault((v.filespace, v.hl, v.ll), v)
+            want = to_text(ap[len(fs):].strip("/"))
+            for hl, ll in name_patterns(want):
+                if opts.archive:
+                    found = object_rows.query_versions(conn, site.node, fs, hl, ll, state="archive",
+                                                       description=opts.description)
+                elif opts.point_in_time is not None:
+                    found = object_rows.query_versions(conn, site.node, fs, hl, ll,
+                                                       point_in_time=opts.point_in_time)
+                else:
+                    found = object_rows.query_versions(conn, site.node, fs, hl, ll,
+                                                       state="backup" if opts.inactive else "active")
+                for v in found:  # newest first within an object
+                    if want:
+                        rel = rel_path(v)
+                        if rel != want and not rel.startswith(want + "/"):
+                            continue  # a pattern's wildcards (a name with "*" or "?") matched more
+                    chosen.setdefault((v.filespace, v.hl, v.ll), v)
     if not chosen:
         raise NothingMatched("no stored version matches " + ", ".join(opts.paths))
     return [chosen[k] for k in sorted(chosen)]
+
+
+def name_patterns(want: str) -> list[tuple[str, str]]:
+    """(high-level, low-level) name patterns finding the object at ``want`` (catalog text,
+    relative to its file space; "" for all of it) and every object under it.
+
+    A file or a subtree is looked up by name, not by reading the whole file space: restoring
+    one file of a million took as long as restoring the catalog's rows of all of them. Names
+    that hold "*" or "?" act as wildcards here and find more: the caller checks each name.
+    """
+    if not want:
+        return [("*", "*")]
+    head, _, name = want.rpartition("/")
+    return [("/" + head if head else "/", name), ("/" + want + "*", "*")]
 
 
 @dataclass

@@ -139,6 +139,8 @@ def read_xattrs(path: str) -> tuple[tuple[bytes, bytes], ...]:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
         return ()
+    if not names:
+        return ()  # most files
     out = []
     for name in sorted(names):
         try:
