@@ -47,3 +47,15 @@ def test_a_failing_statement_raises_the_wrapped_driver_error(catalog: Catalog) -
     query = sa.select(sa.column("nope")).select_from(sa.table("no_such_table"))
     with catalog.read() as conn, pytest.raises(sa.exc.DBAPIError):
         plain_rows(conn, query)
+
+
+def test_active_attributes_are_those_of_the_active_backup_versions_only(catalog: Catalog) -> None:
+    make_pool(catalog)
+    backup(catalog, "n1", [file("/d", "a", attributes='{"v":1}'), file("/d", "b", attributes='{"v":2}')])
+    backup(catalog, "n1", [file("/d", "a", attributes='{"v":3}')])  # a's first version goes inactive
+    backup(catalog, "n1", [file("/d", "c", archive=True, description="x")], kind="archive")
+    backup(catalog, "n2", [file("/d", "a", attributes='{"v":4}')])  # another node
+    with catalog.read() as conn:
+        got = sorted(objects.active_attributes(conn, "n1", "/home"))
+        assert got == [("/d", "a", '{"v":3}'), ("/d", "b", '{"v":2}')]
+        assert objects.active_attributes(conn, "n1", "/elsewhere") == []

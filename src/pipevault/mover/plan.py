@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pipevault.catalog import objects as object_rows
-from pipevault.catalog.objects import VersionInfo
 from pipevault.format import ObjectType
 from pipevault.mover.site import Site
 from pipevault.mover.walk import Entry, WalkReport, to_text, walk
@@ -74,23 +73,24 @@ def _data_bytes(e: Entry) -> int:
     return min(st.st_size, st.st_blocks * 512) if e.kind == ObjectType.FILE else 0
 
 
-def unchanged(prev: VersionInfo, e: Entry) -> bool:
-    """Whether the entry matches its active version closely enough not to send it again."""
+def unchanged(attributes: str, e: Entry) -> bool:
+    """Whether the entry matches its active version (its catalogued ``attributes``) closely
+    enough not to send it again."""
     st = e.st
     # The attributes a backup wrote (mover.objmeta.attributes_text) start with these fields in
     # this order: when the text starts so, none of the fields compared differs. Otherwise (a
     # change, uid or gid in the way, attributes written by something else) the parse decides.
     head = (f'{{"type":{int(e.kind)},"mode":{st.st_mode},"uid":{st.st_uid},"gid":{st.st_gid},'
             f'"size":{st.st_size},"mtime_ns":{st.st_mtime_ns},"ctime_ns":{st.st_ctime_ns},')
-    if e.hardlink_of is None and prev.attributes.startswith(head) and '"hardlink_of":null' in prev.attributes:
+    if e.hardlink_of is None and attributes.startswith(head) and '"hardlink_of":null' in attributes:
         return True  # a quarter of the cost of parsing: an unchanged tree's plan is this, per file
-    return unchanged_parsed(prev, e)
+    return unchanged_parsed(attributes, e)
 
 
-def unchanged_parsed(prev: VersionInfo, e: Entry) -> bool:
-    """:func:`unchanged` by parsing the active version's attributes (any key order)."""
+def unchanged_parsed(attributes: str, e: Entry) -> bool:
+    """:func:`unchanged` by parsing the attributes (any key order)."""
     try:
-        a = json.loads(prev.attributes)
+        a = json.loads(attributes)
     except ValueError:
         return False
     st = e.st
@@ -105,27 +105,28 @@ def filespace_of(root: str) -> str:
     return root if os.path.isdir(root) and not os.path.islink(root) else os.path.dirname(root)
 
 
-def active_versions(site: Site, roots: list[str]) -> dict[Key, VersionInfo]:
-    """The node's active versions in the file spaces of ``roots`` (what a plan compares with)."""
-    active: dict[Key, VersionInfo] = {}
+def active_attributes(site: Site, roots: list[str]) -> dict[Key, str]:
+    """The attributes of the node's active versions in the file spaces of ``roots`` (what a
+    plan compares with), by object name."""
+    active: dict[Key, str] = {}
     with site.catalog.read() as conn:
         for fs in sorted({to_text(filespace_of(r)) for r in roots}):
-            for v in object_rows.query_versions(conn, site.node, fs, state="active"):
-                active[(v.filespace, v.hl, v.ll)] = v
+            for hl, ll, attributes in object_rows.active_attributes(conn, site.node, fs):
+                active[(fs, hl, ll)] = attributes
     return active
 
 
 def make_plan(site: Site, roots: list[str], excludes: tuple[str, ...] = (), *, full: bool = False,
               archive: bool = False, one_file_system: bool = False) -> Plan:
     """Walk ``roots`` and compare with the catalog (``full`` or ``archive``: send everything)."""
-    active = {} if archive else active_versions(site, roots)
+    active = {} if archive else active_attributes(site, roots)
     return plan_against(active, roots, excludes, full=full, archive=archive, one_file_system=one_file_system)
 
 
-def plan_against(active: Mapping[Key, VersionInfo], roots: list[str], excludes: tuple[str, ...] = (), *,
+def plan_against(active: Mapping[Key, str], roots: list[str], excludes: tuple[str, ...] = (), *,
                  full: bool = False, archive: bool = False, one_file_system: bool = False) -> Plan:
-    """Walk ``roots`` and compare with ``active`` (the node's active versions in their file
-    spaces, from the local catalog or from a server's)."""
+    """Walk ``roots`` and compare with ``active`` (the attributes of the node's active versions
+    in their file spaces by name, from the local catalog or from a server's)."""
     plan = Plan()
     dir_roots: list[str] = []
     seen: set[Key] = set()

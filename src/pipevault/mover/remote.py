@@ -119,7 +119,7 @@ def run_remote_backup(settings: Settings, server: Server, opts: BackupOptions, r
         items = _listing(control, reply) if not opts.archive else []
     mc = reply["class"]
     versions = [version_from_wire(d) for d in items]
-    active = {(v.filespace, v.hl, v.ll): v for v in versions}
+    active = {(v.filespace, v.hl, v.ll): v.attributes for v in versions}
     plan = plan_against(active, opts.paths, opts.excludes, full=opts.full and not resume, archive=opts.archive,
                         one_file_system=opts.one_file_system)
     key = node_key(settings.home, node, settings_passphrase(settings), create=True) if mc["encrypt"] else None
