@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -71,6 +72,19 @@ class _Open:
     small: bytearray | None = None  # a small file's data, written whole by a writer thread
 
 
+class DoneSet(set[Key]):
+    """The objects restored or given up: a set the block reader checks, and ``changed``,
+    set at each addition, that it waits on (restore.BlockReader._wait_done)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Event()
+
+    def add(self, key: Key) -> None:
+        super().add(key)
+        self.changed.set()
+
+
 class ObjectWriter:
     """Turns scanner events into restored objects. Used by one thread (the pipe's tail).
 
@@ -93,7 +107,7 @@ class ObjectWriter:
         self.base = base  # file space -> parts under the target root
         self.reporter = reporter
         self.open: dict[tuple[uuid.UUID, int], _Open] = {}
-        self.done: set[Key] = set()  # restored or given up: shared with the reader
+        self.done: set[Key] = DoneSet()  # restored or given up: shared with the reader
         self.restored: set[Key] = set()
         self.failed: dict[Key, str] = {}
         self.restored_paths: dict[tuple[str, bytes], tuple[str, ...]] = {}  # (file space, name) -> parts

@@ -50,6 +50,12 @@ BLOCK_BUFFER = (1 << 20) + (64 << 10)
 # ahead of the scanner while the writer holds buffers behind its writes (32 made both wait).
 RESTORE_BUFFERS = 64
 HELD_BUFFERS = 4  # EVENTS buffers the restore keeps while their large-file writes run behind
+# The reader waits this long at the last block its active objects can reach for the writer
+# to finish them (the blocks in flight are decoded and written well within it), then reads
+# on for AHEAD_AFTER_WAIT blocks before it waits again (another session's blocks between).
+WAIT_DONE_S = 0.5
+AHEAD_AFTER_WAIT = 32
+_NO_END = 1 << 62  # an object without an estimated last block: read on while it is unfinished
 
 
 @dataclass
@@ -80,8 +86,9 @@ class BlockReader:
     tail's view lags by the blocks in flight, so a few blocks past an object may be read.
     """
 
-    def __init__(self, site: Site, starts: list[tuple[str, list[tuple[int, Key]]]], done: set[Key]) -> None:
-        self.site, self.starts, self.done = site, starts, done
+    def __init__(self, site: Site, starts: list[tuple[str, list[tuple[int, Key]]]], done: set[Key],
+                 ends: dict[tuple[str, Key], int] | None = None) -> None:
+        self.site, self.starts, self.done, self.ends = site, starts, done, ends or {}
 
     def run(self, ctx: StageContext) -> tuple[int, list[str]]:
         """Returns the blocks read and what could not be read. An unreadable block is left
@@ -103,14 +110,27 @@ class BlockReader:
     def _volume(self, ctx: StageContext, volume: Any, starts: list[tuple[int, Key]], problems: list[str]) -> int:
         blocks, j, addr = 0, 0, starts[0][0]
         active: deque[Key] = deque()  # objects started at or before addr, oldest first
+        horizon = -1  # the last block the active objects can reach (see restore_plan.last_blocks)
         while True:
             while j < len(starts) and starts[j][0] <= addr:
-                active.append(starts[j][1])
+                key = starts[j][1]
+                active.append(key)
+                horizon = max(horizon, self.ends.get((volume.name, key), _NO_END))
                 j += 1
             # Objects end roughly in the order they start: dropping finished ones from the
             # front until one is unfinished answers "is any unfinished" without a full pass.
             while active and active[0] in self.done:
                 active.popleft()
+            if active and addr > horizon:
+                # Every block the active objects need is on its way: wait for the writer to
+                # finish them rather than read on into blocks no one wants. An empty buffer
+                # first tells the scan to send on what it holds (see ScanStage.run).
+                flush = ctx.alloc_buf()
+                flush.length = 0
+                ctx.send_buf(flush)
+                if self._wait_done(active):
+                    continue
+                horizon = addr + AHEAD_AFTER_WAIT  # not done in time: the estimate was short
             if not active:
                 if j == len(starts):
                     return blocks
@@ -130,6 +150,22 @@ class BlockReader:
             ctx.send_buf(buf)
             blocks += 1
             addr += 1
+
+
+    def _wait_done(self, active: deque[Key]) -> bool:
+        """Wait up to WAIT_DONE_S for every object in ``active`` to be done; whether they are.
+        Without a DoneSet (a plain set: nothing signals), only checks."""
+        changed = getattr(self.done, "changed", None)
+        deadline = time.monotonic() + WAIT_DONE_S
+        while True:
+            if changed is not None:
+                changed.clear()  # before checking: an add after the check sets it again
+            if all(k in self.done for k in active):
+                return True
+            left = deadline - time.monotonic()
+            if changed is None or left <= 0:
+                return False
+            changed.wait(left)
 
 
 class RestoreSink:
@@ -197,7 +233,7 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
         target = TargetTree(opts.to if opts.to is not None else "/")
     counter = ItemCounter(reporter, len(plan.wanted)) if reporter is not None else None
     writer = ObjectWriter(plan.wanted, plan.by_index, key, target, base, reporter, redirect, counter)
-    pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, plan.starts, writer.done)),
+    pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, plan.starts, writer.done, plan.ends)),
                  *sink_stages(writer)],
                 buffer_size=BLOCK_BUFFER, max_buffers=RESTORE_BUFFERS, reporter=counter,
                 total_bytes=plan.stored,

@@ -13,7 +13,7 @@ import json
 import os
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipevault.catalog import locations as location_rows
 from pipevault.catalog import nodes as node_rows
@@ -23,6 +23,7 @@ from pipevault.catalog.objects import VersionInfo
 from pipevault.format import (
     ObjectType,
 )
+from pipevault.media import SUPERBLOCK_SIZE
 from pipevault.mover.errors import (
     NothingMatched,
 )
@@ -111,6 +112,7 @@ class ReadPlan:
     by_index: dict[tuple[uuid.UUID, int], Key]
     starts: list[tuple[str, list[tuple[int, Key]]]]  # per volume, in read order: (first block, object)
     stored: int = 0  # bytes of the wanted objects on media (what the progress bar counts: blocks read)
+    ends: dict[tuple[str, Key], int] = field(default_factory=dict)  # see last_blocks
 
 
 def _object_index(attributes: str, session: str) -> int | None:
@@ -162,7 +164,40 @@ def plan_reads(site: Site, versions: list[VersionInfo]) -> ReadPlan:
         per_volume[vol].append((block, key_of[vid]))
     order = _read_order(pieces, {vid: k[0] for vid, k in key_of.items()})
     starts = [(vol, sorted(per_volume[vol], key=lambda s: s[0])) for vol in order]
-    return ReadPlan(wanted, by_index, starts, sum(p.length for p in pieces))
+    return ReadPlan(wanted, by_index, starts, sum(p.length for p in pieces), last_blocks(pieces, key_of))
+
+
+# A superblock's payload, less what framing may take from it (its header, continuation
+# records); what an object's own records add to its stored bytes (headers and footers: a
+# fixed part, and a part per chunk, allowed for generously as 1/512 of the bytes).
+_PAYLOAD = SUPERBLOCK_SIZE - (4 << 10)
+_RECORDS = 8 << 10
+
+
+def last_blocks(pieces: list[location_rows.Location], key_of: dict[int, Key]) -> dict[tuple[str, Key], int]:
+    """For each object on each volume, the last block its data can reach there, when its session
+    wrote it in one run of blocks: from its pieces' first blocks and stored lengths.
+
+    The block reader waits there for the object to be done instead of reading on (a restore of
+    a few files read the next 8 MB after each before the writer had marked it done). An
+    estimate, never a limit: between a session's blocks lie other sessions' on a multiplexed
+    tape, and an object on several volumes is catalogued with an even share on each; the
+    reader reads on when the object is not done in time, and objects on several volumes get
+    no end at all.
+    """
+    volumes: dict[int, set[str]] = defaultdict(set)
+    for p in pieces:
+        volumes[p.version_id].add(p.volume)
+    ends: dict[tuple[str, Key], int] = {}
+    for p in pieces:
+        if len(volumes[p.version_id]) != 1:
+            continue
+        at = (p.volume, key_of[p.version_id])
+        need = p.length + _RECORDS + p.length // 512
+        last = p.superblock + -(-need // _PAYLOAD)  # it may start at the end of its first block
+        if last > ends.get(at, -1):
+            ends[at] = last
+    return ends
 
 
 def _read_order(pieces: list[location_rows.Location], session_of: dict[int, uuid.UUID]) -> list[str]:

@@ -97,6 +97,14 @@ class ScanStage:
         scanner = Scanner(key=self.key, sessions=self.sessions, want=want)
         out = _EventBuffers(ctx, wanted, self.small_max)
         while (buf := ctx.receive_buf()) is not None:
+            if not buf.length:
+                # The reader waits for the objects found so far to be written (it sends this
+                # empty buffer first, see restore.BlockReader): they go now, not once the
+                # buffer is full (held back, they kept it reading the volume to its end).
+                ctx.free_buf(buf)
+                out.release()
+                out.flush()
+                continue
             try:
                 events = scanner.feed(buf.view)
             except WrongKeyError as exc:
