@@ -83,7 +83,9 @@ class BlockReader:
     For each volume it starts at the first block of the first wanted object there and reads
     on while any object that started at or before the position is unfinished; once all are
     (the tail marks them in ``done``), it jumps to the next wanted object's first block. The
-    tail's view lags by the blocks in flight, so a few blocks past an object may be read.
+    tail's view lags by the blocks in flight, so at the last block the active objects can
+    reach (``ends``, estimated by the plan) it sends the scan an empty buffer (send on what you
+    hold) and waits for the tail to finish them before reading on.
     """
 
     def __init__(self, site: Site, starts: list[tuple[str, list[tuple[int, Key]]]], done: set[Key],
@@ -150,7 +152,6 @@ class BlockReader:
             ctx.send_buf(buf)
             blocks += 1
             addr += 1
-
 
     def _wait_done(self, active: deque[Key]) -> bool:
         """Wait up to WAIT_DONE_S for every object in ``active`` to be done; whether they are.

@@ -69,7 +69,8 @@ _FLAGS = [ChunkFlags(v) for v in range(8)]  # every combination of the three chu
 
 class ScanStage:
     """Middle stage (allocating): scans, verifies and decodes the superblocks it receives;
-    sends the events of wanted objects in EVENTS buffers.
+    sends the events of wanted objects in EVENTS buffers, each when full, or at once when an
+    empty buffer comes in (the block reader waits for what it has read to be written).
 
     Args:
         key: the node's key (None: unencrypted data only).
