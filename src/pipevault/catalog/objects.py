@@ -62,8 +62,10 @@ _COLUMNS = (versions.c.id.label("version_id"), objects.c.id.label("object_id"),
             versions.c.digest, versions.c.attributes, versions.c.description, versions.c.session_id)
 
 
-def _base() -> sa.Select[tuple[object, ...]]:
-    return (sa.select(*_COLUMNS)
+def _base(*columns: sa.ColumnElement[Any]) -> sa.Select[tuple[object, ...]]:
+    """``columns`` (all of a VersionInfo's by default) of versions joined to their object,
+    file space and node."""
+    return (sa.select(*(columns or _COLUMNS))
             .join(objects, objects.c.id == versions.c.object_id)
             .join(filespaces, filespaces.c.id == objects.c.filespace_id)
             .join(nodes, nodes.c.id == filespaces.c.node_id))
@@ -135,10 +137,7 @@ def query_versions(conn: Connection, node: str, filespace: str, hl: str = "*", l
     return [_info(row) for row in plain_rows(conn, query)]
 
 
-_ACTIVE_ATTRIBUTES = (sa.select(objects.c.hl, objects.c.ll, versions.c.attributes)
-                      .join(objects, objects.c.id == versions.c.object_id)
-                      .join(filespaces, filespaces.c.id == objects.c.filespace_id)
-                      .join(nodes, nodes.c.id == filespaces.c.node_id)
+_ACTIVE_ATTRIBUTES = (_base(objects.c.hl, objects.c.ll, versions.c.attributes)
                       .where(nodes.c.name == sa.bindparam("node"), filespaces.c.name == sa.bindparam("fs"),
                              versions.c.state == "active"))
 

@@ -40,6 +40,7 @@ from pipevault.mover.restore import RestoreOptions, run_restore
 from pipevault.mover.site import Site
 
 MB = 1e6
+SETTLE_S = 60.0  # seconds a freshly generated tree is left before the first tool (see settle)
 
 
 def make_tree(root: Path, scale: float = 1.0, seed: int = 7) -> Path:
@@ -210,9 +211,6 @@ def run(quick: bool, workdir: Path, cases: tuple[str, ...] | None = None) -> Ite
         settle(SETTLE_S * scale)
     with scratch_fs(workdir, 2 if quick else 8) as (scratch, kind):
         yield from _run(tree, scratch, kind, cases)
-
-
-SETTLE_S = 60.0
 
 
 def settle(seconds: float) -> None:

@@ -82,7 +82,8 @@ class DoneSet(set[Key]):
 
     def add(self, key: Key) -> None:
         super().add(key)
-        self.changed.set()
+        if not self.changed.is_set():  # set until the reader clears it: no lock per object
+            self.changed.set()
 
 
 class ObjectWriter:

@@ -14,6 +14,7 @@ import os
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipevault.catalog import locations as location_rows
 from pipevault.catalog import nodes as node_rows
@@ -65,6 +66,13 @@ def select_versions(site: Site, opts: RestoreOptions) -> list[VersionInfo]:
             return [object_rows.get_version(conn, opts.version_id)]
         spaces = next((n.filespaces for n in node_rows.list_nodes(conn) if n.name == site.node), ())
         chosen: dict[tuple[str, str, str], VersionInfo] = {}
+        which: dict[str, Any]  # the versions asked for, as query_versions takes them
+        if opts.archive:
+            which = {"state": "archive", "description": opts.description}
+        elif opts.point_in_time is not None:
+            which = {"point_in_time": opts.point_in_time}
+        else:
+            which = {"state": "backup" if opts.inactive else "active"}
         for path in opts.paths:
             ap = os.path.normpath(os.path.abspath(path))
             fs = max((f for f in spaces if ap == f or ap.startswith(f.rstrip("/") + "/")), key=len, default=None)
@@ -72,15 +80,7 @@ def select_versions(site: Site, opts: RestoreOptions) -> list[VersionInfo]:
                 raise NothingMatched(f"{ap} is in no file space of node {site.node}")
             want = to_text(ap[len(fs):].strip("/"))
             for hl, ll in name_patterns(want):
-                if opts.archive:
-                    found = object_rows.query_versions(conn, site.node, fs, hl, ll, state="archive",
-                                                       description=opts.description)
-                elif opts.point_in_time is not None:
-                    found = object_rows.query_versions(conn, site.node, fs, hl, ll,
-                                                       point_in_time=opts.point_in_time)
-                else:
-                    found = object_rows.query_versions(conn, site.node, fs, hl, ll,
-                                                       state="backup" if opts.inactive else "active")
+                found = object_rows.query_versions(conn, site.node, fs, hl, ll, **which)
                 for v in found:  # newest first within an object
                     if want:
                         rel = rel_path(v)
@@ -179,7 +179,7 @@ def last_blocks(pieces: list[location_rows.Location], key_of: dict[int, Key]) ->
     wrote it in one run of blocks: from its pieces' first blocks and stored lengths.
 
     The block reader waits there for the object to be done instead of reading on (a restore of
-    a few files read the next 8 MB after each before the writer had marked it done). An
+    a few files used to read on to the end of the volume). An
     estimate, never a limit: between a session's blocks lie other sessions' on a multiplexed
     tape, and an object on several volumes is catalogued with an even share on each; the
     reader reads on when the object is not done in time, and objects on several volumes get

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
+from typing import cast
 
 from pipevault.catalog.rebuild import name_text
 from pipevault.format import ObjectType
@@ -261,8 +262,9 @@ def walk(roots: Iterable[str], excludes: Iterable[str] = (), report: WalkReport 
                         listed += len(entries) + 1
                         if listed >= PROBE_ENTRIES and listed_s > SLOW_ENTRY_S * listed:
                             pool = ThreadPoolExecutor(WALK_THREADS, thread_name_prefix="pv-walk")
-                            pending = deque(p if isinstance(p, Future) else pool.submit(
-                                _list, p[0], root, p[1], excluded, report) for p in pending)
+                            # Only directories to list are pending: nothing was submitted yet.
+                            pending = deque(pool.submit(_list, path, root, rel, excluded, report)
+                                            for path, rel in cast(deque[tuple[str, str]], pending))
                 for e in entries:
                     yield mark(e)
                 for sub_path, sub_rel in subdirs:
