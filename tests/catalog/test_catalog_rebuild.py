@@ -158,7 +158,8 @@ def test_original_dates_names_and_attributes_come_back(catalog: Catalog) -> None
     with catalog.read() as conn:
         (v,) = objects.query_versions(conn, "alpha", "/", "/etc", "motd")
         assert (v.stored, v.class_name, v.size, v.state) == (START + 5, "GOLD", 200_000, "active")
-        assert v.attributes == '{"mode":33188,"owner":"root"}'
+        # The header's attributes, then the version's place in its media session.
+        assert v.attributes == f'{{"mode":33188,"owner":"root","session":"{w.session_id}","object":0}}'
         (s,) = conn.execute(sa.select(sessions.c.started, sessions.c.ended, sessions.c.status)).all()
         assert tuple(s) == (START, START + 60, "completed")
         spans = [(p.volume, p.offset) for p in locations_of(conn, v.version_id)]

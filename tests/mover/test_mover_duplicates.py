@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from mover_helpers import open_site, snapshot
 
-from pipevault.mover import BackupOptions, RestoreOptions, run_backup, run_restore
+from pipevault.catalog import objects as object_rows
+from pipevault.catalog import schema
+from pipevault.catalog.objects import REFS_FIELD
+from pipevault.mover import BackupOptions, RestoreOptions, Site, run_backup, run_restore
 from pipevault.mover.errors import RestoreIncomplete
 
 MIB = 1 << 20
@@ -50,20 +55,72 @@ def test_duplicates_are_stored_once_and_restored_everywhere(tmp_path: Path) -> N
         assert checked.failed == [] and checked.bytes == backed.bytes_read
 
 
-def test_a_duplicate_of_a_file_not_restored_is_named(tmp_path: Path) -> None:
+def _attributes(site: Site, src: Path, name: str) -> dict[str, object]:
+    rel = (src / name).relative_to(src)
+    hl = "/" + str(rel.parent) if str(rel.parent) != "." else "/"
+    with site.catalog.read() as conn:
+        v = object_rows.active_version(conn, site.node, str(src), hl, rel.name)
+    assert v is not None
+    attrs: dict[str, object] = json.loads(v.attributes)
+    return attrs
+
+
+def test_a_file_repeating_another_restores_alone(tmp_path: Path) -> None:
     src = _repeats(tmp_path / "src")
     with open_site(tmp_path / "home") as site:
         run_backup(site, BackupOptions([str(src)]))
+        # The catalog names the object whose chunks each copy repeats (and nothing for the rest).
+        first = _attributes(site, src, "a/first.bin")
+        assert _attributes(site, src, "a/second.bin")[REFS_FIELD] == [first["object"]]
+        assert _attributes(site, src, "s2.dat")[REFS_FIELD] == [_attributes(site, src, "s1.dat")["object"]]
+        assert REFS_FIELD not in first and REFS_FIELD not in _attributes(site, src, "unique.bin")
+        for name in ("a/second.bin", "s2.dat"):
+            out = tmp_path / ("out-" + name.replace("/", "-"))
+            alone = run_restore(site, RestoreOptions([str(src / name)], to=str(out)))
+            assert alone.failed == [] and alone.restored == 1
+            assert (out / name).read_bytes() == (src / name).read_bytes()
+            # The file it repeats was read, not restored: nothing else is left in the target.
+            assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir()) == [name]
+            assert not list(out.rglob(".pipevault-restore-scratch-*"))
+            checked = run_restore(site, RestoreOptions([str(src / name)], verify_only=True))
+            assert checked.failed == [] and checked.bytes == (src / name).stat().st_size
+
+
+def test_sources_of_sources_are_read_too(tmp_path: Path) -> None:
+    """D repeats a chunk of S, whose other chunk repeats T: restoring D alone needs both."""
+    rng = random.Random(5)
+    a, b = rng.randbytes(MIB), rng.randbytes(MIB)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "1-t.bin").write_bytes(a)
+    (src / "2-s.bin").write_bytes(a + b)
+    (src / "3-d.bin").write_bytes(b + b"tail-d")
+    with open_site(tmp_path / "home") as site:
+        run_backup(site, BackupOptions([str(src)]))
+        t, s, d = (_attributes(site, src, n) for n in ("1-t.bin", "2-s.bin", "3-d.bin"))
+        assert s[REFS_FIELD] == [t["object"]] and d[REFS_FIELD] == [s["object"]]
+        out = tmp_path / "out"
+        assert run_restore(site, RestoreOptions([str(src / "3-d.bin")], to=str(out))).failed == []
+        assert (out / "3-d.bin").read_bytes() == b + b"tail-d"
+        assert sorted(p.name for p in out.iterdir()) == ["3-d.bin"]
+
+
+def test_a_copy_of_an_expired_object_is_named_not_written(tmp_path: Path) -> None:
+    src = _repeats(tmp_path / "src")
+    with open_site(tmp_path / "home") as site:
+        run_backup(site, BackupOptions([str(src)]))
+        first = _attributes(site, src, "a/first.bin")
+        with site.catalog.write() as conn:  # the original's version gone from the catalog
+            (vid,) = conn.execute(sa.select(schema.versions.c.id).where(
+                schema.versions.c.attributes.like(f'%"object":{first["object"]}}}'))).one()
+            conn.execute(sa.delete(schema.locations).where(schema.locations.c.version_id == vid))
+            conn.execute(sa.delete(schema.versions).where(schema.versions.c.id == vid))
         with pytest.raises(RestoreIncomplete) as caught:
             run_restore(site, RestoreOptions([str(src / "a" / "second.bin")], to=str(tmp_path / "out")))
-        # Restored alone, the repeated file names what it needs instead of writing wrong bytes.
+        # Restored alone, the copy names what it lacks instead of writing wrong bytes.
         assert [path for path, _ in caught.value.details["failed"]] == [str(src / "a" / "second.bin")]
-        assert "restore the whole session" in caught.value.details["failed"][0][1]
+        assert "no longer lists" in caught.value.details["failed"][0][1]
         assert not (tmp_path / "out" / "a" / "second.bin").exists()
-        # Restored with the file it repeats, it comes back whole.
-        both = run_restore(site, RestoreOptions([str(src / "a")], to=str(tmp_path / "both")))
-        assert both.failed == []
-    assert (tmp_path / "both" / "a" / "second.bin").read_bytes() == (src / "a" / "second.bin").read_bytes()
 
 
 def test_many_small_files_with_long_undecodable_names(tmp_path: Path) -> None:
@@ -80,3 +137,26 @@ def test_many_small_files_with_long_undecodable_names(tmp_path: Path) -> None:
         out = tmp_path / "out"
         assert run_restore(site, RestoreOptions([str(src)], to=str(out))).failed == []
     assert snapshot(out) == snapshot(src)
+
+
+def test_a_copy_restores_alone_from_a_catalog_rebuilt_from_media(tmp_path: Path) -> None:
+    from pipevault.mover.rebuild import rebuild_from_media
+
+    src = _repeats(tmp_path / "src")
+    home = tmp_path / "home"
+    with open_site(home) as site:
+        run_backup(site, BackupOptions([str(src)]))
+        before = {n: _attributes(site, src, n) for n in ("a/first.bin", "a/second.bin", "s2.dat")}
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (home / name).unlink(missing_ok=True)
+    with open_site(home) as site:
+        assert rebuild_from_media(site).sessions == 1
+        # The media tell the rebuild what each copy repeats and where each object sits.
+        for name, attrs in before.items():
+            rebuilt = _attributes(site, src, name)
+            assert (rebuilt["session"], rebuilt["object"]) == (attrs["session"], attrs["object"])
+            assert rebuilt.get(REFS_FIELD) == attrs.get(REFS_FIELD)
+        out = tmp_path / "out"
+        assert run_restore(site, RestoreOptions([str(src / "a" / "second.bin")], to=str(out))).failed == []
+    assert (out / "a" / "second.bin").read_bytes() == (src / "a" / "second.bin").read_bytes()
+    assert [p.name for p in out.rglob("*") if p.is_file()] == ["second.bin"]

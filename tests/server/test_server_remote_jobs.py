@@ -83,6 +83,23 @@ def test_remote_backup_and_restore_equal_the_source(served: tuple[Daemon, Settin
         assert not [v for v in object_rows.query_versions(conn, "n1", fs, state="active") if v.ll == "note08.txt"]
 
 
+def test_a_copy_restores_alone_from_the_server(served: tuple[Daemon, Settings], tmp_path: Path) -> None:
+    """The server's plan names the file a copy repeats; the client reads it, restores only the copy."""
+    daemon, _server_settings = served
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(3 << 20)
+    (src / "original.bin").write_bytes(data)
+    (src / "zcopy.bin").write_bytes(data + b"tail")
+    client = settings_at(tmp_path / "client-home")
+    n1 = node(daemon)
+    run_remote_backup(client, n1, BackupOptions([str(src)]))
+    out = tmp_path / "out"
+    alone = run_remote_restore(client, n1, RestoreOptions([str(src / "zcopy.bin")], to=str(out)))
+    assert alone.failed == [] and alone.restored == 1
+    assert os.listdir(out) == ["zcopy.bin"] and (out / "zcopy.bin").read_bytes() == data + b"tail"
+
+
 def test_encrypted_class_stays_encrypted_and_needs_the_client_key(served: tuple[Daemon, Settings],
                                                                    tmp_path: Path) -> None:
     daemon, server_settings = served

@@ -167,6 +167,31 @@ def get_version(conn: Connection, version_id: int) -> VersionInfo:
     return _info(row)
 
 
+# The attributes' field naming the objects of a version's media session whose chunks it
+# repeats (discarded duplicates); written with the version's place there by index_fields.
+REFS_FIELD = "dedup_refs"
+
+
+def index_fields(session: str, index: int, refs: tuple[int, ...] = ()) -> str:
+    """The last fields of a version's attributes (JSON object text, from its closing brace):
+    the objects whose chunks it repeats when there are any, its media session (a UUID's
+    text, needing no escape) and its object index there. Restore planning reads the index
+    from this tail and finds the objects a version repeats by it."""
+    repeats = f'"{REFS_FIELD}":[{",".join(str(int(r)) for r in refs)}],' if refs else ""
+    return f'{repeats}"session":"{session}","object":{int(index)}}}'
+
+
+def session_versions(conn: Connection, session_id: int, attributes_like: list[str]) -> list[VersionInfo]:
+    """The versions written by catalog session ``session_id`` whose attributes match one of
+    the SQL LIKE patterns ``attributes_like`` (escape ``\\``), in any state: a restore finds
+    the objects that the versions it restores share data with this way."""
+    found: list[VersionInfo] = []
+    for start in range(0, len(attributes_like), 200):  # bounded statements
+        match = sa.or_(*(versions.c.attributes.like(p, escape="\\") for p in attributes_like[start:start + 200]))
+        found += (_info(r) for r in conn.execute(_base().where(versions.c.session_id == session_id, match)))
+    return found
+
+
 def mark_deleted(conn: Connection, node: str, filespace: str, hl: str, ll: str, *, when: float) -> bool:
     """Record that the object was deleted on its node: its active version becomes inactive.
 

@@ -37,7 +37,7 @@ from pipevault.catalog import sessions as session_rows
 from pipevault.catalog import volumes as volume_rows
 from pipevault.catalog.database import Catalog
 from pipevault.catalog.errors import CatalogNotFound, CatalogRebuildFailed
-from pipevault.catalog.objects import mark_deleted
+from pipevault.catalog.objects import index_fields, mark_deleted
 from pipevault.catalog.schema import sessions
 from pipevault.catalog.writer import BatchWriter, NewVersion, Piece
 from pipevault.format import (
@@ -125,6 +125,12 @@ def attributes(header: ArchiveHeader) -> str:
                       separators=(",", ":"))
 
 
+def with_index(text: str, session: str, index: int, refs: tuple[int, ...]) -> str:
+    """Attributes ``text`` (a JSON object) with the version's place in its media session at
+    the end, as a backup writes them (``objects.index_fields``): restores find objects by it."""
+    return text[:-1] + ("," if len(text) > 2 else "") + index_fields(session, index, refs)
+
+
 @dataclass
 class _Run:
     """The object's bytes on one volume, growing as its chunks are read."""
@@ -140,6 +146,7 @@ class _Object:
     header: ArchiveHeader
     runs: list[_Run] = field(default_factory=list)
     plain: int = 0
+    refs: set[int] = field(default_factory=set)  # other objects whose chunks it repeats
 
 
 @dataclass
@@ -306,6 +313,8 @@ class MediaCatalogue:
         else:
             obj.runs.append(_Run(volume, block, h.object_offset, h.plain_len))
         obj.plain += h.plain_len
+        if h.ref is not None and h.ref[0] != h.object_index:
+            obj.refs.add(h.ref[0])
 
     def _end_object(self, state: _Session, footer: ArchiveFooter) -> None:
         obj, state.open = state.open, None
@@ -327,7 +336,8 @@ class MediaCatalogue:
                 obj.header.filespace or "/", hl, ll, obj.plain,
                 tuple(Piece(r.volume, r.block, r.offset, r.length) for r in obj.runs),
                 stored=stored, obj_type=obj.header.type,
-                class_name=obj.header.mgmt_class or "STANDARD", attributes=attributes(obj.header),
+                class_name=obj.header.mgmt_class or "STANDARD",
+                attributes=with_index(attributes(obj.header), str(state.media_id), index, tuple(sorted(obj.refs))),
                 archive=state.archive, description=obj.header.description,
                 expires=media_time(obj.header.expires_ns) if obj.header.expires_ns else None))
             state.objects += 1

@@ -146,6 +146,11 @@ class SessionWriter:
         self._zeros = memoryview(bytes(self.size))
         self._header_pending = False
         self._obj_first_seq = self._chunk_seq = self._offset = self._obj_stored = self._obj_dups = 0
+        self._obj_refs: set[int] = set()
+        # The other objects whose chunks the object last ended repeats (its duplicates' refs),
+        # ascending: a reader that restores it alone must read those too. Valid after
+        # end_object or put_object returns a footer with duplicates; () otherwise.
+        self.object_refs: tuple[int, ...] = ()
         self._object: ArchiveHeader | None = None
         self._closed = False
         self.header: SessionHeader | None = None  # as written; None for a resumed session
@@ -208,6 +213,7 @@ class SessionWriter:
         self._next_object = header.object_index + 1
         self._obj_first_seq, self._chunk_seq, self._offset = first_seq, chunk_seq, offset
         self._obj_stored, self._obj_dups = stored, dups
+        self._obj_refs.clear()
 
     def write(self, data: Buffer) -> None:
         """Append object data, cut into chunks of ``chunk_size``; encodes in this thread.
@@ -340,6 +346,8 @@ class SessionWriter:
                 flags = int(h.flags)
         if flags & _DUPLICATE:
             self._optional |= Optional.DUPLICATES
+            if h.ref is not None and h.ref[0] != h.object_index:
+                self._obj_refs.add(h.ref[0])
         need = required_by(h)
         if need & ~int(self._required):
             self._required |= need
@@ -378,6 +386,7 @@ class SessionWriter:
         self.objects += 1
         self.errors += status != ObjectStatus.COMPLETE
         self._object = None
+        self.object_refs = tuple(sorted(self._obj_refs))
         return footer
 
     def put_object(self, framed: FramedObject, status: int = ObjectStatus.COMPLETE) -> ArchiveFooter:

@@ -27,7 +27,7 @@ catalog stage opens it.
 - BATCH_ENCODED: per object ``BATCH_ENC`` then ``framed records | doc`` (see
   :func:`pipevault.format.frame_object`).
 - CATALOG (store -> catalog stage, once the objects are durable): a volume-name table, then
-  per object ``CATALOG_REC`` and ``doc | pieces``; prefix ``b`` = 1 on the last buffer of
+  per object ``CATALOG_REC`` and ``doc | pieces | refs``; prefix ``b`` = 1 on the last buffer of
   a durability point (commit after it).
 
 The layout is private to one pipe on one machine; what reaches media is the stream format.
@@ -53,8 +53,10 @@ BATCH_REC = struct.Struct("<QIIB16s")  # index, meta and data lengths, status, d
 # index, records and doc lengths, chunks, plain and stored bytes, required bits, status,
 # digest, has dedup hash, dedup hash
 BATCH_ENC = struct.Struct("<QIIIQQIB16sB32s")
-CATALOG_REC = struct.Struct("<QB16sQQIH")  # index, status, digest, stream, stored, doc length, pieces
+# index, status, digest, stream, stored, doc length, pieces, refs
+CATALOG_REC = struct.Struct("<QB16sQQIHI")
 PIECE = struct.Struct("<HQ")  # volume number in the buffer's table, first superblock there
+REF = struct.Struct("<Q")  # index of an object whose chunks this one repeats (store.Durable.refs)
 
 
 

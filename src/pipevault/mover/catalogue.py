@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipevault.catalog.objects import index_fields
 from pipevault.catalog.writer import BatchWriter, NewVersion, Piece
 from pipevault.errors import InternalError
 from pipevault.mover import _wire as W
@@ -41,10 +42,11 @@ class Cataloguer:
         self.objects = self.bytes = 0
 
     def add(self, index: int, status: int, digest: bytes, stream: int, stored: int, doc: bytes | memoryview,
-            spans: tuple[tuple[str, int], ...]) -> None:
-        """Queue the version of object ``index`` (written in the pieces of ``spans``)."""
+            spans: tuple[tuple[str, int], ...], refs: tuple[int, ...] = ()) -> None:
+        """Queue the version of object ``index`` (written in the pieces of ``spans``; repeating
+        chunks of the objects ``refs``)."""
         (fs, hl, ll, obj_type, size), attrs = W.loads(doc)
-        attrs = with_catalog_fields(attrs, stream, status, self.session, index)
+        attrs = with_catalog_fields(attrs, stream, status, self.session, index, refs)
         p = self.p
         share = stored // max(1, len(spans))
         pieces = tuple(Piece(vol, first, 0, share) for vol, first in spans)
@@ -58,13 +60,16 @@ class Cataloguer:
         self._batch.flush()
 
 
-def with_catalog_fields(attrs: str, stream: int, status: int, session: str, index: int) -> str:
+def with_catalog_fields(attrs: str, stream: int, status: int, session: str, index: int,
+                        refs: tuple[int, ...] = ()) -> str:
     """The attributes' JSON object text with what the catalog adds at its end (the stream
-    bytes, the status, the media session and the object's index in it), as the JSON encoder
-    would write them. Written out directly, at a third of the encoder's cost, once per object
-    of a backup; ``session`` is a UUID's text, which needs no escaping. Restore planning
-    reads the index back from this tail (``restore_plan._object_index``)."""
-    suffix = f',"stream":{int(stream)},"status":{int(status)},"session":"{session}","object":{int(index)}}}'
+    bytes, the status, the objects of the session whose chunks this one repeats when there
+    are any, the media session and the object's index in it), as the JSON encoder would
+    write them. Written out directly, at a third of the encoder's cost, once per object of a
+    backup; ``session`` is a UUID's text, which needs no escaping. Restore planning reads the
+    index back from this tail (``restore_plan._object_index``) and the refs when it restores
+    an object without them (``restore_plan.dedup_sources``)."""
+    suffix = f',"stream":{int(stream)},"status":{int(status)},' + index_fields(session, index, refs)
     return attrs[:-1] + suffix if len(attrs) > 2 else "{" + suffix[1:]
 
 
@@ -83,7 +88,7 @@ def send_durable(ctx: StageContext, durable: list[Durable]) -> None:
         while i < len(durable):
             item = durable[i]
             doc, digest, stream = item.ident
-            need = W.CATALOG_REC.size + len(doc) + W.PIECE.size * len(item.spans)
+            need = W.CATALOG_REC.size + len(doc) + W.PIECE.size * len(item.spans) + W.REF.size * len(item.refs)
             if pos + need > limit:
                 if count == 0:
                     raise InternalError(f"object {item.footer.object_index}: catalog record of {need} bytes "
@@ -91,13 +96,16 @@ def send_durable(ctx: StageContext, durable: list[Durable]) -> None:
                 break
             f = item.footer
             W.CATALOG_REC.pack_into(d, pos, f.object_index, f.status, digest, stream, f.stored_bytes, len(doc),
-                                    len(item.spans))
+                                    len(item.spans), len(item.refs))
             pos += W.CATALOG_REC.size
             d[pos: pos + len(doc)] = doc
             pos += len(doc)
             for vol, first in item.spans:
                 W.PIECE.pack_into(d, pos, number[vol], first)
                 pos += W.PIECE.size
+            for ref in item.refs:
+                W.REF.pack_into(d, pos, ref)
+                pos += W.REF.size
             count += 1
             i += 1
         last = i >= len(durable)
@@ -131,7 +139,7 @@ class CatalogStage:
                 _kind, _i, _s, _o, count, commit, _c = W.get_prefix(d)
                 names, pos = W.unpack_names(d, W.PREFIX_LEN)
                 for _ in range(count):
-                    index, status, digest, stream, stored, lc, npieces = W.CATALOG_REC.unpack_from(d, pos)
+                    index, status, digest, stream, stored, lc, npieces, nrefs = W.CATALOG_REC.unpack_from(d, pos)
                     pos += W.CATALOG_REC.size
                     doc = d[pos: pos + lc]
                     pos += lc
@@ -140,7 +148,9 @@ class CatalogStage:
                         vol, first = W.PIECE.unpack_from(d, pos)
                         spans.append((names[vol], first))
                         pos += W.PIECE.size
-                    cat.add(index, status, digest, stream, stored, doc, tuple(spans))
+                    refs = tuple(W.REF.unpack_from(d, pos + k * W.REF.size)[0] for k in range(nrefs))
+                    pos += nrefs * W.REF.size
+                    cat.add(index, status, digest, stream, stored, doc, tuple(spans), refs)
                     del doc
                 del d
                 ctx.free_buf(buf)

@@ -56,6 +56,9 @@ WRITERS = 2  # measured: four contended for the interpreter lock with the writer
 WRITE_BATCH = 32  # small files per writer-thread task
 WRITE_BATCH_BYTES = 4 << 20
 VERIFY_KEEP = 512 << 20  # bytes of chunks --verify keeps for the duplicates that may repeat them
+# Where objects read only for the chunks others repeat (``sources``) are written, under each
+# file space's place in the target, and removed at the end (drop_scratch).
+SCRATCH_DIR = f".pipevault-restore-scratch-{os.getpid()}"
 
 @dataclass
 class _Open:
@@ -92,13 +95,21 @@ class ObjectWriter:
     Objects are recognised by session and name (``/`` + path in the file space, as the
     catalog names them), or, when the catalog recorded it, by their index in the session,
     which also lets the scanner skip decoding everything else.
+
+    ``sources`` are wanted objects read only because others repeat their chunks (see
+    ``restore_plan.dedup_sources``): restored into a scratch directory (in memory under
+    ``--verify``) where the duplicates read them back, never counted or reported as restored,
+    and removed by :meth:`drop_scratch`.
     """
 
     def __init__(self, wanted: dict[Key, VersionInfo], by_index: dict[tuple[uuid.UUID, int], Key],
                  key: bytes | None, target: TargetTree | None, base: dict[str, tuple[str, ...]],
                  reporter: Reporter | None, redirect: dict[Key, VersionInfo] | None = None,
-                 counter: ItemCounter | None = None) -> None:
+                 counter: ItemCounter | None = None, sources: set[Key] | None = None) -> None:
         self.wanted = wanted
+        self.sources = sources or set()
+        self.scratch: list[tuple[str, ...]] = []  # what the sources were restored into
+        self.lost: dict[tuple[uuid.UUID, int], str] = {}  # sources not restored intact, and why
         self.counter = counter
         self.by_index = dict(by_index)
         self.redirect = redirect or {}
@@ -165,6 +176,15 @@ class ObjectWriter:
         self.pool.shutdown(wait=True)
         if self.flusher is not None:
             self.flusher.close()
+
+    def drop_scratch(self) -> None:
+        """Remove what the sources were restored into (after the pipe, failed or not)."""
+        if self.target is None:
+            return
+        for parts in self.scratch:
+            self.target.remove(parts)
+        for where in {parts[:-1] for parts in self.scratch}:
+            self.target.remove_dir(where)
 
     def close_writes(self) -> None:
         """Let the large-file writes already handed over end (their buffers are then free)."""
@@ -256,7 +276,7 @@ class ObjectWriter:
         key = self._key_of(ev.session_id, ev.object_index, ev.name, ev.filespace)
         if key is None or key in self.done:
             return
-        if key in self.redirect:  # a hard link's data, restored under the link's name: the long way
+        if key in self.redirect or key in self.sources:  # restored elsewhere than its name: the long way
             self._whole_object(ev)
             return
         v = self.wanted[key]
@@ -302,6 +322,9 @@ class ObjectWriter:
         link = self.redirect.get(key)
         if link is not None:  # a hard link's data, restored under the link's own name
             parts = check_name(os.fsencode(from_text(rel_path(link))))
+        if key in self.sources:
+            parts = (SCRATCH_DIR, f"{ev.session_id.hex}-{h.object_index}")
+            self.scratch.append(self.base[fs] + parts)
         o = _Open(key, v, self.base[fs] + parts, h.type, h)
         self.open[slot] = o
         if self.target is None:
@@ -370,12 +393,16 @@ class ObjectWriter:
             if source.fd >= 0:
                 return os.pread(source.fd, n, off)
         where = self.originals.get((sid, ref_obj, ref_seq))
+        lost = self.lost.get((sid, ref_obj))
+        if where is None and lost is not None:
+            raise UnsafePath(f"{'/'.join(o.parts)} repeats data of {lost}")
         if where is None and self.target is None and self._dropped:
             raise UnsafePath(f"{'/'.join(o.parts)} repeats data beyond what --verify keeps in memory "
                              f"({VERIFY_KEEP >> 20} MiB); restore it to check it")
         if where is None:
-            raise UnsafePath(f"{'/'.join(o.parts)} shares data with an object not restored in this run; "
-                             "restore the whole session to get it")
+            raise UnsafePath(f"{'/'.join(o.parts)} shares data with object {ref_obj} of its backup session, "
+                             "which the catalog no longer lists (expired or deleted): it cannot be "
+                             "restored; restore from a later backup of the file")
         if isinstance(where, bytes):
             return where
         parts, off, n = where
@@ -421,6 +448,10 @@ class ObjectWriter:
             self._fail(o.key, "content does not match the digest recorded at backup")
             return
         self.done.add(o.key)
+        if o.key in self.sources:  # read for the duplicates that repeat it, not restored as itself
+            if self.target is not None:
+                self._apply(o)
+            return
         self.restored.add(o.key)
         if self.counter is not None:
             self.counter.count += 1
@@ -445,12 +476,17 @@ class ObjectWriter:
     def _fail(self, key: Key, why: str) -> None:
         if key in self.done:
             return
-        self.failed[key] = why
         self.done.add(key)
         for slot, o in list(self.open.items()):
             if o.key == key:
                 del self.open[slot]
                 self._close(o, remove=True)
+        if key in self.sources:  # not asked for: the objects that repeat it fail, naming it
+            for slot, k in self.by_index.items():
+                if k == key:
+                    self.lost[slot] = f"{self.wanted[key].path}, which could not be read: {why}"
+            return
+        self.failed[key] = why
         self._warn(self.wanted[key], why)
 
     def _warn(self, v: VersionInfo, why: str) -> None:

@@ -171,6 +171,19 @@ class TargetTree:
         self._clear(dfd, parts[-1])
         os.mknod(parts[-1], mode, rdev, dir_fd=dfd)
 
+    def remove_dir(self, parts: tuple[str, ...]) -> None:
+        """Remove directory ``parts`` if this run created it and it is empty (best effort)."""
+        if parts not in self._created:
+            return
+        fd = self._dirs.pop(parts, None)
+        if fd is not None:
+            os.close(fd)
+        try:
+            os.rmdir(parts[-1], dir_fd=self.dir_fd(parts[:-1], create=False))
+        except (OSError, UnsafePath, DestinationError):
+            pass
+        self._created.discard(parts)
+
     def remove(self, parts: tuple[str, ...]) -> None:
         """Remove a partly restored non-directory (best effort)."""
         try:

@@ -192,6 +192,7 @@ def run_remote_restore(settings: Settings, server: Server, opts: RestoreOptions,
     wanted: dict[Key, VersionInfo] = {}
     by_index: dict[tuple[uuid.UUID, int], Key] = {}
     links: dict[Key, VersionInfo] = {}
+    sources: set[Key] = set()  # read only for the chunks the others repeat (restore_plan.dedup_sources)
     for item in items:
         sid, fs, hl, ll = item["key"]
         k: Key = (uuid.UUID(sid), fs, hl, ll)
@@ -200,6 +201,8 @@ def run_remote_restore(settings: Settings, server: Server, opts: RestoreOptions,
             by_index[(k[0], int(item["index"]))] = k
         if item.get("link") is not None:
             links[k] = version_from_wire(item["link"])
+        if item.get("source"):
+            sources.add(k)
     node = server.creds.node
     passphrase = settings_passphrase(settings)
     key = (node_key(settings.home, node, passphrase, create=False)
@@ -207,8 +210,9 @@ def run_remote_restore(settings: Settings, server: Server, opts: RestoreOptions,
     base = {v.filespace: () if opts.to is not None else check_filespace(from_text(v.filespace))
             for v in wanted.values()}
     target = None if opts.verify_only else TargetTree(opts.to if opts.to is not None else "/")
-    counter = ItemCounter(reporter, len(wanted)) if reporter is not None else None
-    writer = ObjectWriter(wanted, by_index, key, target, base, reporter, links, counter)
+    asked = len(wanted) - len(sources)
+    counter = ItemCounter(reporter, asked) if reporter is not None else None
+    writer = ObjectWriter(wanted, by_index, key, target, base, reporter, links, counter, sources)
     buffers = max(RESTORE_BUFFERS, 2 * server.connections + 4)
     try:
         remote = RemotePipe.extend(server.address, server.creds, direction="pull", module="restore",
@@ -222,8 +226,9 @@ def run_remote_restore(settings: Settings, server: Server, opts: RestoreOptions,
     finally:
         writer.close()
         if target is not None:
+            writer.drop_scratch()
             target.close()
     failed = sorted((wanted[k].path, why) for k, why in writer.failed.items())
     out = RestoreResult(len(writer.restored), writer.bytes, time.perf_counter() - t0, failed, opts.verify_only,
                         int(result.results["net"][0]["frames"]), pipe_s=result.elapsed_s)
-    return checked(out, len(wanted))
+    return checked(out, asked)

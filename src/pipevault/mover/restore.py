@@ -30,6 +30,7 @@ from pipevault.mover.paths import TargetTree, check_filespace
 from pipevault.mover.restore_plan import (
     Key,
     RestoreOptions,
+    dedup_sources,
     link_primaries,
     locations_of,
     plan_reads,
@@ -222,18 +223,21 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     preload_process_modules([ScanStage.__module__])  # the scan stage, imported while we plan
     versions = select_versions(site, opts)
     links = link_primaries(site, versions)
-    plan = plan_reads(site, versions)
+    extra = dedup_sources(site, versions)
+    plan = plan_reads(site, versions + extra)
     by_version = {v.version_id: k for k, v in plan.wanted.items()}
     redirect = {by_version[p.version_id]: link for p, link in links.items() if p.version_id in by_version}
+    sources = {by_version[v.version_id] for v in extra if v.version_id in by_version}
+    asked = len(plan.wanted) - len(sources)
     key = site.key(create=False) if key_path(site.home, site.node).exists() and site.passphrase else None
     target: TargetTree | None = None
     base: dict[str, tuple[str, ...]] = {}
-    for v in versions:
+    for v in versions + extra:
         base[v.filespace] = () if opts.to is not None else check_filespace(from_text(v.filespace))
     if not opts.verify_only:
         target = TargetTree(opts.to if opts.to is not None else "/")
-    counter = ItemCounter(reporter, len(plan.wanted)) if reporter is not None else None
-    writer = ObjectWriter(plan.wanted, plan.by_index, key, target, base, reporter, redirect, counter)
+    counter = ItemCounter(reporter, asked) if reporter is not None else None
+    writer = ObjectWriter(plan.wanted, plan.by_index, key, target, base, reporter, redirect, counter, sources)
     pipe = Pipe([StageSpec("read", functools.partial(BlockReader, site, plan.starts, writer.done, plan.ends)),
                  *sink_stages(writer)],
                 buffer_size=BLOCK_BUFFER, max_buffers=RESTORE_BUFFERS, reporter=counter,
@@ -244,13 +248,14 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     finally:
         writer.close()  # after a failure too: no writer thread outlives the job
         if target is not None:
+            writer.drop_scratch()
             target.close()
     failed = sorted((plan.wanted[k].path, why) for k, why in writer.failed.items())
     blocks, problems = result.results["read"][0]
     out = RestoreResult(len(writer.restored), writer.bytes, time.perf_counter() - t0, failed,
                         opts.verify_only, blocks, problems, tuple(s.figures() for s in result.status.stages),
                         result.status.bottleneck(result.elapsed_s), result.elapsed_s)
-    return checked(out, len(plan.wanted))
+    return checked(out, asked)
 
 
 def checked(out: RestoreResult, wanted: int) -> RestoreResult:

@@ -20,7 +20,7 @@ from pipevault.catalog import locations as location_rows
 from pipevault.catalog import nodes as node_rows
 from pipevault.catalog import objects as object_rows
 from pipevault.catalog import sessions as session_rows
-from pipevault.catalog.objects import VersionInfo
+from pipevault.catalog.objects import REFS_FIELD, VersionInfo
 from pipevault.format import (
     ObjectType,
 )
@@ -257,6 +257,53 @@ def link_primaries(site: Site, versions: list[VersionInfo]) -> dict[VersionInfo,
                     versions.append(p)
                     break
     return redirect
+
+
+def dedup_sources(site: Site, versions: list[VersionInfo]) -> list[VersionInfo]:
+    """The versions whose chunks the chosen ``versions`` repeat and that are not chosen
+    themselves, and theirs in turn: a restore reads them, for their data only.
+
+    A backup stores a chunk once per session and writes later copies as references to it
+    (discarded duplicates); the catalog stage records in a version's attributes which of
+    the session's objects it refers to (``REFS_FIELD``). Restoring a copy alone needs those.
+    A source no longer catalogued (expired) is not found here: the restore of the copy then
+    fails with a clear error, naming it.
+    """
+    chosen: set[tuple[int, int]] = set()
+    need: dict[int, set[int]] = defaultdict(set)  # catalog session id -> object indices
+    todo = list(versions)
+    found: list[VersionInfo] = []
+    with site.catalog.read() as conn:
+        media: dict[int, str | None] = {}
+        while todo:
+            for v in todo:
+                if v.session_id is None:
+                    continue
+                if v.session_id not in media:
+                    media[v.session_id] = session_rows.get_session(conn, v.session_id).media_session
+                text = media[v.session_id]
+                index = _object_index(v.attributes, text) if text is not None else None
+                if index is not None:
+                    chosen.add((v.session_id, index))
+                if f'"{REFS_FIELD}":[' in v.attributes:
+                    need[v.session_id].update(int(r) for r in json.loads(v.attributes).get(REFS_FIELD) or ())
+            todo = []
+            for sid, indices in need.items():
+                missing = sorted(i for i in indices if (sid, i) not in chosen)
+                if not missing:
+                    continue
+                patterns = [f'%"object":{i}}}' for i in missing]
+                text = media[sid]
+                for v in object_rows.session_versions(conn, sid, patterns):
+                    index = _object_index(v.attributes, text) if text is not None else None
+                    if index in indices and (sid, index) not in chosen:
+                        chosen.add((sid, index))
+                        todo.append(v)
+                for i in missing:  # asked once: not found now, not found later either
+                    chosen.add((sid, i))
+            found += todo
+            need.clear()
+    return found
 
 
 def locations_of(site: Site, versions: list[VersionInfo]) -> list[location_rows.Location]:

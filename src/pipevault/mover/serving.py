@@ -38,7 +38,14 @@ from pipevault.mover.catalogue import CatalogStage
 from pipevault.mover.errors import NothingMatched
 from pipevault.mover.remote_wire import Admit
 from pipevault.mover.restore import BlockReader
-from pipevault.mover.restore_plan import Key, RestoreOptions, link_primaries, plan_reads, select_versions
+from pipevault.mover.restore_plan import (
+    Key,
+    RestoreOptions,
+    dedup_sources,
+    link_primaries,
+    plan_reads,
+    select_versions,
+)
 from pipevault.mover.site import Site
 from pipevault.mover.tapes import try_lock
 from pipevault.pipe import PipeResult, StageContext, StageSpec
@@ -200,6 +207,7 @@ class RestorePlan:
     index: dict[Key, int]
     links: dict[Key, VersionInfo]
     starts: list[tuple[str, list[tuple[int, Key]]]]
+    sources: set[Key] = field(default_factory=set)  # read only for the chunks others repeat
 
 
 def plan_restore(settings: Settings, node: str, opts: RestoreOptions) -> RestorePlan:
@@ -213,11 +221,12 @@ def plan_restore(settings: Settings, node: str, opts: RestoreOptions) -> Restore
         if any(v.node != node for v in versions):
             raise NothingMatched(f"node {node} has no version {opts.version_id}")
         links = link_primaries(site, versions)
-        plan = plan_reads(site, versions)
+        extra = dedup_sources(site, versions)
+        plan = plan_reads(site, versions + extra)
     by_version = {v.version_id: k for k, v in plan.wanted.items()}
     return RestorePlan(plan.wanted, {k: i for (_sid, i), k in plan.by_index.items()},
                        {by_version[p.version_id]: link for p, link in links.items() if p.version_id in by_version},
-                       plan.starts)
+                       plan.starts, {by_version[v.version_id] for v in extra if v.version_id in by_version})
 
 
 class EndTracker:

@@ -35,12 +35,15 @@ OBJECTS_EVERY = 1000  # objects waiting that call a durability point too (backgr
 
 @dataclass(frozen=True, slots=True)
 class Durable:
-    """An object wholly on media: its footer, what the caller attached to it (``ident``), and
-    ``spans``: for each volume it lies on, in data order, the first superblock there."""
+    """An object wholly on media: its footer, what the caller attached to it (``ident``),
+    ``spans``: for each volume it lies on, in data order, the first superblock there, and
+    ``refs``: the indices of the session's other objects whose chunks it repeats (discarded
+    duplicates; restoring it alone needs their data too)."""
 
     footer: ArchiveFooter
     ident: Any
     spans: tuple[tuple[str, int], ...]
+    refs: tuple[int, ...] = ()
 
 
 class SessionStore:
@@ -70,7 +73,7 @@ class SessionStore:
         self._volume: Volume | None = None
         self._full: set[str] = set()
         self.placed: dict[int, tuple[str, int]] = {}  # superblock seq -> (volume, address)
-        self._pending: list[tuple[ArchiveFooter, Any]] = []
+        self._pending: list[tuple[ArchiveFooter, Any, tuple[int, ...]]] = []
         self._since_sync = 0
         self._durable_seq = -1
         self._syncer: ThreadPoolExecutor | None = None
@@ -97,7 +100,7 @@ class SessionStore:
     def end(self, status: int, ident: Any) -> ArchiveFooter:
         """Close the open object; it is handed on with ``ident`` once durable."""
         footer = self.writer.end_object(status)
-        self._pending.append((footer, ident))
+        self._pending.append((footer, ident, self.writer.object_refs if footer.duplicates else ()))
         self._drain()
         return footer
 
@@ -105,7 +108,7 @@ class SessionStore:
         """Write a whole object framed by an encoder (its records are copied before return);
         it is handed on with ``ident`` once durable."""
         footer = self.writer.put_object(framed, status)
-        self._pending.append((footer, ident))
+        self._pending.append((footer, ident, self.writer.object_refs if footer.duplicates else ()))
         self._drain()
         return footer
 
@@ -188,9 +191,9 @@ class SessionStore:
         while cut < len(self._pending) and self._pending[cut][0].last_seq <= self._durable_seq:
             cut += 1  # objects end in order, so the durable ones are a prefix
         ready, self._pending = self._pending[:cut], self._pending[cut:]
-        self.on_durable([Durable(footer, ident, self._spans(footer)) for footer, ident in ready])
+        self.on_durable([Durable(footer, ident, self._spans(footer), refs) for footer, ident, refs in ready])
         self.objects += len(ready)
-        self.bytes += sum(footer.plain_bytes for footer, _ in ready)
+        self.bytes += sum(footer.plain_bytes for footer, _, _ in ready)
 
     def _start_sync(self, volume: Volume) -> None:
         """Begin a durability point in the background: it covers every superblock placed so far."""

@@ -144,7 +144,7 @@ def restore_prepare(req: halves.HalfRequest) -> dict[str, Any]:
         raise ServerError(f"bad restore_prepare parameters: {exc}") from exc
     plan = serving.plan_restore(settings, req.node, opts)
     items = [{"key": [str(k[0]), k[1], k[2], k[3]], "version": version_to_wire(v), "index": plan.index.get(k),
-              "link": version_to_wire(plan.links[k]) if k in plan.links else None}
+              "link": version_to_wire(plan.links[k]) if k in plan.links else None, "source": k in plan.sources}
              for k, v in plan.wanted.items()]
     token, held = _hold(req.node, items, plan)
     return {"plan": token, **_page(token, held)}
