@@ -11,11 +11,13 @@ import pytest
 import sqlalchemy as sa
 from mover_helpers import open_site, snapshot
 
+from pipevault.catalog import classes as class_rows
 from pipevault.catalog import objects as object_rows
 from pipevault.catalog import schema
 from pipevault.catalog.objects import REFS_FIELD
 from pipevault.mover import BackupOptions, RestoreOptions, Site, run_backup, run_restore
 from pipevault.mover.errors import RestoreIncomplete
+from pipevault.mover.query import run_expire
 
 MIB = 1 << 20
 
@@ -160,3 +162,33 @@ def test_a_copy_restores_alone_from_a_catalog_rebuilt_from_media(tmp_path: Path)
         assert run_restore(site, RestoreOptions([str(src / "a" / "second.bin")], to=str(out))).failed == []
     assert (out / "a" / "second.bin").read_bytes() == (src / "a" / "second.bin").read_bytes()
     assert [p.name for p in out.rglob("*") if p.is_file()] == ["second.bin"]
+
+
+def test_expiration_holds_an_original_while_a_copy_is_kept(tmp_path: Path) -> None:
+    src = _repeats(tmp_path / "src")
+    with open_site(tmp_path / "home") as site:
+        with site.catalog.write() as conn:  # a deleted file's versions expire at once
+            class_rows.define_class(conn, class_rows.ManagementClass("STANDARD", versions_deleted=0),
+                                    now=site.catalog.clock.now())
+        run_backup(site, BackupOptions([str(src)]))
+        original = (src / "a" / "first.bin").read_bytes()
+        (src / "a" / "first.bin").unlink()
+        (src / "s1.dat").unlink()
+        run_backup(site, BackupOptions([str(src)]))
+        report = run_expire(site)
+        # first.bin and s1.dat are due, and held: second.bin and s2.dat, kept, repeat them.
+        assert (report.versions_expired, report.versions_held) == (0, 2)
+        out = tmp_path / "out"
+        assert run_restore(site, RestoreOptions([str(src / "a" / "second.bin")], to=str(out))).failed == []
+        assert (out / "a" / "second.bin").read_bytes() == original[: 2 * MIB] + b"tail-b"
+        whole = run_restore(site, RestoreOptions([str(src)], to=str(tmp_path / "whole")))
+        assert whole.failed == [] and snapshot(tmp_path / "whole") == snapshot(src)
+        # Once the copies go too, so do the originals.
+        (src / "a" / "second.bin").unlink()
+        (src / "s2.dat").unlink()
+        run_backup(site, BackupOptions([str(src)]))
+        report = run_expire(site)
+        assert report.versions_held == 0
+        with site.catalog.read() as conn:
+            left = {v.ll for v in object_rows.query_versions(conn, site.node, str(src), state="any")}
+        assert not left & {"first.bin", "second.bin", "s1.dat", "s2.dat"}

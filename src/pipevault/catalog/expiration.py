@@ -9,7 +9,10 @@ each object's newest version is bound to (undefined classes fall back to ``STAND
 - a deleted object (no active version) keeps at most ``versions_deleted`` versions; the
   newest for ``retain_only_days``, the others for ``retain_extra_days``;
 - an archive version is kept until its own expiry date, else ``archive_days`` after it was
-  stored.
+  stored;
+- a version whose chunks a version kept repeats (a backup stores a chunk once per session
+  and later copies refer to it: ``objects.REFS_FIELD``) is held, whatever its rules say,
+  until no version kept repeats it: deleting it would lose the copy's data.
 
 Deleting a version deletes its locations and releases its chunk references; chunks left
 unreferenced are deleted and reported; objects left without versions are deleted; volumes
@@ -28,6 +31,7 @@ from sqlalchemy.engine import Connection
 from pipevault.catalog import chunks as chunk_rows
 from pipevault.catalog.classes import DAY, DEFAULT_CLASS, ManagementClass, policies
 from pipevault.catalog.database import Catalog
+from pipevault.catalog.objects import REFS_FIELD, object_index, repeated_objects
 from pipevault.catalog.schema import chunks, locations, objects, versions, volumes
 from pipevault.clock import Clock
 
@@ -43,6 +47,7 @@ class ExpirationReport:
     chunks_released: tuple[chunk_rows.Chunk, ...]
     volumes_to_scratch: tuple[str, ...]
     volumes_expired: tuple[str, ...]
+    versions_held: int = 0  # due to expire, kept because versions kept repeat their chunks
 
 
 def _doomed_backups(conn: Connection, classes: dict[str, ManagementClass],
@@ -84,6 +89,43 @@ def _doomed_archives(conn: Connection, classes: dict[str, ManagementClass],
         if until <= now:
             doomed.append(int(vid))
     return doomed
+
+
+def _held_by_copies(conn: Connection, doomed: list[int]) -> set[int]:
+    """The ``doomed`` versions that versions kept (or held themselves) repeat chunks of."""
+    if not doomed:
+        return set()
+    gone = set(doomed)
+    sessions: set[int] = set()
+    for start in range(0, len(doomed), _BATCH):
+        sessions.update(int(s) for s in conn.execute(
+            sa.select(versions.c.session_id).where(versions.c.id.in_(doomed[start:start + _BATCH]),
+                                                   versions.c.session_id.is_not(None)).distinct()).scalars())
+    # Only sessions with copies in them matter: versions naming what they repeat.
+    copies = conn.execute(sa.select(versions.c.id, versions.c.session_id, versions.c.attributes).where(
+        versions.c.session_id.in_(sorted(sessions)), versions.c.attributes.like(f'%"{REFS_FIELD}":[%'))).all()
+    if not copies:
+        return set()
+    at: dict[tuple[int, int], tuple[int, str]] = {}  # (session, object index) -> doomed version
+    ids = sorted(gone)
+    for start in range(0, len(ids), _BATCH):
+        for vid, sid, attributes in conn.execute(sa.select(
+                versions.c.id, versions.c.session_id, versions.c.attributes).where(
+                versions.c.id.in_(ids[start:start + _BATCH]), versions.c.session_id.in_(
+                    sorted({int(c.session_id) for c in copies})))):
+            index = object_index(attributes)
+            if index is not None:
+                at[(int(sid), index)] = (int(vid), attributes)
+    held: set[int] = set()
+    todo = [(int(sid), attributes) for vid, sid, attributes in copies if int(vid) not in gone]
+    while todo:
+        sid, attributes = todo.pop()
+        for ref in repeated_objects(attributes):
+            source = at.get((sid, ref))
+            if source is not None and source[0] not in held:
+                held.add(source[0])
+                todo.append((sid, source[1]))  # what it repeats in turn is needed too
+    return held
 
 
 def _delete(conn: Connection, ids: list[int], touched_objects: set[int],
@@ -143,6 +185,8 @@ def expire(catalog: Catalog, *, clock: Clock | None = None, batch: int = _BATCH)
         classes = policies(conn)
         default = classes.get(DEFAULT_CLASS.name, DEFAULT_CLASS)
         doomed = _doomed_backups(conn, classes, default, now) + _doomed_archives(conn, classes, default, now)
+        held = _held_by_copies(conn, doomed)
+    doomed = [vid for vid in doomed if vid not in held]
     touched_objects: set[int] = set()
     touched_volumes: set[int] = set()
     released: list[chunk_rows.Chunk] = []
@@ -157,4 +201,4 @@ def expire(catalog: Catalog, *, clock: Clock | None = None, batch: int = _BATCH)
             removed += conn.execute(sa.delete(objects).where(
                 objects.c.id.in_(ids[start:start + batch]), no_versions)).rowcount
         to_scratch, expired = _free_volumes(conn, touched_volumes)
-    return ExpirationReport(len(doomed), removed, tuple(released), tuple(to_scratch), tuple(expired))
+    return ExpirationReport(len(doomed), removed, tuple(released), tuple(to_scratch), tuple(expired), len(held))

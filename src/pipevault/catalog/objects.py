@@ -8,6 +8,7 @@ directory part, starting with ``/``) and low-level name (the file name). Pattern
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -179,6 +180,27 @@ def index_fields(session: str, index: int, refs: tuple[int, ...] = ()) -> str:
     from this tail and finds the objects a version repeats by it."""
     repeats = f'"{REFS_FIELD}":[{",".join(str(int(r)) for r in refs)}],' if refs else ""
     return f'{repeats}"session":"{session}","object":{int(index)}}}'
+
+
+def object_index(attributes: str) -> int | None:
+    """The version's object index in its media session, from its attributes (None when they
+    do not record it)."""
+    at = attributes.rfind('"object":')
+    if at >= 0 and attributes.endswith("}") and attributes[at + 9:-1].isdigit():
+        return int(attributes[at + 9:-1])
+    try:
+        value = json.loads(attributes).get("object")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def repeated_objects(attributes: str) -> tuple[int, ...]:
+    """The object indices of the version's media session whose chunks it repeats (``REFS_FIELD``)."""
+    if f'"{REFS_FIELD}":[' not in attributes:
+        return ()
+    refs = json.loads(attributes).get(REFS_FIELD) or ()
+    return tuple(int(r) for r in refs)
 
 
 def session_versions(conn: Connection, session_id: int, attributes_like: list[str]) -> list[VersionInfo]:

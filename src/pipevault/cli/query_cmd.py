@@ -54,7 +54,8 @@ def expire_command(ctx: click.Context) -> int:
     a = app(ctx)
     with open_site(a) as site:
         report = run_expire(site)
-    doc = {"versions_expired": report.versions_expired, "objects_removed": report.objects_removed,
+    doc = {"versions_expired": report.versions_expired, "versions_held": report.versions_held,
+           "objects_removed": report.objects_removed,
            "chunks_released": len(report.chunks_released), "volumes_to_scratch": list(report.volumes_to_scratch),
            "volumes_expired": list(report.volumes_expired)}
     if a.json:

@@ -20,7 +20,7 @@ from pipevault.catalog import locations as location_rows
 from pipevault.catalog import nodes as node_rows
 from pipevault.catalog import objects as object_rows
 from pipevault.catalog import sessions as session_rows
-from pipevault.catalog.objects import REFS_FIELD, VersionInfo
+from pipevault.catalog.objects import VersionInfo
 from pipevault.format import (
     ObjectType,
 )
@@ -265,7 +265,7 @@ def dedup_sources(site: Site, versions: list[VersionInfo]) -> list[VersionInfo]:
 
     A backup stores a chunk once per session and writes later copies as references to it
     (discarded duplicates); the catalog stage records in a version's attributes which of
-    the session's objects it refers to (``REFS_FIELD``). Restoring a copy alone needs those.
+    the session's objects it refers to (``objects.REFS_FIELD``). Restoring a copy alone needs those.
     A source no longer catalogued (expired) is not found here: the restore of the copy then
     fails with a clear error, naming it.
     """
@@ -285,8 +285,7 @@ def dedup_sources(site: Site, versions: list[VersionInfo]) -> list[VersionInfo]:
                 index = _object_index(v.attributes, text) if text is not None else None
                 if index is not None:
                     chosen.add((v.session_id, index))
-                if f'"{REFS_FIELD}":[' in v.attributes:
-                    need[v.session_id].update(int(r) for r in json.loads(v.attributes).get(REFS_FIELD) or ())
+                need[v.session_id].update(object_rows.repeated_objects(v.attributes))
             todo = []
             for sid, indices in need.items():
                 missing = sorted(i for i in indices if (sid, i) not in chosen)
