@@ -259,49 +259,41 @@ def link_primaries(site: Site, versions: list[VersionInfo]) -> dict[VersionInfo,
     return redirect
 
 
-def dedup_sources(site: Site, versions: list[VersionInfo]) -> list[VersionInfo]:
-    """The versions whose chunks the chosen ``versions`` repeat and that are not chosen
-    themselves, and theirs in turn: a restore reads them, for their data only.
+def dedup_sources(site: Site, plan: ReadPlan) -> list[VersionInfo]:
+    """The versions whose chunks the planned ones repeat and that are not planned
+    themselves, and theirs in turn: a restore reads them, for their data only (plan them
+    with the rest).
 
     A backup stores a chunk once per session and writes later copies as references to it
     (discarded duplicates); the catalog stage records in a version's attributes which of
-    the session's objects it refers to (``objects.REFS_FIELD``). Restoring a copy alone needs those.
-    A source no longer catalogued (expired) is not found here: the restore of the copy then
-    fails with a clear error, naming it.
+    the session's objects it refers to (``objects.REFS_FIELD``). Restoring a copy alone
+    needs those. A source no longer catalogued (expired) is not found here: the restore of
+    the copy then fails with a clear error, naming it.
     """
-    chosen: set[tuple[int, int]] = set()
-    need: dict[int, set[int]] = defaultdict(set)  # catalog session id -> object indices
-    todo = list(versions)
+    marker = f'"{object_rows.REFS_FIELD}":['
+    todo = [(key[0], v) for key, v in plan.wanted.items() if marker in v.attributes]
+    if not todo:
+        return []  # nothing planned repeats another object (no catalog work)
+    have = set(plan.by_index)  # (media session, object index) of everything planned
     found: list[VersionInfo] = []
     with site.catalog.read() as conn:
-        media: dict[int, str | None] = {}
         while todo:
-            for v in todo:
-                if v.session_id is None:
-                    continue
-                if v.session_id not in media:
-                    media[v.session_id] = session_rows.get_session(conn, v.session_id).media_session
-                text = media[v.session_id]
-                index = _object_index(v.attributes, text) if text is not None else None
-                if index is not None:
-                    chosen.add((v.session_id, index))
-                need[v.session_id].update(object_rows.repeated_objects(v.attributes))
+            missing: dict[tuple[uuid.UUID, int | None], set[int]] = defaultdict(set)
+            for media, v in todo:
+                for ref in object_rows.repeated_objects(v.attributes):
+                    if (media, ref) not in have:
+                        missing[(media, v.session_id)].add(ref)
             todo = []
-            for sid, indices in need.items():
-                missing = sorted(i for i in indices if (sid, i) not in chosen)
-                if not missing:
+            for (media, sid), refs in missing.items():
+                if sid is None:
                     continue
-                patterns = [f'%"object":{i}}}' for i in missing]
-                text = media[sid]
-                for v in object_rows.session_versions(conn, sid, patterns):
-                    index = _object_index(v.attributes, text) if text is not None else None
-                    if index in indices and (sid, index) not in chosen:
-                        chosen.add((sid, index))
-                        todo.append(v)
-                for i in missing:  # asked once: not found now, not found later either
-                    chosen.add((sid, i))
-            found += todo
-            need.clear()
+                for v in object_rows.session_versions(conn, sid, [f'%"object":{r}}}' for r in sorted(refs)]):
+                    index = _object_index(v.attributes, str(media))
+                    if index in refs and (media, index) not in have:
+                        have.add((media, index))
+                        found.append(v)
+                        todo.append((media, v))  # what it repeats in turn is needed too
+                have.update((media, r) for r in refs)  # asked once: not found now, not found later
     return found
 
 
