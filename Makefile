@@ -15,7 +15,7 @@ setup: system-deps $(STAMP)
 # The extension compiles against Debian headers (libxxhash-dev, libzstd-dev, liblz4-dev):
 # system-deps runs first
 # (order-only, so an up-to-date stamp is not rebuilt for it; a stale one is, after it).
-$(STAMP): pyproject.toml setup.py $(wildcard src/pipevault/format/_accel*.[ch]) | system-deps
+$(STAMP): pyproject.toml setup.py $(wildcard src/pipevault/format/_accel*.[ch]) $(wildcard src/pipevault/mover/_*.c) | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

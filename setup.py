@@ -6,7 +6,7 @@ record headers and decodes and packs chunk records and field lists in C (CPython
 libxxhash, libzstd and liblz4 from Debian's -dev packages); the Python code in
 pipevault/format is its specification and fallback. The extension is optional so that an
 install without a compiler still works (on the Python code); the test suite fails when it is
-not built, so CI notices.
+not built, so CI notices. pipevault.mover._fastio creates a restore's small files in C.
 """
 
 from setuptools import Extension, setup
@@ -16,8 +16,14 @@ SOURCES = ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.
            "src/pipevault/format/_accel_codec.c", "src/pipevault/format/_accel_xxh.c",
            "src/pipevault/format/_accel_walk.c"]
 
+FLAGS = ["-O2", "-Wall", "-Wextra", "-Werror"]
+
 setup(ext_modules=[Extension("pipevault.format._accel", SOURCES,
                              # Debian libxxhash-dev, libzstd-dev, liblz4-dev (scripts/install-system-deps.sh)
                              libraries=["xxhash", "zstd", "lz4"],
                              depends=["src/pipevault/format/_accel.h", "src/pipevault/format/_accel_xxh.h"],
-                             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"], optional=True)])
+                             extra_compile_args=FLAGS, optional=True),
+                   # A restore's small files written with the interpreter lock released
+                   # (pipevault.mover.write_behind.write_batch; the Python code is its fallback).
+                   Extension("pipevault.mover._fastio", ["src/pipevault/mover/_fastio.c"],
+                             extra_compile_args=FLAGS, optional=True)])
