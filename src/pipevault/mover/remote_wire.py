@@ -13,7 +13,6 @@ Also here: :func:`version_to_wire` and :func:`version_from_wire`, a catalog vers
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -129,7 +128,7 @@ class Admit:
 
 def version_to_wire(v: VersionInfo) -> dict[str, Any]:
     """A catalog version as a JSON-ready mapping."""
-    d = dataclasses.asdict(v)
+    d = v._asdict()
     d["digest"] = v.digest.hex() if v.digest is not None else None
     return d
 
@@ -140,7 +139,7 @@ def version_from_wire(d: Any) -> VersionInfo:
     Raises:
         RemoteStreamInvalid: not the fields of a version.
     """
-    fields = {f.name for f in dataclasses.fields(VersionInfo)}
+    fields = set(VersionInfo._fields)
     if not isinstance(d, dict) or set(d) != fields:
         raise RemoteStreamInvalid("a version from the server lacks or adds fields")
     digest = d["digest"]

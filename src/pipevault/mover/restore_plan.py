@@ -154,16 +154,15 @@ def plan_reads(site: Site, versions: list[VersionInfo]) -> ReadPlan:
             if index is not None:
                 by_index[(ms[0], index)] = key
         pieces = location_rows.restore_plan(conn, key_of)
-    firsts: dict[tuple[str, int], int] = {}  # (volume, version id) -> its first superblock there
-    for p in pieces:
-        at = (p.volume, p.version_id)
-        if at not in firsts:  # pieces come in volume and superblock order
-            firsts[at] = p.superblock
     per_volume: dict[str, list[tuple[int, Key]]] = defaultdict(list)
-    for (vol, vid), block in firsts.items():
-        per_volume[vol].append((block, key_of[vid]))
+    seen: set[tuple[str, int]] = set()
+    for p in pieces:  # in volume and superblock order: each list comes out sorted by block
+        at = (p.volume, p.version_id)
+        if at not in seen:  # the version's first piece on this volume
+            seen.add(at)
+            per_volume[p.volume].append((p.superblock, key_of[p.version_id]))
     order = _read_order(pieces, {vid: k[0] for vid, k in key_of.items()})
-    starts = [(vol, sorted(per_volume[vol], key=lambda s: s[0])) for vol in order]
+    starts = [(vol, per_volume[vol]) for vol in order]
     return ReadPlan(wanted, by_index, starts, sum(p.length for p in pieces), last_blocks(pieces, key_of))
 
 
@@ -185,19 +184,16 @@ def last_blocks(pieces: list[location_rows.Location], key_of: dict[int, Key]) ->
     reader reads on when the object is not done in time, and objects on several volumes get
     no end at all.
     """
-    volumes: dict[int, set[str]] = defaultdict(set)
+    # Keyed by version id while computing (a Key holds a UUID, whose hash is Python code).
+    last: dict[int, tuple[str, int] | None] = {}  # None: the version lies on several volumes
     for p in pieces:
-        volumes[p.version_id].add(p.volume)
-    ends: dict[tuple[str, Key], int] = {}
-    for p in pieces:
-        if len(volumes[p.version_id]) != 1:
-            continue
-        at = (p.volume, key_of[p.version_id])
         need = p.length + _RECORDS + p.length // 512
-        last = p.superblock + -(-need // _PAYLOAD)  # it may start at the end of its first block
-        if last > ends.get(at, -1):
-            ends[at] = last
-    return ends
+        end = p.superblock + -(-need // _PAYLOAD)  # it may start at the end of its first block
+        if p.version_id not in last:
+            last[p.version_id] = (p.volume, end)
+        elif (had := last[p.version_id]) is not None:
+            last[p.version_id] = None if had[0] != p.volume else (p.volume, max(had[1], end))
+    return {(at[0], key_of[vid]): at[1] for vid, at in last.items() if at is not None}
 
 
 def _read_order(pieces: list[location_rows.Location], session_of: dict[int, uuid.UUID]) -> list[str]:
