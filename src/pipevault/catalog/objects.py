@@ -127,7 +127,11 @@ def query_versions(conn: Connection, node: str, filespace: str, hl: str = "*", l
         query = query.where(versions.c.state == state)
     if description is not None:
         query = query.where(versions.c.state == "archive", _match(versions.c.description, description))
-    query = query.order_by(objects.c.hl, objects.c.ll, versions.c.stored.desc(), versions.c.id.desc())
+    if state == "active" and point_in_time is None and description is None:
+        # An object has one active version: the name index gives the order, no sort.
+        query = query.order_by(objects.c.hl, objects.c.ll)
+    else:
+        query = query.order_by(objects.c.hl, objects.c.ll, versions.c.stored.desc(), versions.c.id.desc())
     return list(map(VersionInfo._make, plain_rows(conn, query)))
 
 
