@@ -121,7 +121,7 @@ def test_a_copy_of_an_expired_object_is_named_not_written(tmp_path: Path) -> Non
             run_restore(site, RestoreOptions([str(src / "a" / "second.bin")], to=str(tmp_path / "out")))
         # Restored alone, the copy names what it lacks instead of writing wrong bytes.
         assert [path for path, _ in caught.value.details["failed"]] == [str(src / "a" / "second.bin")]
-        assert "no longer lists" in caught.value.details["failed"][0][1]
+        assert "no longer lists it (expired)" in caught.value.details["failed"][0][1]
         assert not (tmp_path / "out" / "a" / "second.bin").exists()
 
 

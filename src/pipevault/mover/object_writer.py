@@ -401,8 +401,9 @@ class ObjectWriter:
                              f"({VERIFY_KEEP >> 20} MiB); restore it to check it")
         if where is None:
             raise UnsafePath(f"{'/'.join(o.parts)} shares data with object {ref_obj} of its backup session, "
-                             "which the catalog no longer lists (expired or deleted): it cannot be "
-                             "restored; restore from a later backup of the file")
+                             "which this restore does not read: the catalog no longer lists it (expired), "
+                             "or the backup predates the catalog's record of what copies repeat (restore "
+                             "the file's directory or the whole backup with it)")
         if isinstance(where, bytes):
             return where
         parts, off, n = where
