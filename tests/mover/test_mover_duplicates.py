@@ -14,6 +14,7 @@ from mover_helpers import open_site, snapshot
 from pipevault.catalog import classes as class_rows
 from pipevault.catalog import objects as object_rows
 from pipevault.catalog import schema
+from pipevault.catalog.check import check
 from pipevault.catalog.objects import REFS_FIELD
 from pipevault.mover import BackupOptions, RestoreOptions, Site, run_backup, run_restore
 from pipevault.mover.errors import RestoreIncomplete
@@ -76,6 +77,7 @@ def test_a_file_repeating_another_restores_alone(tmp_path: Path) -> None:
         assert _attributes(site, src, "a/second.bin")[REFS_FIELD] == [first["object"]]
         assert _attributes(site, src, "s2.dat")[REFS_FIELD] == [_attributes(site, src, "s1.dat")["object"]]
         assert REFS_FIELD not in first and REFS_FIELD not in _attributes(site, src, "unique.bin")
+        assert not [f for f in check(site.catalog) if f.code == "dangling_refs"]
         for name in ("a/second.bin", "s2.dat"):
             out = tmp_path / ("out-" + name.replace("/", "-"))
             alone = run_restore(site, RestoreOptions([str(src / name)], to=str(out)))
@@ -117,6 +119,8 @@ def test_a_copy_of_an_expired_object_is_named_not_written(tmp_path: Path) -> Non
                 schema.versions.c.attributes.like(f'%"object":{first["object"]}}}'))).one()
             conn.execute(sa.delete(schema.locations).where(schema.locations.c.version_id == vid))
             conn.execute(sa.delete(schema.versions).where(schema.versions.c.id == vid))
+        # The catalog check names the copy left without its original.
+        assert [(f.code, f.count) for f in check(site.catalog) if f.code == "dangling_refs"] == [("dangling_refs", 1)]
         with pytest.raises(RestoreIncomplete) as caught:
             run_restore(site, RestoreOptions([str(src / "a" / "second.bin")], to=str(tmp_path / "out")))
         # Restored alone, the copy names what it lacks instead of writing wrong bytes.
@@ -178,6 +182,7 @@ def test_expiration_holds_an_original_while_a_copy_is_kept(tmp_path: Path) -> No
         report = run_expire(site)
         # first.bin and s1.dat are due, and held: second.bin and s2.dat, kept, repeat them.
         assert (report.versions_expired, report.versions_held) == (0, 2)
+        assert not [f for f in check(site.catalog) if f.code == "dangling_refs"]
         out = tmp_path / "out"
         assert run_restore(site, RestoreOptions([str(src / "a" / "second.bin")], to=str(out))).failed == []
         assert (out / "a" / "second.bin").read_bytes() == original[: 2 * MIB] + b"tail-b"

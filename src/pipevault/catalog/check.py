@@ -2,7 +2,7 @@
 
 Errors are contradictions that make restores or expiration wrong (two active versions of one
 object, chunk reference counts that disagree with the references, data on a scratch
-volume); warnings are states that are legal but worth a look (sessions still running,
+volume, copies whose originals are gone); warnings are states that are legal but worth a look (sessions still running,
 versions bound to a class that is not defined).
 """
 
@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from pipevault.catalog import migrations
 from pipevault.catalog.database import Catalog
+from pipevault.catalog.objects import REFS_FIELD, object_index, repeated_objects
 from pipevault.catalog.schema import chunks, classes, locations, objects, sessions, versions, volumes
 
 
@@ -58,6 +59,8 @@ def _checks(conn: Connection) -> list[Finding]:
             volumes.c.state == "scratch",
             sa.or_(sa.exists().where(locations.c.volume_id == volumes.c.id),
                    sa.exists().where(chunks.c.volume_id == volumes.c.id)))))
+    add("error", "dangling_refs", "versions repeating chunks of an object no longer catalogued (they "
+        "cannot be restored alone; expiration holds originals since copies record them)", _dangling_refs(conn))
     add("warning", "undefined_class", "versions bound to an undefined class (STANDARD rules apply)",
         _count(conn, sa.select(sa.func.count()).select_from(versions).where(
             ~sa.exists().where(classes.c.name == versions.c.class_name),
@@ -68,6 +71,25 @@ def _checks(conn: Connection) -> list[Finding]:
         _count(conn, sa.select(sa.func.count()).select_from(objects).where(
             ~sa.exists().where(versions.c.object_id == objects.c.id))))
     return found
+
+
+def _dangling_refs(conn: Connection) -> int:
+    """Versions whose recorded refs (``objects.REFS_FIELD``) name an object index that no
+    version of their session has."""
+    copies = conn.execute(sa.select(versions.c.session_id, versions.c.attributes).where(
+        versions.c.attributes.like(f'%"{REFS_FIELD}":[%'))).all()
+    if not copies:
+        return 0
+    sessions_ = sorted({int(sid) for sid, _ in copies if sid is not None})
+    present: set[tuple[int, int]] = set()
+    for start in range(0, len(sessions_), 500):
+        for sid, attributes in conn.execute(sa.select(versions.c.session_id, versions.c.attributes).where(
+                versions.c.session_id.in_(sessions_[start:start + 500]))):
+            index = object_index(attributes)
+            if index is not None:
+                present.add((int(sid), index))
+    return sum(1 for sid, attributes in copies if sid is not None
+               and any((int(sid), r) not in present for r in repeated_objects(attributes)))
 
 
 def check(catalog: Catalog) -> list[Finding]:
