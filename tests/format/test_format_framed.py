@@ -193,3 +193,33 @@ def test_the_python_code_writes_and_reads_what_the_compiled_code_does(monkeypatc
     python = [bytes(b) for b in _session(items, True, None, False)]
     assert python == compiled and len(python) > 2
     assert repr(_scan([memoryview(b) for b in python])) == repr(events)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.one_of(st.binary(min_size=1, max_size=4096), st.builds(lambda n: loglike(n), st.integers(1, 70_000))),
+       selector=st.sampled_from(["none", "lz4", "zstd", "sampling"]), dedup=st.booleans(),
+       index=st.integers(0, 2**32 - 1))
+def test_frame_whole_is_frame_object_of_the_encoded_chunk(data: bytes, selector: str, dedup: bool, index: int) -> None:
+    """The one-chunk fast path packs exactly what encoding then framing packs."""
+    from pipevault.format._codecs import SamplingSelector, Selector
+    selectors: dict[str, Selector] = {"none": fixed(Compression.NONE), "lz4": fixed(Compression.LZ4),
+                                      "zstd": fixed(Compression.ZSTD, 1), "sampling": SamplingSelector()}
+    chosen = selectors[selector]
+    encoder = ChunkEncoder(SID, selector=chosen, dedup=dedup)
+    header = ArchiveHeader(object_index=index, name=b"/d/f", size=len(data)).pack()
+    fast = _framed.frame_whole(index, header, data, encoder)
+    slow = frame_object(index, header, encoder(data, index, 0, 0))
+    assert bytes(fast.records) == bytes(slow.records)
+    assert (fast.object_index, fast.chunks, fast.plain_len, fast.stored_len, fast.required, fast.dedup_hash) == (
+        slow.object_index, slow.chunks, slow.plain_len, slow.stored_len, slow.required, slow.dedup_hash)
+
+
+def test_frame_whole_takes_the_long_way_with_keys_or_format_1_0() -> None:
+    data = loglike(5000)
+    header = ArchiveHeader(object_index=3, name=b"/f", size=len(data)).pack()
+    keyed = ChunkEncoder(SID, keys=SessionKeys.derive(KEY, SID), dedup=True)
+    framed = _framed.frame_whole(3, header, data, keyed)  # encrypted: a fresh nonce each time
+    assert framed.required & int(_superblock.Required.AES_GCM)
+    old = ChunkEncoder(SID, dedup=True, stored_hash=False)
+    assert bytes(_framed.frame_whole(3, header, data, old).records) == bytes(
+        frame_object(3, header, old(data, 3, 0, 0)).records)

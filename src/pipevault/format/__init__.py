@@ -42,6 +42,7 @@ from pipevault.format._fields import SessionHeader as SessionHeader
 from pipevault.format._fields import SessionStatus as SessionStatus
 from pipevault.format._framed import FramedObject as FramedObject
 from pipevault.format._framed import frame_object as frame_object
+from pipevault.format._framed import frame_whole as frame_whole
 from pipevault.format._reader import SessionReader as SessionReader
 from pipevault.format._records import ChunkFlags as ChunkFlags
 from pipevault.format._records import ChunkFooter as ChunkFooter
@@ -70,6 +71,7 @@ __all__ = [
     "OptionsRead", "RecordType", "Resume", "ResumePoint", "Resumed", "SamplingSelector", "Scanner",
     "Selector", "SessionEnded", "SessionFooter", "SessionHeader",
     "SessionKeys", "SessionReader", "SessionStarted", "SessionStatus", "SessionWriter", "SuperblockHeader",
-    "compress", "decode_stored", "decompress", "fixed", "frame_object", "peek_header", "resume_point", "scan",
+    "compress", "decode_stored", "decompress", "fixed", "frame_object", "frame_whole", "peek_header", "resume_point",
+    "scan",
     "split", "verify",
 ]

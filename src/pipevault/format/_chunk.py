@@ -158,9 +158,15 @@ class ChunkEncoder:
         view = memoryview(plain).cast("B")
         return self.encode(view, object_index, chunk_seq, object_offset, self.selector(view))
 
-    def encode(self, view: memoryview, object_index: int, chunk_seq: int, object_offset: int,
-               choice: tuple[Compression, int]) -> EncodedChunk:
-        """:meth:`__call__` with the selector's ``(compression, level)`` already chosen; ``view`` is bytes."""
+    def transform(self, view: memoryview, choice: tuple[Compression, int],
+                  ) -> tuple[Buffer, Compression, int, int, DedupAlgo, bytes]:
+        """What every chunk gets before its records are made: ``(stored bytes, compression,
+        level, flags, dedup algorithm, dedup hash)`` for the plaintext ``view`` (bytes) and
+        the selector's ``choice``; ``flags`` an int without ``STORED_HASH``.
+
+        Raises:
+            LimitError: the chunk is larger than 64 MiB.
+        """
         if len(view) > MAX_CHUNK:
             raise LimitError(f"chunk of {len(view)} bytes exceeds the 64 MiB limit")
         flags = 0  # ints: IntFlag operations run Python code, and this runs per chunk
@@ -178,6 +184,12 @@ class ChunkEncoder:
             flags |= _HAS_DEDUP_HASH
         if comp is _NO_COMPRESSION:
             level = 0
+        return stored, comp, level, flags, algo, dhash
+
+    def encode(self, view: memoryview, object_index: int, chunk_seq: int, object_offset: int,
+               choice: tuple[Compression, int]) -> EncodedChunk:
+        """:meth:`__call__` with the selector's ``(compression, level)`` already chosen; ``view`` is bytes."""
+        stored, comp, level, flags, algo, dhash = self.transform(view, choice)
         if self.stored_hash:
             return self._encode_stored_hash(view, stored, object_index, chunk_seq, object_offset, comp, level,
                                             CHUNK_FLAGS[flags | _STORED_HASH], algo, dhash)

@@ -15,7 +15,9 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pipevault.format._chunk import EncodedChunk
+import xxhash
+
+from pipevault.format._chunk import ChunkEncoder, EncodedChunk
 from pipevault.format._codecs import Buffer
 from pipevault.format._records import (
     CHUNK_FOOTER,
@@ -73,6 +75,7 @@ _AES_256_GCM = Encryption.AES_256_GCM  # a module constant: an enum member looku
 _STORED_HASH_FLAG, _STORED_HASH = int(ChunkFlags.STORED_HASH), int(Required.STORED_HASH)
 _HASHED, _DUPLICATE = int(ChunkFlags.HAS_DEDUP_HASH), int(ChunkFlags.DUPLICATE)
 _ARCHIVE_HEADER, _OPTIONS = int(RecordType.ARCHIVE_HEADER), int(RecordType.OPTIONS)
+_NO_ENCRYPTION, _NO_NONCE, _ZERO16 = Encryption.NONE, bytes(12), bytes(16)
 # Whole records in one pack each (record header and body; a DATA record header with its tag):
 # a backup frames every small file, and each separate pack or concatenation costs as much as
 # the bytes it moves.
@@ -126,6 +129,36 @@ def frame_object(object_index: int, header_body: bytes, chunk: EncodedChunk | No
         records = b"".join((head, header_body, chunk_head, foot))
     return new_frozen(FramedObject, object_index, records, 1, h.plain_len, n, required_by(h),
                       h.dedup_hash if flags & _HASHED and not flags & _DUPLICATE else None)
+
+
+def frame_whole(object_index: int, header_body: bytes, plain: Buffer, encoder: ChunkEncoder) -> FramedObject:
+    """``frame_object(object_index, header_body, encoder(plain, object_index, 0, 0))``, byte
+    for byte, for an object whose data is one chunk: the chunk's records are packed straight
+    from what :meth:`ChunkEncoder.transform` gives, without the chunk header, footer and
+    encoded chunk made in between (a backup frames every small file: they cost half of what
+    framing one did). Sessions with keys, and format 1.0 chunks, take that long way.
+
+    Raises:
+        LimitError: the chunk is larger than 64 MiB.
+    """
+    view = memoryview(plain).cast("B")
+    if encoder.keys is not None or not encoder.stored_hash:
+        return frame_object(object_index, header_body, encoder(view, object_index, 0, 0))
+    stored, comp, level, flags, algo, dhash = encoder.transform(view, encoder.selector(view))
+    n = len(stored)
+    flags |= _STORED_HASH_FLAG
+    chunk_head = _CHUNK_HEADER_RECORD.pack(
+        _CHUNK_HEADER, 0, 0, CHUNK_HEADER_LEN, object_index, 0, 0, len(view), n, comp, level, _NO_ENCRYPTION,
+        flags, algo, _NO_NONCE, xxhash.xxh3_128_digest(stored), dhash)
+    foot = _CHUNK_FOOTER_RECORD.pack(_CHUNK_FOOTER, 0, 0, CHUNK_FOOTER_LEN, object_index, 0, n, _ZERO16, _ZERO16)
+    head = RECORD_HEADER.pack(_ARCHIVE_HEADER, 0, 0, len(header_body))
+    if n:
+        records = b"".join((head, header_body, chunk_head,
+                            _DATA_HEAD.pack(_DATA, 0, 0, TAG_LEN + n, object_index, 0, 0, 0), stored, foot))
+    else:
+        records = b"".join((head, header_body, chunk_head, foot))
+    return new_frozen(FramedObject, object_index, records, 1, len(view), n, COMPRESSION_NEEDS[comp] | _STORED_HASH,
+                      dhash if flags & _HASHED else None)
 
 
 def records_of(framed: FramedObject) -> Iterator[tuple[int, memoryview]]:

@@ -47,6 +47,7 @@ from pipevault.format import (
     SessionWriter,
     fixed,
     frame_object,
+    frame_whole,
 )
 from pipevault.media import SUPERBLOCK_SIZE
 from pipevault.mover import _wire as W
@@ -157,7 +158,7 @@ class ChunkEncode:
             data = src[rpos + lm: rpos + lm + n]
             rpos += lm + n
             lc = len(doc)
-            framed = frame_object(index, header, encoder(data, index, 0, 0) if n else None)
+            framed = frame_whole(index, header, data, encoder) if n else frame_object(index, header, None)
             records = framed.records
             W.BATCH_ENC.pack_into(d, wpos, index, len(records), lc, framed.chunks, framed.plain_len,
                                   framed.stored_len, framed.required, status, digest,
