@@ -151,3 +151,31 @@ def test_writer_knows_every_resume_point_the_media_would_give(encrypt: bool, ded
         assert w.resume_point(seq) == resume_point(blocks[:seq + 1], w.session_id), seq
     with pytest.raises(WriterStateError):
         w.resume_point(len(blocks) + 5)
+
+
+def test_a_resumed_object_keeps_the_objects_its_duplicates_repeat() -> None:
+    """Object 1 repeats a chunk of object 0 before the cut: resumed, it still names object 0."""
+    a, b, c = loglike(60_000, 1), loglike(60_000, 2), loglike(200_000, 3)
+    w = SessionWriter(SessionHeader(job="j"), size=SIZE, chunk_size=60_000, selector=fixed(Compression.NONE),
+                      discard_duplicates=True)
+    w.begin_object(ArchiveHeader(name=b"/a", size=len(a)))
+    w.write(a)
+    w.end_object()
+    w.begin_object(ArchiveHeader(name=b"/b", size=len(b) * 2 + len(c)))
+    w.write(b + a)  # its second chunk repeats object 0's
+    w.write(c)
+    w.end_object()
+    assert w.object_refs == (0,)
+    w.close()
+    blocks = w.take()
+    points = [resume_point(blocks[:seq + 1], w.session_id) for seq in range(len(blocks) - 1)]
+    inside = [(seq, p) for seq, p in enumerate(points) if p.open_object is not None and p.chunk_seq >= 2]
+    assert inside, "a resume point inside object 1, after its repeated chunk"
+    for seq, point in inside:
+        assert point.object_refs == (0,) and w.resume_point(seq) == point
+        resumed = SessionWriter(resume=point, selector=fixed(Compression.NONE), chunk_size=60_000,
+                                discard_duplicates=True)
+        data = b + a + c
+        resumed.write(data[point.object_offset:])
+        resumed.end_object()
+        assert resumed.object_refs == (0,)

@@ -40,6 +40,7 @@ class ResumePoint:
     object_offset: int
     object_stored: int
     object_duplicates: int
+    object_refs: tuple[int, ...] = ()  # the other objects the open object's duplicates repeat so far
 
 
 def resume_point(blocks: Iterable[Buffer], session_id: uuid.UUID,
@@ -62,6 +63,7 @@ def resume_point(blocks: Iterable[Buffer], session_id: uuid.UUID,
     required = Required.NONE
     objects = errors = duplicates = plain = stored = 0
     obj_first = obj_stored = obj_dups = 0
+    obj_refs: set[int] = set()
     for block in blocks:
         view = memoryview(block).cast("B")
         try:
@@ -79,11 +81,14 @@ def resume_point(blocks: Iterable[Buffer], session_id: uuid.UUID,
                                   f"{event.describe()}")
             if isinstance(event, ObjectStarted):
                 obj_first, obj_stored, obj_dups = event.seq, 0, 0
+                obj_refs = set()
             elif isinstance(event, ChunkRead):
                 plain += event.header.plain_len
                 stored += event.header.stored_len
                 obj_stored += event.header.stored_len
                 obj_dups += bool(event.header.ref)
+                if event.header.ref is not None and event.header.ref[0] != event.header.object_index:
+                    obj_refs.add(event.header.ref[0])
                 duplicates += bool(event.header.ref)
             elif isinstance(event, ObjectEnded):
                 objects += 1
@@ -99,4 +104,4 @@ def resume_point(blocks: Iterable[Buffer], session_id: uuid.UUID,
         duplicates=duplicates, next_object_index=reader.next_object, open_object=obj,
         object_first_seq=obj_first if obj else 0, chunk_seq=reader.next_chunk if obj else 0,
         object_offset=reader.obj_offset if obj else 0, object_stored=obj_stored if obj else 0,
-        object_duplicates=obj_dups if obj else 0)
+        object_duplicates=obj_dups if obj else 0, object_refs=tuple(sorted(obj_refs)) if obj else ())

@@ -183,6 +183,7 @@ class SessionWriter:
         if point.open_object is not None:
             self._open(point.open_object, point.object_first_seq, point.chunk_seq, point.object_offset,
                        point.object_stored, point.object_duplicates)
+            self._obj_refs.update(point.object_refs)
 
     # -- objects --------------------------------------------------------------------------
 
@@ -488,13 +489,13 @@ class SessionWriter:
             raise WriterStateError(f"no resume point for superblock {durable_seq} of session "
                                    f"{self.session_id} (sealed: up to {self.seq - 1})")
         (_seq, required, objects, plain, stored, errors, dups, next_object, obj, first_seq, chunk_seq, offset,
-         obj_stored, obj_dups) = state
+         obj_stored, obj_dups, obj_refs) = state
         return ResumePoint(
             session_id=self.session_id, size=self.size, key_check=self.key_check,
             required=required, next_seq=durable_seq + 1, objects=objects, plain_bytes=plain,
             stored_bytes=stored, errors=errors, duplicates=dups, next_object_index=next_object,
             open_object=obj, object_first_seq=first_seq, chunk_seq=chunk_seq, object_offset=offset,
-            object_stored=obj_stored, object_duplicates=obj_dups)
+            object_stored=obj_stored, object_duplicates=obj_dups, object_refs=obj_refs)
 
     def _point(self) -> tuple[Any, ...]:
         """The writer's state at the seal of superblock ``seq``, kept raw: a ResumePoint is
@@ -502,10 +503,10 @@ class SessionWriter:
         obj = None if self._header_pending else self._object
         if obj is None:
             return (self.seq, self._required, self.objects, self.plain_bytes, self.stored_bytes, self.errors,
-                    self.duplicates, self._next_object - self._header_pending, None, 0, 0, 0, 0, 0)
+                    self.duplicates, self._next_object - self._header_pending, None, 0, 0, 0, 0, 0, ())
         return (self.seq, self._required, self.objects, self.plain_bytes, self.stored_bytes, self.errors,
                 self.duplicates, self._next_object, obj, self._obj_first_seq, self._chunk_seq, self._offset,
-                self._obj_stored, self._obj_dups)
+                self._obj_stored, self._obj_dups, tuple(sorted(self._obj_refs)) if self._obj_refs else ())
 
     def take(self) -> list[memoryview]:
         """The superblocks completed since the last call, in order; the caller now owns them."""
