@@ -1,9 +1,9 @@
 """Consistency checks of a catalog: what ``pipevault catalog check`` reports.
 
 Errors are contradictions that make restores or expiration wrong (two active versions of one
-object, chunk reference counts that disagree with the references, data on a scratch
-volume, copies whose originals are gone); warnings are states that are legal but worth a look (sessions still running,
-versions bound to a class that is not defined).
+object, chunk reference counts that disagree with the references, data on a scratch volume,
+copies whose originals are gone); warnings are states that are legal but worth a look
+(sessions still running, versions bound to a class that is not defined).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -43,12 +43,6 @@ _COLUMNS = (locations.c.version_id, locations.c.part, volumes.c.name, locations.
             locations.c.offset, locations.c.length, locations.c.chunk_hash)
 
 
-def _location(row: Any) -> Location:
-    # By position, from the driver's row as it comes: thousands per restore. Both drivers
-    # (sqlite3, psycopg 3) give the hash as bytes.
-    return Location._make(row)
-
-
 _SELECT = sa.select(*_COLUMNS).join(volumes, volumes.c.id == locations.c.volume_id)
 # One statement with an expanding parameter, compiled once: a literal IN list compiles a bound
 # parameter per id (a third of the cost at 20,000 versions).
@@ -61,7 +55,7 @@ _DENSE = 2
 def pieces(conn: Connection, version_id: int) -> list[Location]:
     """The pieces of one version in data order (part 0 first)."""
     query = _SELECT.where(locations.c.version_id == version_id).order_by(locations.c.part)
-    return [_location(row) for row in conn.execute(query)]
+    return list(map(Location._make, conn.execute(query)))
 
 
 def restore_plan(conn: Connection, version_ids: Iterable[int]) -> list[Location]:
@@ -80,11 +74,13 @@ def restore_plan(conn: Connection, version_ids: Iterable[int]) -> list[Location]
         # dropped here, instead of binding every id (20,000 of them took half the plan).
         wanted = set(ids)
         rows = plain_rows(conn, _RANGE, {"lo": ids[0], "hi": ids[-1]})
+        # By position, from the driver's rows as they come: thousands per restore. Both
+        # drivers (sqlite3, psycopg 3) give the hash as bytes.
         found = [Location._make(row) for row in rows if row[0] in wanted]
     else:
         found = []
         for start in range(0, len(ids), _IDS):
-            found.extend(_location(row) for row in conn.execute(_LISTED, {"ids": ids[start:start + _IDS]}).all())
+            found.extend(map(Location._make, conn.execute(_LISTED, {"ids": ids[start:start + _IDS]}).all()))
     found.sort(key=_POSITION)
     return found
 

@@ -8,7 +8,6 @@ directory part, starting with ``/``) and low-level name (the file name). Pattern
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -71,12 +70,6 @@ def _base(*columns: sa.ColumnElement[Any]) -> sa.Select[tuple[object, ...]]:
             .join(nodes, nodes.c.id == filespaces.c.node_id))
 
 
-def _info(row: Sequence[Any]) -> VersionInfo:
-    # By position: the columns are in the fields' order. The digest comes as bytes from both
-    # drivers (sqlite3, psycopg 3).
-    return VersionInfo._make(row)
-
-
 def like_pattern(pattern: str) -> str:
     """A Storage Protect wildcard pattern (``*``, ``?``) as an SQL LIKE pattern (escape ``\\``)."""
     out = []
@@ -132,6 +125,8 @@ def query_versions(conn: Connection, node: str, filespace: str, hl: str = "*", l
         query = query.order_by(objects.c.hl, objects.c.ll)
     else:
         query = query.order_by(objects.c.hl, objects.c.ll, versions.c.stored.desc(), versions.c.id.desc())
+    # By position: the columns are in the fields' order; both drivers (sqlite3, psycopg 3) give
+    # the digest as bytes.
     return list(map(VersionInfo._make, plain_rows(conn, query)))
 
 
@@ -162,7 +157,7 @@ def get_version(conn: Connection, version_id: int) -> VersionInfo:
     row = conn.execute(_base().where(versions.c.id == version_id)).first()
     if row is None:
         raise CatalogNotFound(f"no object version {version_id} in the catalog")
-    return _info(row)
+    return VersionInfo._make(row)
 
 
 # The attributes' field naming the objects of a version's media session whose chunks it
@@ -179,17 +174,23 @@ def index_fields(session: str, index: int, refs: tuple[int, ...] = ()) -> str:
     return f'{repeats}"session":"{session}","object":{int(index)}}}'
 
 
-def object_index(attributes: str) -> int | None:
-    """The version's object index in its media session, from its attributes (None when they
-    do not record it)."""
-    at = attributes.rfind('"object":')
-    if at >= 0 and attributes.endswith("}") and attributes[at + 9:-1].isdigit():
-        return int(attributes[at + 9:-1])
+def object_index(attributes: str, session: str | None = None) -> int | None:
+    """The version's object index in its media session, from its attributes: None when they
+    do not record it or, given ``session`` (a media session's text), name another session."""
+    # Read from the tail index_fields wrote (once per file of a restore plan), else parsed.
+    at = attributes.rfind('"session":"', -80)  # (a negative start counts from the end)
+    if at >= 0 and attributes[at + 47: at + 58] == '","object":' and attributes.endswith("}"):
+        number = attributes[at + 58: -1]
+        if number.isdigit():
+            return int(number) if session is None or attributes[at + 11: at + 47] == session else None
     try:
-        value = json.loads(attributes).get("object")
-    except (ValueError, AttributeError):
+        attrs = json.loads(attributes)
+    except ValueError:
         return None
-    return value if isinstance(value, int) else None
+    value = attrs.get("object") if isinstance(attrs, dict) else None
+    if not isinstance(value, int) or (session is not None and attrs.get("session") != session):
+        return None
+    return value
 
 
 def repeated_objects(attributes: str) -> tuple[int, ...]:
@@ -207,7 +208,7 @@ def session_versions(conn: Connection, session_id: int, attributes_like: list[st
     found: list[VersionInfo] = []
     for start in range(0, len(attributes_like), 200):  # bounded statements
         match = sa.or_(*(versions.c.attributes.like(p, escape="\\") for p in attributes_like[start:start + 200]))
-        found += (_info(r) for r in conn.execute(_base().where(versions.c.session_id == session_id, match)))
+        found += map(VersionInfo._make, conn.execute(_base().where(versions.c.session_id == session_id, match)))
     return found
 
 

@@ -147,9 +147,9 @@ class SessionWriter:
         self._header_pending = False
         self._obj_first_seq = self._chunk_seq = self._offset = self._obj_stored = self._obj_dups = 0
         self._obj_refs: set[int] = set()
-        # The other objects whose chunks the object last ended repeats (its duplicates' refs),
-        # ascending: a reader that restores it alone must read those too. Valid after
-        # end_object or put_object returns a footer with duplicates; () otherwise.
+        # The other objects whose chunks the object last ended (end_object or put_object)
+        # repeats, its duplicates' refs, ascending: a reader that restores it alone must read
+        # those too.
         self.object_refs: tuple[int, ...] = ()
         self._object: ArchiveHeader | None = None
         self._closed = False
@@ -426,6 +426,7 @@ class SessionWriter:
         if framed.required & ~int(self._required):
             self._required |= framed.required
         self._next_object = index + 1
+        self.object_refs = ()  # framed whole: a duplicate takes the record-by-record path
         # Made without __init__ (a frozen dataclass's costs as much as the rest of this call).
         footer = fields_record(ArchiveFooter, {
             "object_index": index, "status": status, "plain_bytes": framed.plain_len,

@@ -67,7 +67,7 @@ def with_catalog_fields(attrs: str, stream: int, status: int, session: str, inde
     are any, the media session and the object's index in it), as the JSON encoder would
     write them. Written out directly, at a third of the encoder's cost, once per object of a
     backup; ``session`` is a UUID's text, which needs no escaping. Restore planning reads the
-    index back from this tail (``restore_plan._object_index``) and the refs when it restores
+    index back from this tail (``catalog.objects.object_index``) and the refs when it restores
     an object without them (``restore_plan.dedup_sources``)."""
     suffix = f',"stream":{int(stream)},"status":{int(status)},' + index_fields(session, index, refs)
     return attrs[:-1] + suffix if len(attrs) > 2 else "{" + suffix[1:]

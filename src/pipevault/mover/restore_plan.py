@@ -115,22 +115,6 @@ class ReadPlan:
     ends: dict[tuple[str, Key], int] = field(default_factory=dict)  # see last_blocks
 
 
-def _object_index(attributes: str, session: str) -> int | None:
-    """The version's object index in media session ``session`` (its text), when its
-    attributes record it."""
-    # The backup's catalog stage ends every version's attributes with
-    # ``"session":"<uuid>","object":<n>}`` (mover/catalogue.py): read it from there.
-    at = attributes.rfind('"session":"', -80)  # (a negative start counts from the end)
-    if at >= 0 and attributes[at + 47: at + 58] == '","object":' and attributes.endswith("}"):
-        number = attributes[at + 58: -1]
-        if number.isdigit():
-            return int(number) if attributes[at + 11: at + 47] == session else None
-    attrs = json.loads(attributes)  # written by something else (a rebuilt catalog, an older version)
-    if "object" in attrs and attrs.get("session") == session:
-        return int(attrs["object"])
-    return None
-
-
 def plan_reads(site: Site, versions: list[VersionInfo]) -> ReadPlan:
     """Which object of which session each version is, and where each starts on which volume."""
     wanted: dict[Key, VersionInfo] = {}
@@ -150,7 +134,7 @@ def plan_reads(site: Site, versions: list[VersionInfo]) -> ReadPlan:
             key = (ms[0], v.filespace, v.hl, v.ll)
             wanted[key] = v
             key_of[v.version_id] = key
-            index = _object_index(v.attributes, ms[1])
+            index = object_rows.object_index(v.attributes, ms[1])
             if index is not None:
                 by_index[(ms[0], index)] = key
         pieces = location_rows.restore_plan(conn, key_of)
@@ -284,7 +268,7 @@ def dedup_sources(site: Site, plan: ReadPlan) -> list[VersionInfo]:
                 if sid is None:
                     continue
                 for v in object_rows.session_versions(conn, sid, [f'%"object":{r}}}' for r in sorted(refs)]):
-                    index = _object_index(v.attributes, str(media))
+                    index = object_rows.object_index(v.attributes, str(media))
                     if index in refs and (media, index) not in have:
                         have.add((media, index))
                         found.append(v)

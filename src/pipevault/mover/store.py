@@ -100,7 +100,7 @@ class SessionStore:
     def end(self, status: int, ident: Any) -> ArchiveFooter:
         """Close the open object; it is handed on with ``ident`` once durable."""
         footer = self.writer.end_object(status)
-        self._pending.append((footer, ident, self.writer.object_refs if footer.duplicates else ()))
+        self._pending.append((footer, ident, self.writer.object_refs))
         self._drain()
         return footer
 
@@ -108,7 +108,7 @@ class SessionStore:
         """Write a whole object framed by an encoder (its records are copied before return);
         it is handed on with ``ident`` once durable."""
         footer = self.writer.put_object(framed, status)
-        self._pending.append((footer, ident, self.writer.object_refs if footer.duplicates else ()))
+        self._pending.append((footer, ident, self.writer.object_refs))
         self._drain()
         return footer
 
