@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pipevault.clock import ManualClock
 from pipevault.format import (
     ArchiveHeader,
+    ChunkEncoder,
     Compression,
     ObjectStatus,
     OptionsRead,
@@ -245,3 +246,25 @@ def test_every_superblock_size_round_trips_and_is_self_describing(log2: int) -> 
     from pipevault.format import split
     views, loose = collect(scan(split(stream)))
     assert not loose and bytes(views[w.session_id].data[0]) == data
+
+
+def test_a_repeat_encoded_raw_elsewhere_is_discarded_or_stored_whole() -> None:
+    """Encoders that skip compressing repeats (``raw_repeats``) hand the writer uncompressed
+    chunks: one whose hash the writer holds becomes a duplicate, one it does not hold (here
+    a writer that never saw the first) is stored as it is and reads back."""
+    data = loglike(300_000, 11)
+    enc = ChunkEncoder(uuid.UUID(int=1), selector=fixed(Compression.ZSTD, 1), dedup=True, raw_repeats=True)
+    w, stranger = (SessionWriter(size=SIZE, session_id=uuid.UUID(int=1), discard_duplicates=True) for _ in "ab")
+    # The first chunk goes to ``w`` compressed; its repeats are raw: one to ``w``, one to a
+    # writer that never saw the first.
+    for n, writer in enumerate((w, w, stranger)):
+        writer.begin_object(ArchiveHeader(name=b"/c%d" % n, size=len(data)))
+        oi, cs, at = writer.next_chunk()
+        writer.add_chunk(enc(data, oi, cs, at))
+        writer.end_object()
+    for writer, duplicates in ((w, 1), (stranger, 0)):
+        writer.close()
+        views, _ = collect(scan(writer.take()))
+        assert [bytes(d) for d in views[writer.session_id].data.values()] == [data] * (1 + duplicates)
+        assert writer.duplicates == duplicates
+    assert stranger.stored_bytes == len(data) and w.stored_bytes < len(data) // 2

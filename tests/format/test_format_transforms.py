@@ -158,3 +158,20 @@ def test_one_encoder_shared_by_threads_like_a_multi_instance_stage() -> None:
         outputs = list(pool.map(lambda c: bytes(dec(c.header, c.stored, c.footer)), chunks))
     assert outputs == inputs
     assert len({c.header.nonce for c in chunks}) == 16
+
+
+def test_raw_repeats_skips_compressing_a_chunk_the_encoder_gave_out_before() -> None:
+    text = loglike(200_000, 3)
+    enc = ChunkEncoder(SID, selector=fixed(Compression.ZSTD, 1), dedup=True, raw_repeats=True)
+    first, repeat, other = enc(text, 0, 0, 0), enc(bytearray(text), 1, 0, 0), enc(loglike(200_000, 4), 2, 0, 0)
+    assert first.header.compression is Compression.ZSTD and other.header.compression is Compression.ZSTD
+    h = repeat.header
+    assert h.compression is Compression.NONE and h.stored_len == len(text)
+    assert not h.flags & ChunkFlags.RAW_FALLBACK and h.flags & ChunkFlags.HAS_DEDUP_HASH
+    assert h.dedup_hash == first.header.dedup_hash
+    assert bytes(ChunkDecoder(SID)(h, repeat.stored, repeat.footer)) == text
+    # Off by default, and without dedup hashes there is nothing to recognise a repeat by.
+    for plain in (ChunkEncoder(SID, selector=fixed(Compression.ZSTD, 1), dedup=True),
+                  ChunkEncoder(SID, selector=fixed(Compression.ZSTD, 1), raw_repeats=True)):
+        plain(text, 0, 0, 0)
+        assert plain(text, 1, 0, 0).header.compression is Compression.ZSTD

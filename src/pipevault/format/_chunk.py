@@ -125,6 +125,9 @@ def _aad(session_id: uuid.UUID, header: ChunkHeader) -> bytes:
     return session_id.bytes + header.pack()
 
 
+REPEATS_MAX = 1 << 16  # dedup hashes a ChunkEncoder(raw_repeats=True) remembers (a few MB)
+
+
 class ChunkEncoder:
     """Turns plaintext chunks of one session into :class:`EncodedChunk`.
 
@@ -137,10 +140,16 @@ class ChunkEncoder:
             stored bytes; none under encryption, whose GCM tag covers them); False writes
             chunks as format 1.0 did (the hash of the plaintext, sealed in the footer when
             encrypted).
+        raw_repeats: do not compress a chunk whose dedup hash this encoder has given out
+            before (with ``dedup``): for a writer that discards duplicates, which drops the
+            repeat's data, so compressing it again is wasted (a repeat the writer no longer
+            remembers is stored uncompressed, whole and correct). At most ``REPEATS_MAX``
+            hashes are remembered; then the memory starts again.
     """
 
     def __init__(self, session_id: uuid.UUID, *, keys: SessionKeys | None = None,
-                 selector: Selector | None = None, dedup: bool = False, stored_hash: bool = True) -> None:
+                 selector: Selector | None = None, dedup: bool = False, stored_hash: bool = True,
+                 raw_repeats: bool = False) -> None:
         self.session_id = session_id
         self.keys = keys
         self.selector: Selector = selector if selector is not None else SamplingSelector()
@@ -148,6 +157,7 @@ class ChunkEncoder:
         self.stored_hash = stored_hash
         # One AEAD object per session: it holds the expanded key (encrypt is thread-safe).
         self._aead = AESGCM(keys.chunk_key) if keys is not None else None
+        self._given: set[bytes] | None = set() if raw_repeats and dedup else None
 
     def __call__(self, plain: Buffer, object_index: int, chunk_seq: int, object_offset: int) -> EncodedChunk:
         """Encode one chunk of at most 64 MiB.
@@ -171,17 +181,25 @@ class ChunkEncoder:
             raise LimitError(f"chunk of {len(view)} bytes exceeds the 64 MiB limit")
         flags = 0  # ints: IntFlag operations run Python code, and this runs per chunk
         comp, level = choice
+        algo, dhash = _NO_DEDUP, bytes(32)
+        if self.dedup:
+            algo, dhash = dedup_hash(view, self.keys)
+            flags = _HAS_DEDUP_HASH
+            given = self._given
+            if given is not None:
+                if dhash in given:
+                    comp = _NO_COMPRESSION  # a repeat: the writer discards its data
+                else:
+                    if len(given) >= REPEATS_MAX:
+                        given.clear()
+                    given.add(dhash)
         stored: Buffer = view
         if comp is not _NO_COMPRESSION:
             packed = compress(comp, level, view)
             if len(packed) < len(view):
                 stored = packed
             else:
-                comp, level, flags = _NO_COMPRESSION, 0, _RAW_FALLBACK
-        algo, dhash = _NO_DEDUP, bytes(32)
-        if self.dedup:
-            algo, dhash = dedup_hash(view, self.keys)
-            flags |= _HAS_DEDUP_HASH
+                comp, level, flags = _NO_COMPRESSION, 0, flags | _RAW_FALLBACK
         if comp is _NO_COMPRESSION:
             level = 0
         return stored, comp, level, flags, algo, dhash

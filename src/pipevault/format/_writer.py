@@ -122,7 +122,8 @@ class SessionWriter:
         # still get the key check in the header, so a reader with a wrong key is told so.
         self.key_check = self.keys.key_check if self.keys else key_check
         self.encoder = ChunkEncoder(self.session_id, keys=self.keys, selector=selector,
-                                    dedup=dedup or discard_duplicates, stored_hash=stored_hash)
+                                    dedup=dedup or discard_duplicates, stored_hash=stored_hash,
+                                    raw_repeats=discard_duplicates)
         self._plain_flags = int(ChunkFlags.STORED_HASH) if stored_hash else 0
         self.discard_duplicates = discard_duplicates
         self._allocate = allocate

@@ -111,7 +111,9 @@ class ChunkEncode:
     def run(self, ctx: StageContext) -> None:
         keys = SessionKeys.derive(self.key, self.session_id) if self.key is not None else None
         selector = SamplingSelector() if self.compress else fixed(Compression.NONE)
-        encoder = ChunkEncoder(self.session_id, keys=keys, selector=selector, dedup=self.dedup)
+        # The store discards duplicates when it has their hashes (StoreStage): repeats stay raw.
+        encoder = ChunkEncoder(self.session_id, keys=keys, selector=selector, dedup=self.dedup,
+                               raw_repeats=self.dedup)
         P = W.PREFIX_LEN
         while (buf := ctx.receive_buf()) is not None:
             kind, index, seq, offset, n, _b, _c = W.get_prefix(buf.data)
