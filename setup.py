@@ -1,12 +1,13 @@
 """Builds the compiled part of pipevault (everything else is in pyproject.toml).
 
 pipevault.format._accel computes the superblock checksum, reads and writes one-piece
-superblocks, packs whole untransformed chunks, checks and decompresses compressed ones, walks
-record headers and decodes and packs chunk records and field lists in C (CPython C API, and
-libxxhash, libzstd and liblz4 from Debian's -dev packages); the Python code in
-pipevault/format is its specification and fallback. The extension is optional so that an
-install without a compiler still works (on the Python code); the test suite fails when it is
-not built, so CI notices. pipevault.mover._fastio creates a restore's small files in C.
+superblocks, packs whole untransformed chunks, frames small objects, checks and
+decompresses compressed chunks, walks record headers and decodes and packs chunk records
+and field lists in C (CPython C API, and libxxhash, libzstd and liblz4 from Debian's -dev
+packages); the Python code in pipevault/format is its specification and fallback. The
+extension is optional so that an install without a compiler still works (on the Python
+code); the test suite fails when it is not built, so CI notices. pipevault.mover._fastio
+creates a restore's small files in C.
 """
 
 from setuptools import Extension, setup
@@ -14,7 +15,7 @@ from setuptools import Extension, setup
 SOURCES = ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.c",
            "src/pipevault/format/_accel_records.c", "src/pipevault/format/_accel_plain.c",
            "src/pipevault/format/_accel_codec.c", "src/pipevault/format/_accel_xxh.c",
-           "src/pipevault/format/_accel_walk.c"]
+           "src/pipevault/format/_accel_walk.c", "src/pipevault/format/_accel_frame.c"]
 
 FLAGS = ["-O2", "-Wall", "-Wextra", "-Werror"]
 

@@ -223,3 +223,55 @@ def test_frame_whole_takes_the_long_way_with_keys_or_format_1_0() -> None:
     old = ChunkEncoder(SID, dedup=True, stored_hash=False)
     assert bytes(_framed.frame_whole(3, header, data, old).records) == bytes(
         frame_object(3, header, old(data, 3, 0, 0)).records)
+
+
+@settings(max_examples=120, deadline=None)
+@given(items=st.lists(st.one_of(st.binary(max_size=3000), st.builds(lambda n: loglike(n), st.integers(0, 40_000))),
+                      min_size=1, max_size=6),
+       selector=st.sampled_from(["none", "lz4", "lz4-9", "zstd", "zstd-3", "sampling"]), dedup=st.booleans(),
+       repeats=st.booleans())
+def test_compiled_frame_whole_packs_what_the_python_path_packs(items: list[bytes], selector: str, dedup: bool,
+                                                               repeats: bool) -> None:
+    """``_accel.frame_whole`` against its specification, object after object through one
+    encoder each (so repeats of earlier data take the raw path), repeated data included."""
+    from pipevault.format._codecs import SamplingSelector, Selector
+    if _framed._frame_whole is None:
+        pytest.fail("pipevault.format._accel is not built (run `make`)")
+    selectors: dict[str, Selector] = {
+        "none": fixed(Compression.NONE), "lz4": fixed(Compression.LZ4), "lz4-9": fixed(Compression.LZ4, 9),
+        "zstd": fixed(Compression.ZSTD, 1), "zstd-3": fixed(Compression.ZSTD, 3), "sampling": SamplingSelector()}
+    items = items + items[:2]  # repeats of earlier objects
+
+    def framed_all() -> list[tuple[object, ...]]:
+        encoder = ChunkEncoder(SID, selector=selectors[selector], dedup=dedup, raw_repeats=repeats)
+        out = []
+        for i, data in enumerate(items):
+            header = ArchiveHeader(object_index=i, name=b"/d/f%d" % i, size=len(data)).pack()
+            f = _framed.frame_whole(i, header, data, encoder)
+            out.append((bytes(f.records), f.object_index, f.chunks, f.plain_len, f.stored_len, f.required,
+                        f.dedup_hash))
+        return out
+
+    compiled = framed_all()
+    saved, _framed._frame_whole = _framed._frame_whole, None
+    try:
+        python = framed_all()
+    finally:
+        _framed._frame_whole = saved
+    assert compiled == python
+
+
+def test_compiled_frame_whole_declines_what_it_does_not_pack() -> None:
+    accel = pytest.importorskip("pipevault.format._accel")
+    header = ArchiveHeader(object_index=1, name=b"/f").pack()
+    assert accel.frame_whole(2**32, header, b"x", 0, 0, None, None, None, 0) is None  # index past the tag's u32
+    assert accel.frame_whole(1, header, b"x", 2, 1, None, None, None, 0) is None  # compression without a packer
+    with pytest.raises(TypeError):
+        accel.frame_whole(1, header, b"x", 2, 1, lambda b: bytearray(1), None, None, 0)  # a packer must give bytes
+    given_out: set[bytes] = set()
+    made = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", __import__("hashlib").sha256,
+                             given_out, 1)
+    assert made is not None and made[1] == 1 and given_out == {made[3]}
+    again = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", __import__("hashlib").sha256,
+                              given_out, 1)
+    assert again is not None and again[1] == 300 and again[2] == 8  # a repeat: stored raw, needs STORED_HASH only

@@ -165,7 +165,8 @@ PyInit__accel(void)
                            || PyModule_AddFunctions(module, accel_records_methods) != 0
                            || PyModule_AddFunctions(module, accel_plain_methods) != 0
                            || PyModule_AddFunctions(module, accel_codec_methods) != 0
-                           || PyModule_AddFunctions(module, accel_walk_methods) != 0))
+                           || PyModule_AddFunctions(module, accel_walk_methods) != 0
+                           || PyModule_AddFunctions(module, accel_frame_methods) != 0))
         Py_CLEAR(module);
     return module;
 }

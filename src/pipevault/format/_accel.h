@@ -76,6 +76,9 @@ extern PyMethodDef accel_plain_methods[];
 extern PyMethodDef accel_codec_methods[];
 PyObject *accel_unpack_stored(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
+/* _accel_frame.c: a small object's records framed in one call. */
+extern PyMethodDef accel_frame_methods[];
+
 /* _accel_walk.c: superblocks of compressed chunks' records read in one call. */
 extern PyMethodDef accel_walk_methods[];
 

@@ -157,7 +157,8 @@ class ChunkEncoder:
         self.stored_hash = stored_hash
         # One AEAD object per session: it holds the expanded key (encrypt is thread-safe).
         self._aead = AESGCM(keys.chunk_key) if keys is not None else None
-        self._given: set[bytes] | None = set() if raw_repeats and dedup else None
+        # The dedup hashes given out (raw_repeats); compiled framing (_framed) shares it.
+        self.repeats: set[bytes] | None = set() if raw_repeats and dedup else None
 
     def __call__(self, plain: Buffer, object_index: int, chunk_seq: int, object_offset: int) -> EncodedChunk:
         """Encode one chunk of at most 64 MiB.
@@ -185,7 +186,7 @@ class ChunkEncoder:
         if self.dedup:
             algo, dhash = dedup_hash(view, self.keys)
             flags = _HAS_DEDUP_HASH
-            given = self._given
+            given = self.repeats
             if given is not None:
                 if dhash in given:
                     comp = _NO_COMPRESSION  # a repeat: the writer discards its data

@@ -7,6 +7,7 @@ DataPipe can run them as multi-instance thread stages. Compression contexts are 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,29 @@ def _zstd_decompressor() -> Any:
     if dec is None:
         dec = _local.zd = zstandard.ZstdDecompressor()
     return dec
+
+
+def packer(algo: Compression, level: int) -> Callable[[Buffer], bytes] | None:
+    """What :func:`compress` calls for ``(algo, level)``, as one callable (this thread's
+    compressor; None for NONE): for compiled code that compresses through it.
+
+    Raises:
+        LimitError: a level outside the algorithm's range.
+    """
+    if algo is _NO_COMPRESSION:
+        return None
+    cache: dict[tuple[Compression, int], Callable[[Buffer], bytes]] = _local.__dict__.setdefault("packers", {})
+    found = cache.get((algo, level))
+    if found is None:
+        if algo is _ZSTD:
+            compress(algo, level, b"")  # checks the level
+            found = _zstd_compressor(level).compress
+        else:
+            compress(algo, level, b"")
+            found = functools.partial(lz4.block.compress, mode="high_compression" if level > 0 else "default",
+                                      compression=level, store_size=False)
+        cache[(algo, level)] = found
+    return found
 
 
 def compress(algo: Compression, level: int, data: Buffer) -> bytes:

@@ -11,14 +11,16 @@ superblocks the object lies in). What reaches the medium is byte for byte what
 
 from __future__ import annotations
 
+import hashlib
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import xxhash
 
-from pipevault.format._chunk import ChunkEncoder, EncodedChunk
-from pipevault.format._codecs import Buffer
+from pipevault.format._chunk import REPEATS_MAX, ChunkEncoder, EncodedChunk
+from pipevault.format._codecs import Buffer, packer
 from pipevault.format._records import (
     CHUNK_FOOTER,
     CHUNK_FOOTER_LEN,
@@ -40,6 +42,14 @@ from pipevault.format._superblock import Required
 from pipevault.format.errors import FormatError
 
 _CHUNK_HEADER, _DATA, _CHUNK_FOOTER = int(RecordType.CHUNK_HEADER), int(RecordType.DATA), int(RecordType.CHUNK_FOOTER)
+
+_frame_whole: Callable[..., tuple[bytes, int, int, bytes | None] | None] | None
+try:
+    # A small object's records in one call (``_accel_frame.c``); frame_whole's Python path
+    # below is its specification, and packs what the compiled one declines (None).
+    from pipevault.format._accel import frame_whole as _frame_whole
+except ImportError:
+    _frame_whole = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +86,7 @@ _STORED_HASH_FLAG, _STORED_HASH = int(ChunkFlags.STORED_HASH), int(Required.STOR
 _HASHED, _DUPLICATE = int(ChunkFlags.HAS_DEDUP_HASH), int(ChunkFlags.DUPLICATE)
 _ARCHIVE_HEADER, _OPTIONS = int(RecordType.ARCHIVE_HEADER), int(RecordType.OPTIONS)
 _NO_ENCRYPTION, _NO_NONCE, _ZERO16 = Encryption.NONE, bytes(12), bytes(16)
+_UNKEYED_DEDUP: Callable[[Any], Any] = hashlib.sha256  # the dedup hash of a session without keys (_crypto.dedup_hash)
 # Whole records in one pack each (record header and body; a DATA record header with its tag):
 # a backup frames every small file, and each separate pack or concatenation costs as much as
 # the bytes it moves.
@@ -144,7 +155,14 @@ def frame_whole(object_index: int, header_body: bytes, plain: Buffer, encoder: C
     view = memoryview(plain).cast("B")
     if encoder.keys is not None or not encoder.stored_hash:
         return frame_object(object_index, header_body, encoder(view, object_index, 0, 0))
-    stored, comp, level, flags, algo, dhash = encoder.transform(view, encoder.selector(view))
+    choice = encoder.selector(view)
+    if _frame_whole is not None:
+        made = _frame_whole(object_index, header_body, view, choice[0], choice[1], packer(*choice),
+                            _UNKEYED_DEDUP if encoder.dedup else None, encoder.repeats, REPEATS_MAX)
+        if made is not None:
+            records, n, required, dedup_hash = made
+            return new_frozen(FramedObject, object_index, records, 1, len(view), n, required, dedup_hash)
+    stored, comp, level, flags, algo, dhash = encoder.transform(view, choice)
     n = len(stored)
     flags |= _STORED_HASH_FLAG
     chunk_head = _CHUNK_HEADER_RECORD.pack(
