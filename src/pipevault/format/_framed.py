@@ -73,6 +73,13 @@ class FramedObject:
     required: int = 0
     dedup_hash: bytes | None = None
 
+    @classmethod
+    def of(cls, object_index: int, records: Buffer, chunks: int, plain_len: int, stored_len: int, required: int,
+           dedup_hash: bytes | None) -> FramedObject:
+        """``FramedObject(...)`` with every field given, made without running ``__init__`` (a
+        backup's store makes one for every small object it receives: a fifth of the time)."""
+        return new_frozen(cls, object_index, records, chunks, plain_len, stored_len, required, dedup_hash)
+
 
 def _record(rtype: int, body: Buffer) -> bytes:
     return RECORD_HEADER.pack(rtype, 0, 0, len(body)) + body

@@ -276,8 +276,8 @@ class StoreStage:
                     (index, lr, lc, chunks, plain, stored_len, required, status, digest, hashed,
                      dhash) = W.BATCH_ENC.unpack_from(d, pos)
                     pos += W.BATCH_ENC.size
-                    framed = FramedObject(index, d[pos: pos + lr], chunks, plain, stored_len, required,
-                                          dhash if hashed else None)
+                    framed = FramedObject.of(index, d[pos: pos + lr], chunks, plain, stored_len, required,
+                                             dhash if hashed else None)
                     pos += lr
                     self.store.put_object(framed, status, (bytes(d[pos: pos + lc]), digest, plain))
                     pos += lc

@@ -21,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipevault.format import ArchiveFooter, ArchiveHeader, EncodedChunk, FramedObject, SessionWriter, peek_header
 from pipevault.media import Volume
@@ -33,12 +32,12 @@ SYNC_EVERY = 256 << 20  # bytes between durability points (sync volume, commit c
 OBJECTS_EVERY = 1000  # objects waiting that call a durability point too (background syncs only)
 
 
-@dataclass(frozen=True, slots=True)
-class Durable:
+class Durable(NamedTuple):
     """An object wholly on media: its footer, what the caller attached to it (``ident``),
     ``spans``: for each volume it lies on, in data order, the first superblock there, and
     ``refs``: the indices of the session's other objects whose chunks it repeats (discarded
-    duplicates; restoring it alone needs their data too)."""
+    duplicates; restoring it alone needs their data too). A named tuple: one is made for
+    every object of a backup, in a fifth of a frozen dataclass's time."""
 
     footer: ArchiveFooter
     ident: Any
