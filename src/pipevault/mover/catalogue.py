@@ -48,8 +48,11 @@ class Cataloguer:
         (fs, hl, ll, obj_type, size), attrs = W.loads(doc)
         attrs = with_catalog_fields(attrs, stream, status, self.session, index, refs)
         p = self.p
-        share = stored // max(1, len(spans))
-        pieces = tuple(Piece(vol, first, 0, share) for vol, first in spans)
+        if len(spans) == 1:  # nearly every object: no generator
+            pieces: tuple[Piece, ...] = (Piece(spans[0][0], spans[0][1], 0, stored),)
+        else:
+            share = stored // max(1, len(spans))
+            pieces = tuple(Piece(vol, first, 0, share) for vol, first in spans)
         self._batch.add(NewVersion(fs, hl, ll, size, pieces, p.stored, obj_type, p.class_name, attrs, digest,
                                    p.archive, p.description, p.expires))
         self.objects += 1
@@ -148,7 +151,7 @@ class CatalogStage:
                         vol, first = W.PIECE.unpack_from(d, pos)
                         spans.append((names[vol], first))
                         pos += W.PIECE.size
-                    refs = tuple(W.REF.unpack_from(d, pos + k * W.REF.size)[0] for k in range(nrefs))
+                    refs = tuple(W.REF.unpack_from(d, pos + k * W.REF.size)[0] for k in range(nrefs)) if nrefs else ()
                     pos += nrefs * W.REF.size
                     cat.add(index, status, digest, stream, stored, doc, tuple(spans), refs)
                     del doc
