@@ -275,3 +275,17 @@ def test_compiled_frame_whole_declines_what_it_does_not_pack() -> None:
     again = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", __import__("hashlib").sha256,
                               given_out, 1)
     assert again is not None and again[1] == 300 and again[2] == 8  # a repeat: stored raw, needs STORED_HASH only
+
+
+def test_frame_whole_refuses_a_level_outside_the_range_on_both_paths() -> None:
+    from pipevault.format.errors import LimitError
+    header = ArchiveHeader(object_index=1, name=b"/f").pack()
+    bad = ChunkEncoder(SID, selector=fixed(Compression.ZSTD, 99))
+    saved = _framed._frame_whole
+    try:
+        for compiled in (saved, None):
+            _framed._frame_whole = compiled
+            with pytest.raises(LimitError):
+                _framed.frame_whole(1, header, loglike(2000), bad)
+    finally:
+        _framed._frame_whole = saved

@@ -56,13 +56,10 @@ def packer(algo: Compression, level: int) -> Callable[[Buffer], bytes] | None:
     cache: dict[tuple[Compression, int], Callable[[Buffer], bytes]] = _local.__dict__.setdefault("packers", {})
     found = cache.get((algo, level))
     if found is None:
-        if algo is _ZSTD:
-            compress(algo, level, b"")  # checks the level
-            found = _zstd_compressor(level).compress
-        else:
-            compress(algo, level, b"")
-            found = functools.partial(lz4.block.compress, mode="high_compression" if level > 0 else "default",
-                                      compression=level, store_size=False)
+        compress(algo, level, b"")  # raises LimitError for a level outside the range
+        found = (_zstd_compressor(level).compress if algo is _ZSTD
+                 else functools.partial(lz4.block.compress, mode="high_compression" if level > 0 else "default",
+                                        compression=level, store_size=False))
         cache[(algo, level)] = found
     return found
 
