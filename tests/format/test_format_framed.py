@@ -265,6 +265,7 @@ def test_compiled_frame_whole_declines_what_it_does_not_pack() -> None:
     accel = pytest.importorskip("pipevault.format._accel")
     header = ArchiveHeader(object_index=1, name=b"/f").pack()
     assert accel.frame_whole(2**32, header, b"x", 0, 0, None, None, None, 0) is None  # index past the tag's u32
+    assert accel.frame_whole(-1, header, b"x", 0, 0, None, None, None, 0) is None
     assert accel.frame_whole(1, header, b"x", 2, 1, None, None, None, 0) is None  # compression without a packer
     with pytest.raises(TypeError):
         accel.frame_whole(1, header, b"x", 2, 1, lambda b: bytearray(1), None, None, 0)  # a packer must give bytes

@@ -92,12 +92,19 @@ accel_frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "frame_whole takes 9 arguments");
         return NULL;
     }
+    /* A number out of range (negative, huge) declines: the Python path raises its own error. */
     unsigned long long index = PyLong_AsUnsignedLongLong(args[0]);
+    if (index == (unsigned long long)-1 && PyErr_Occurred())
+        goto overflow;
     long compression = PyLong_AsLong(args[3]);
+    if (compression == -1 && PyErr_Occurred())
+        goto overflow;
     long level = PyLong_AsLong(args[4]);
+    if (level == -1 && PyErr_Occurred())
+        goto overflow;
     Py_ssize_t repeats_max = PyLong_AsSsize_t(args[8]);
-    if (PyErr_Occurred())
-        return NULL;
+    if (repeats_max == -1 && PyErr_Occurred())
+        goto overflow;
     PyObject *plain_obj = args[2], *packer = args[5], *sha256 = args[6], *repeats = args[7];
     if (index > 0xFFFFFFFFULL || compression < COMPRESSION_NONE || compression > COMPRESSION_ZSTD
             || level < -128 || level > 127 || (compression != COMPRESSION_NONE && packer == Py_None)
@@ -189,6 +196,12 @@ accel_frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int required = REQUIRED_STORED_HASH | (compression == COMPRESSION_LZ4 ? REQUIRED_LZ4
                                            : compression == COMPRESSION_ZSTD ? REQUIRED_ZSTD : 0);
     result = Py_BuildValue("(NniO)", records, n, required, digest != NULL ? digest : Py_None);
+    goto done;
+overflow:
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+        return NULL;
+    PyErr_Clear();
+    Py_RETURN_NONE;
 done:
     Py_XDECREF(packed);
     Py_XDECREF(digest);
