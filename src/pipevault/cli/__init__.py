@@ -14,22 +14,7 @@ from typing import NoReturn
 
 import click
 
-from pipevault.cli import (  # noqa: F401  (registers commands)
-    backup_cmd,
-    bench_cmd,
-    catalog_cmd,
-    demo_cmd,
-    errors_cmd,
-    label_cmd,
-    migrate_cmd,
-    pipe_cmd,
-    query_cmd,
-    rebuild_cmd,
-    restore_cmd,
-)
-from pipevault.cli import serve_cmd as serve_cmd  # registers `serve`
-from pipevault.cli import status_cmd as status_cmd  # registers `status`
-from pipevault.cli._app import cli
+from pipevault.cli._app import cli  # the commands are imported when used (see _app.COMMANDS)
 from pipevault.errors import EXIT_INTERRUPTED, Interrupted, PipevaultError
 
 __all__ = ["cli", "main"]
