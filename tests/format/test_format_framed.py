@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import pytest
@@ -270,10 +271,10 @@ def test_compiled_frame_whole_declines_what_it_does_not_pack() -> None:
     with pytest.raises(TypeError):
         accel.frame_whole(1, header, b"x", 2, 1, lambda b: bytearray(1), None, None, 0)  # a packer must give bytes
     given_out: set[bytes] = set()
-    made = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", __import__("hashlib").sha256,
+    made = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", hashlib.sha256,
                              given_out, 1)
     assert made is not None and made[1] == 1 and given_out == {made[3]}
-    again = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", __import__("hashlib").sha256,
+    again = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", hashlib.sha256,
                               given_out, 1)
     assert again is not None and again[1] == 300 and again[2] == 8  # a repeat: stored raw, needs STORED_HASH only
 

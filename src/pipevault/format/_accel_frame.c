@@ -160,13 +160,13 @@ accel_frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (records == NULL)
         goto done;
     unsigned char *p = (unsigned char *)PyBytes_AS_STRING(records);
-    memset(p, 0, (size_t)total);
     p = put_record_header(p, TYPE_ARCHIVE_HEADER, (uint32_t)header.len);
     memcpy(p, header.buf, (size_t)header.len);
     p += header.len;
 
     /* The chunk header body (CHUNK_HEADER in _records.py, docs/format.md section 5.1). */
     p = put_record_header(p, TYPE_CHUNK_HEADER, CHUNK_HEADER_LEN);
+    memset(p, 0, CHUNK_HEADER_LEN);                   /* zero: seq, offset, padding, nonce */
     accel_store_u32le(p, (uint32_t)index);            /* object index; chunk seq and offset 0 */
     accel_store_u32le(p + 16, (uint32_t)plain.len);
     accel_store_u32le(p + 20, (uint32_t)n);
@@ -184,12 +184,14 @@ accel_frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
     if (n) {
         p = put_record_header(p, TYPE_DATA, (uint32_t)(TAG_LEN + n));
+        memset(p, 0, TAG_LEN);
         accel_store_u32le(p, (uint32_t)index);        /* the tag: object index, seq 0, offset 0 */
         p += TAG_LEN;
         memcpy(p, stored, (size_t)n);
         p += n;
     }
     p = put_record_header(p, TYPE_CHUNK_FOOTER, CHUNK_FOOTER_LEN);
+    memset(p, 0, CHUNK_FOOTER_LEN);                   /* no sealed hash, no tag */
     accel_store_u32le(p, (uint32_t)index);
     accel_store_u32le(p + 8, (uint32_t)n);
 

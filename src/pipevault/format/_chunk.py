@@ -186,14 +186,14 @@ class ChunkEncoder:
         if self.dedup:
             algo, dhash = dedup_hash(view, self.keys)
             flags = _HAS_DEDUP_HASH
-            given = self.repeats
-            if given is not None:
-                if dhash in given:
+            repeats = self.repeats
+            if repeats is not None:
+                if dhash in repeats:
                     comp = _NO_COMPRESSION  # a repeat: the writer discards its data
                 else:
-                    if len(given) >= REPEATS_MAX:
-                        given.clear()
-                    given.add(dhash)
+                    if len(repeats) >= REPEATS_MAX:
+                        repeats.clear()
+                    repeats.add(dhash)
         stored: Buffer = view
         if comp is not _NO_COMPRESSION:
             packed = compress(comp, level, view)

@@ -45,8 +45,9 @@ def _zstd_decompressor() -> Any:
 
 
 def packer(algo: Compression, level: int) -> Callable[[Buffer], bytes] | None:
-    """What :func:`compress` calls for ``(algo, level)``, as one callable (this thread's
-    compressor; None for NONE): for compiled code that compresses through it.
+    """The callable that compresses with ``algo`` at ``level`` in this thread (its own
+    compressor; None for NONE): what :func:`compress` calls, and what compiled code that
+    compresses through it is given.
 
     Raises:
         LimitError: a level outside the algorithm's range.
@@ -56,10 +57,15 @@ def packer(algo: Compression, level: int) -> Callable[[Buffer], bytes] | None:
     cache: dict[tuple[Compression, int], Callable[[Buffer], bytes]] = _local.__dict__.setdefault("packers", {})
     found = cache.get((algo, level))
     if found is None:
-        compress(algo, level, b"")  # raises LimitError for a level outside the range
-        found = (_zstd_compressor(level).compress if algo is _ZSTD
-                 else functools.partial(lz4.block.compress, mode="high_compression" if level > 0 else "default",
-                                        compression=level, store_size=False))
+        if algo is _LZ4:
+            if not 0 <= level <= 16:
+                raise LimitError(f"lz4 level {level} is outside 0..16")
+            found = functools.partial(lz4.block.compress, mode="high_compression" if level > 0 else "default",
+                                      compression=level, store_size=False)
+        else:
+            if not -7 <= level <= 22:
+                raise LimitError(f"zstd level {level} is outside -7..22")
+            found = _zstd_compressor(level).compress
         cache[(algo, level)] = found
     return found
 
@@ -70,16 +76,8 @@ def compress(algo: Compression, level: int, data: Buffer) -> bytes:
     Raises:
         LimitError: a level outside the algorithm's range.
     """
-    if algo is _LZ4:
-        if not 0 <= level <= 16:
-            raise LimitError(f"lz4 level {level} is outside 0..16")
-        mode = "high_compression" if level > 0 else "default"
-        return bytes(lz4.block.compress(data, mode=mode, compression=level, store_size=False))
-    if algo is _ZSTD:
-        if not -7 <= level <= 22:
-            raise LimitError(f"zstd level {level} is outside -7..22")
-        return bytes(_zstd_compressor(level).compress(data))
-    return bytes(data)
+    pack = packer(algo, level)
+    return bytes(data) if pack is None else bytes(pack(data))
 
 
 def decompress(algo: Compression, data: Buffer, plain_len: int) -> bytes:

@@ -62,6 +62,10 @@ class SessionKeys:
         return keys
 
 
+UNKEYED_DEDUP_HASH = hashlib.sha256
+"""The dedup hash of a session without keys (compiled framing calls it too)."""
+
+
 def dedup_hash(plain: memoryview, keys: SessionKeys | None) -> tuple[DedupAlgo, bytes]:
     """The hash that identifies duplicate chunks: keyed when the session has keys.
 
@@ -69,7 +73,7 @@ def dedup_hash(plain: memoryview, keys: SessionKeys | None) -> tuple[DedupAlgo, 
     a hash that lets someone without the key confirm a guessed plaintext.
     """
     if keys is None:
-        return _SHA256, hashlib.sha256(plain).digest()
+        return _SHA256, UNKEYED_DEDUP_HASH(plain).digest()
     return _HMAC_SHA256, hmac.digest(keys.dedup_key, plain, "sha256")
 
 

@@ -11,16 +11,15 @@ superblocks the object lies in). What reaches the medium is byte for byte what
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import xxhash
 
 from pipevault.format._chunk import REPEATS_MAX, ChunkEncoder, EncodedChunk
 from pipevault.format._codecs import Buffer, packer
+from pipevault.format._crypto import UNKEYED_DEDUP_HASH
 from pipevault.format._records import (
     CHUNK_FOOTER,
     CHUNK_FOOTER_LEN,
@@ -93,7 +92,6 @@ _STORED_HASH_FLAG, _STORED_HASH = int(ChunkFlags.STORED_HASH), int(Required.STOR
 _HASHED, _DUPLICATE = int(ChunkFlags.HAS_DEDUP_HASH), int(ChunkFlags.DUPLICATE)
 _ARCHIVE_HEADER, _OPTIONS = int(RecordType.ARCHIVE_HEADER), int(RecordType.OPTIONS)
 _NO_ENCRYPTION, _NO_NONCE, _ZERO16 = Encryption.NONE, bytes(12), bytes(16)
-_UNKEYED_DEDUP: Callable[[Any], Any] = hashlib.sha256  # the dedup hash of a session without keys (_crypto.dedup_hash)
 # Whole records in one pack each (record header and body; a DATA record header with its tag):
 # a backup frames every small file, and each separate pack or concatenation costs as much as
 # the bytes it moves.
@@ -165,7 +163,7 @@ def frame_whole(object_index: int, header_body: bytes, plain: Buffer, encoder: C
     choice = encoder.selector(view)
     if _frame_whole is not None:
         made = _frame_whole(object_index, header_body, view, choice[0], choice[1], packer(*choice),
-                            _UNKEYED_DEDUP if encoder.dedup else None, encoder.repeats, REPEATS_MAX)
+                            UNKEYED_DEDUP_HASH if encoder.dedup else None, encoder.repeats, REPEATS_MAX)
         if made is not None:
             records, n, required, dedup_hash = made
             return new_frozen(FramedObject, object_index, records, 1, len(view), n, required, dedup_hash)

@@ -30,10 +30,9 @@ from pipevault.mover.paths import TargetTree, check_filespace
 from pipevault.mover.restore_plan import (
     Key,
     RestoreOptions,
-    dedup_sources,
     link_primaries,
     locations_of,
-    plan_reads,
+    plan_with_sources,
     select_versions,
 )
 from pipevault.mover.scan import ScanStage
@@ -223,10 +222,7 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
     preload_process_modules([ScanStage.__module__])  # the scan stage, imported while we plan
     versions = select_versions(site, opts)
     links = link_primaries(site, versions)
-    plan = plan_reads(site, versions)
-    extra = dedup_sources(site, plan)
-    if extra:
-        plan = plan_reads(site, versions + extra)
+    plan, extra = plan_with_sources(site, versions)
     by_version = {v.version_id: k for k, v in plan.wanted.items()}
     redirect = {by_version[p.version_id]: link for p, link in links.items() if p.version_id in by_version}
     sources = {by_version[v.version_id] for v in extra if v.version_id in by_version}

@@ -277,6 +277,15 @@ def dedup_sources(site: Site, plan: ReadPlan) -> list[VersionInfo]:
     return found
 
 
+def plan_with_sources(site: Site, versions: list[VersionInfo]) -> tuple[ReadPlan, list[VersionInfo]]:
+    """The read plan of ``versions`` and of the versions whose chunks they repeat
+    (:func:`dedup_sources`, planned too), and those sources: planned once more only when
+    there are any (a whole tree has none to add)."""
+    plan = plan_reads(site, versions)
+    extra = dedup_sources(site, plan)
+    return (plan_reads(site, versions + extra) if extra else plan), extra
+
+
 def locations_of(site: Site, versions: list[VersionInfo]) -> list[location_rows.Location]:
     """The catalogued pieces of ``versions`` in the order a restore reads them."""
     with site.catalog.read() as conn:

@@ -41,9 +41,8 @@ from pipevault.mover.restore import BlockReader
 from pipevault.mover.restore_plan import (
     Key,
     RestoreOptions,
-    dedup_sources,
     link_primaries,
-    plan_reads,
+    plan_with_sources,
     select_versions,
 )
 from pipevault.mover.site import Site
@@ -221,10 +220,7 @@ def plan_restore(settings: Settings, node: str, opts: RestoreOptions) -> Restore
         if any(v.node != node for v in versions):
             raise NothingMatched(f"node {node} has no version {opts.version_id}")
         links = link_primaries(site, versions)
-        plan = plan_reads(site, versions)
-        extra = dedup_sources(site, plan)
-        if extra:
-            plan = plan_reads(site, versions + extra)
+        plan, extra = plan_with_sources(site, versions)
     by_version = {v.version_id: k for k, v in plan.wanted.items()}
     return RestorePlan(plan.wanted, {k: i for (_sid, i), k in plan.by_index.items()},
                        {by_version[p.version_id]: link for p, link in links.items() if p.version_id in by_version},
