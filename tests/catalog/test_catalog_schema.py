@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -37,6 +38,27 @@ def test_new_catalog_is_at_the_latest_version_with_every_table(catalog: Catalog)
         assert shape[table.name][0] == sorted(table.c.keys())
         assert shape[table.name][1] == sorted(i.name for i in table.indexes if i.name)  # type: ignore[misc]
     assert all(n == 0 for n in catalog.counts().values())
+
+
+def test_no_open_connection_crosses_a_fork(catalog: Catalog) -> None:
+    """SQLite keeps its locks per process: a connection a forked child inherited would let the
+    connection it opens itself read unlocked (a PostgreSQL one shares its parent's socket).
+    Pooled connections are closed before every fork; the parent opens new ones after."""
+    make_pool(catalog)
+    before = catalog.counts()
+    assert catalog.engine.pool.checkedin() >= 1  # type: ignore[attr-defined]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what its copy of the pool holds
+        os.write(w, str(catalog.engine.pool.checkedin()).encode())  # type: ignore[attr-defined]
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        held = f.read()
+    os.waitpid(pid, 0)
+    assert held == b"0"
+    assert catalog.engine.pool.checkedin() == 0  # type: ignore[attr-defined]
+    assert catalog.counts() == before
 
 
 def test_reopening_applies_nothing_and_keeps_data(catalog_url: str, clock: ManualClock) -> None:

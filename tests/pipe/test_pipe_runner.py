@@ -126,10 +126,12 @@ def test_sigkill_from_outside_stops_the_pipe_within_a_second() -> None:
 
 
 def _module_processes() -> list[tuple[int, bytes]]:
-    """Process modules of this test process: spawned children, or the children of the fork
-    server (when an earlier test of the session preloaded process modules)."""
+    """Process modules of this test process: spawned or forked children, or the children of
+    the fork server (when an earlier test of the session preloaded process modules)."""
     mine = _children()
-    spawned = [p for p in mine if b"spawn_main" in p[1]]
+    with open("/proc/self/cmdline", "rb") as f:
+        me = f.read()
+    spawned = [p for p in mine if b"spawn_main" in p[1] or p[1] == me]
     servers = [pid for pid, cmd in mine if b"forkserver" in cmd]
     return spawned + [p for server in servers for p in _children(server)]
 
@@ -240,33 +242,41 @@ def test_consecutive_parallel_stages_do_not_deadlock(shared: bool) -> None:
     assert result.results["tail"] == [list(range(300))]
 
 
-@pytest.mark.parametrize("forked", [False, True], ids=["spawned", "forkserver"])
-def test_process_modules_die_with_a_killed_initiator(tmp_path: object, forked: bool) -> None:
+@pytest.mark.parametrize("start", ["spawned", "forked", "forkserver"])
+def test_process_modules_die_with_a_killed_initiator(tmp_path: object, start: str) -> None:
     """SIGKILL the process that runs a pipe: its process modules must not linger, whether
-    they were spawned by it or forked from its fork server (then they are grandchildren)."""
+    they were spawned by it, forked from it (it preloaded their modules and runs one thread)
+    or forked from its fork server (it runs other threads too; they are grandchildren)."""
     import subprocess
     import sys
 
     here = os.path.dirname(__file__)
     script = (
-        "import functools, sys, time\n"
+        "import functools, sys, threading, time\n"
         f"sys.path.insert(0, {here!r})\n"
         "from pipe_helpers import Endless, Jitter, Collect\n"
         "from pipevault.pipe import Pipe, StageSpec, preload_process_modules\n"
         "if __name__ == '__main__':\n"
-        + ("    preload_process_modules(['pipe_helpers'])\n" if forked else "")
+        + ("    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
+           if start == "forkserver" else "")
+        + ("    preload_process_modules(['pipe_helpers'])\n" if start != "spawned" else "")
         + "    Pipe([StageSpec('head', Endless), StageSpec('mid', functools.partial(Jitter, (500,)), mode='process'),\n"
         "          StageSpec('tail', Collect, mode='process')], buffer_size=65536, max_buffers=8).run()\n"
     )
+    grandchildren = start == "forkserver"
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     modules: list[int] = []
     while time.monotonic() < deadline and len(modules) < 2:
         children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) == proc.pid]
         modules = ([int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) in children]
-                   if forked else children)
+                   if grandchildren else children)
         time.sleep(0.05)
     assert len(modules) >= 2, "the module processes did not start"
+    if start == "spawned":  # they run multiprocessing's spawn_main; forked ones, the initiator's command
+        assert sum(b"spawn_main" in _cmdline(m) for m in modules) >= 2
+    elif start == "forked":
+        assert sum(_cmdline(m) == _cmdline(proc.pid) for m in modules) >= 2
     everything = modules + children
     proc.kill()
     proc.wait(10)
@@ -276,6 +286,14 @@ def test_process_modules_die_with_a_killed_initiator(tmp_path: object, forked: b
     assert not any(_alive(c) for c in everything)
     for entry in os.listdir("/dev/shm"):  # its segment and semaphores go at the next pipe's sweep
         assert not entry.startswith(f"pv-{os.getpid()}-")
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def _parent_of(pid: int) -> int:

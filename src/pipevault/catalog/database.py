@@ -9,10 +9,18 @@ SQLite runs in WAL mode (readers never block the writer), with foreign keys on a
 timeout; write transactions start with ``BEGIN IMMEDIATE`` so two writers queue on the lock
 instead of failing when one upgrades a read to a write. PostgreSQL URLs are given the
 psycopg 3 driver.
+
+No open connection crosses a ``fork()``: before every fork the pooled connections of every
+engine made here are closed (a child never uses its parent's connections, but SQLite keeps
+its locks per process, so a copy inherited beside a connection the child opens itself
+would let its reads go unlocked; a PostgreSQL copy shares the parent's socket). Connections
+are opened again when next needed.
 """
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +36,20 @@ from pipevault.clock import SYSTEM, Clock
 from pipevault.config import Settings
 
 _BUSY_TIMEOUT_MS = 30_000
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()  # every engine create_engine made
+
+
+def _close_pooled_connections() -> None:
+    """Before a fork: close every engine's idle pooled connections (see the module's notes).
+
+    A connection checked out meanwhile cannot be: pipes fork their process modules only from
+    an initiator running one thread, which holds none while a pipe starts.
+    """
+    for engine in list(_ENGINES):
+        engine.dispose()
+
+
+os.register_at_fork(before=_close_pooled_connections)
 
 
 def catalog_url(settings: Settings) -> str:
@@ -100,8 +122,10 @@ def create_engine(url: str) -> Engine:
                 raise CatalogUnavailable(f"cannot create the catalog's directory: {e}") from e
         engine = sa.create_engine(url)
         _configure_sqlite(engine)
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    _ENGINES.add(engine)
+    return engine
 
 
 class Catalog:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from rich.console import Console
@@ -21,15 +22,23 @@ from pipevault.events import Progress as ProgressEvent
 
 
 class ProgressBar:
-    """A :class:`pipevault.events.Reporter` drawing one progress bar with bytes, rate and ETA."""
+    """A :class:`pipevault.events.Reporter` drawing one progress bar with bytes, rate and ETA.
+
+    Redrawn by the events themselves (at most every ``REDRAW_S``), not by a thread of its
+    own: a job whose only thread is its own forks its process modules instead of starting
+    a fork server (see :func:`pipevault.pipe.preload_process_modules`).
+    """
+
+    REDRAW_S = 0.1
 
     def __init__(self, console: Console, description: str, total: int | None) -> None:
         self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                   DownloadColumn(), TransferSpeedColumn(), TextColumn("{task.fields[items]}"),
-                                  TimeRemainingColumn(), console=console, transient=False)
+                                  TimeRemainingColumn(), console=console, transient=False, auto_refresh=False)
         self._task = self._progress.add_task(description, total=total, items="")
         self._lock = threading.Lock()
         self._total_items: int | None = None
+        self._drawn = 0.0
 
     def __enter__(self) -> ProgressBar:
         self._progress.start()
@@ -48,6 +57,11 @@ class ProgressBar:
                 # The last files are counted after the last progress event: show the final count.
                 self._progress.update(self._task, completed=event.bytes_done, total=event.bytes_done,
                                       items=self._items(event.items_done))
+                self._drawn = 0.0  # the final figures are always drawn
+            now = time.monotonic()
+            if now - self._drawn >= self.REDRAW_S:
+                self._drawn = now
+                self._progress.refresh()
 
     def _items(self, done: int) -> str:
         if self._total_items:

@@ -12,6 +12,7 @@ import ctypes
 import gc
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
 import multiprocessing.forkserver
 import os
 import signal
@@ -44,25 +45,51 @@ from pipevault.pipe.errors import (
 
 STOP_GRACE_S = 0.6  # after a failure, how long modules get to notice before being killed
 TICK_S = 0.05
-_forkserver = False  # process modules are forked from a server (see preload_process_modules)
+_preloaded: list[str] | None = None  # what process modules import (see preload_process_modules)
+_forkserver = False
 
 
-def preload_process_modules(modules: Sequence[str]) -> None:
-    """Have process modules forked from a server that imported ``modules`` once.
+def preload_process_modules(modules: Sequence[str], *, server: bool = False) -> None:
+    """Have process modules start with ``modules`` imported, not in a fresh interpreter each.
 
     Otherwise each process module starts a fresh interpreter (spawn) that imports what it
-    runs: about a second of CPU per process before it takes its first buffer. Call early,
-    before a job's planning, so the server's import overlaps that work; the first call in
-    a process decides what the server imports. Returns at once.
+    runs: about a second of CPU per process before it takes its first buffer. Process modules
+    are forked from the initiator itself when, at the pipe's start, it runs no thread but the
+    one starting them: it has imported ``modules`` already, so nothing is imported again. An
+    initiator running other threads (a server) must not fork (a copy of a lock another thread
+    holds stays held in the child); its modules are forked from a server that imported
+    ``modules`` once, started here when other threads already run so that its import
+    overlaps the job's planning; ``server=True`` starts it now regardless, for a caller that
+    will run other threads when its pipes start. The first call in a process decides what
+    that server imports. Returns at once.
     """
+    global _preloaded
+    if _preloaded is None:
+        _preloaded = list(modules)
+    if server or threading.active_count() > 1:
+        _start_fork_server()
+
+
+def _start_fork_server() -> None:
     global _forkserver
-    if _forkserver:
+    if _forkserver or _preloaded is None:
         return
     ctx = multiprocessing.get_context("forkserver")
     # Never the default ['__main__']: the initiator's script must not run again in the server.
-    ctx.set_forkserver_preload(list(modules))
+    ctx.set_forkserver_preload(_preloaded)
     multiprocessing.forkserver.ensure_running()
     _forkserver = True
+
+
+def _process_context() -> (multiprocessing.context.ForkContext | multiprocessing.context.ForkServerContext
+                            | multiprocessing.context.SpawnContext):
+    """How process modules start: forked from here, from the fork server, or spawned."""
+    if _preloaded is None:
+        return multiprocessing.get_context("spawn")
+    if threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    _start_fork_server()
+    return multiprocessing.get_context("forkserver")
 
 
 @dataclass(frozen=True)
@@ -197,23 +224,27 @@ class Pipe:
 
     def _start(self, pool: P.BufferPool, threads: list[threading.Thread],
                procs: dict[int, tuple[BaseProcess, multiprocessing.connection.Connection]]) -> None:
-        mp = multiprocessing.get_context("forkserver") if _forkserver else multiprocessing.get_context("spawn")
+        # Processes first: one forked from here must not find module threads running.
+        mp = _process_context()
         for i, spec in enumerate(self.specs):
             for k in range(spec.instances):
-                slot = self.topology.first_slot(i) + k
+                if spec.mode != "process":
+                    continue
+                parent, child = mp.Pipe(duplex=False)
+                proc = mp.Process(target=_process_main, name=f"pv:{spec.name}#{k}",
+                                  args=(self.name, i, k, spec.factory, child, os.getpid()), daemon=True)
+                with _main_not_reimported():
+                    proc.start()
+                child.close()
+                procs[self.topology.first_slot(i) + k] = (proc, parent)
+        for i, spec in enumerate(self.specs):
+            for k in range(spec.instances):
                 if spec.mode == "process":
-                    parent, child = mp.Pipe(duplex=False)
-                    proc = mp.Process(target=_process_main, name=f"pv:{spec.name}#{k}",
-                                      args=(self.name, i, k, spec.factory, child, os.getpid()), daemon=True)
-                    with _main_not_reimported():
-                        proc.start()
-                    child.close()
-                    procs[slot] = (proc, parent)
-                else:
-                    t = threading.Thread(target=self._thread_main, name=f"pv:{spec.name}#{k}",
-                                         args=(pool, i, k, spec), daemon=True)
-                    t.start()
-                    threads.append(t)
+                    continue
+                t = threading.Thread(target=self._thread_main, name=f"pv:{spec.name}#{k}",
+                                     args=(pool, i, k, spec), daemon=True)
+                t.start()
+                threads.append(t)
 
     def _thread_main(self, pool: P.BufferPool, stage: int, instance: int, spec: StageSpec) -> None:
         ctx = StageContext(pool, stage, instance)
@@ -409,7 +440,10 @@ def _process_main(pipe: str, stage: int, instance: int, factory: Any,
     _die_with_parent(initiator)
     pool = P.BufferPool.attach(pipe, SYSTEM.monotonic)
     ctx = StageContext(pool, stage, instance)
-    gc.set_threshold(BULK_THRESHOLD, *gc.get_threshold()[1:])  # this process lives for one job (see _gc)
+    # This process lives for one job (see _gc); what it inherited or the server imported is
+    # never garbage: frozen, a full collection neither walks it nor unshares its pages.
+    gc.freeze()
+    gc.set_threshold(BULK_THRESHOLD, *gc.get_threshold()[1:])
     try:
         result = factory().run(ctx)
         ctx.finish()

@@ -52,8 +52,9 @@ def open_site_once(settings: Settings) -> None:
     except PipevaultError as exc:
         raise ServerConfigError(f"the server's site cannot be opened: {exc.message}") from exc
     # Each backup's store and catalog run as process modules: forked from a server that
-    # imported them once, instead of a fresh interpreter (about a second of CPU) each.
-    preload_process_modules([backup.__name__])
+    # imported them once, instead of a fresh interpreter (about a second of CPU) each (never
+    # from this process, whose other threads serve other clients meanwhile).
+    preload_process_modules([backup.__name__], server=True)
 
 
 @dataclass
