@@ -170,6 +170,8 @@ class Flusher:
 
     Advice only: where the C library has no ``syncfs`` nothing happens. :meth:`wrote` is
     called by one thread; :meth:`close` waits for a write-out under way and ends the thread.
+    The thread starts with the first write-out, not before: a restore made before its pipe
+    starts must leave the pipe's process modules free to fork (see pipevault.pipe).
     """
 
     def __init__(self, fd: int, every: int | None = None) -> None:
@@ -178,8 +180,7 @@ class Flusher:
         self._wake = threading.Event()
         self._stopping = False
         self.flushes = 0
-        self._thread = threading.Thread(target=self._run, name="pv-flush", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     def wrote(self, n: int) -> None:
         """``n`` more bytes were handled; a write-out starts once ``every`` have (if none is
@@ -187,6 +188,9 @@ class Flusher:
         self._pending += n
         if self._pending >= self._every:
             self._pending = 0
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pv-flush", daemon=True)
+                self._thread.start()
             self._wake.set()
 
     def _run(self) -> None:
@@ -205,7 +209,8 @@ class Flusher:
             return
         self._stopping = True
         self._wake.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         os.close(self._fd)
 
 
