@@ -147,6 +147,24 @@ def test_codec_refusals() -> None:
         ChunkEncoder(SID)(bytes(65 << 20), 0, 0, 0)
 
 
+def test_tuned_zstd_levels_make_plain_zstd_frames_that_state_their_size() -> None:
+    """A tuned level (docs/format.md §5.4) is applied, and what it makes is an ordinary zstd
+    frame with its content size: any zstd decoder reads it, the size check holds."""
+    import zstandard
+
+    from pipevault.format._codecs import ZSTD_TUNING
+
+    text = loglike(1 << 20)
+    for level, tuning in ZSTD_TUNING.items():
+        frame = compress(Compression.ZSTD, level, text)
+        params = zstandard.ZstdCompressionParameters.from_level(level, write_content_size=1, **tuning)
+        assert frame == zstandard.ZstdCompressor(compression_params=params).compress(text)
+        assert frame != zstandard.ZstdCompressor(level=level).compress(text)
+        assert zstandard.frame_content_size(frame) == len(text)
+        assert zstandard.ZstdDecompressor().decompress(frame) == text
+        assert decompress(Compression.ZSTD, frame, len(text)) == text
+
+
 def test_one_encoder_shared_by_threads_like_a_multi_instance_stage() -> None:
     from concurrent.futures import ThreadPoolExecutor
     keys = SessionKeys.derive(KEY, SID)
