@@ -265,21 +265,24 @@ def test_process_modules_die_with_a_killed_initiator(tmp_path: object, start: st
     )
     grandchildren = start == "forkserver"
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
     modules: list[int] = []
-    while time.monotonic() < deadline and len(modules) < 2:
-        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) == proc.pid]
-        modules = ([int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) in children]
-                   if grandchildren else children)
-        time.sleep(0.05)
-    assert len(modules) >= 2, "the module processes did not start"
-    if start == "spawned":  # they run multiprocessing's spawn_main; forked ones, the initiator's command
-        assert sum(b"spawn_main" in _cmdline(m) for m in modules) >= 2
-    elif start == "forked":
-        assert sum(_cmdline(m) == _cmdline(proc.pid) for m in modules) >= 2
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(modules) < 2:
+            children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) == proc.pid]
+            if grandchildren:
+                modules = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) in children]
+            elif start == "spawned":  # they run multiprocessing's spawn_main (beside its resource tracker)
+                modules = [c for c in children if b"spawn_main" in _cmdline(c)]
+            else:  # forked: they run the initiator's command
+                modules = [c for c in children if _cmdline(c) == _cmdline(proc.pid)]
+            time.sleep(0.05)
+        assert len(modules) >= 2, "the module processes did not start"
+    finally:  # a failed check leaves no pipe running either
+        proc.kill()
+        proc.wait(10)
     everything = modules + children
-    proc.kill()
-    proc.wait(10)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(_alive(c) for c in everything):
         time.sleep(0.05)
