@@ -291,6 +291,48 @@ def test_process_modules_die_with_a_killed_initiator(tmp_path: object, start: st
         assert not entry.startswith(f"pv-{os.getpid()}-")
 
 
+def test_a_forked_module_ends_on_sigterm_whatever_its_initiator_does_with_it(tmp_path: object) -> None:
+    """A module forked from an initiator whose SIGTERM handler raises (the CLI's) dies of
+    SIGTERM as a spawned one would: the pipe reports the module dead."""
+    import subprocess
+    import sys
+
+    here = os.path.dirname(__file__)
+    script = (
+        "import functools, signal, sys\n"
+        f"sys.path.insert(0, {here!r})\n"
+        "from pipe_helpers import Endless, Jitter, Collect\n"
+        "from pipevault.pipe import Pipe, StageSpec, preload_process_modules\n"
+        "def handler(signum, frame):\n"
+        "    raise KeyboardInterrupt('the initiator handler ran')\n"
+        "if __name__ == '__main__':\n"
+        "    signal.signal(signal.SIGTERM, handler)\n"
+        "    preload_process_modules(['pipe_helpers'])\n"
+        "    mid = functools.partial(Jitter, (500,))\n"
+        "    try:\n"
+        "        Pipe([StageSpec('head', Endless), StageSpec('mid', mid, mode='process'),\n"
+        "              StageSpec('tail', Collect, mode='process')], buffer_size=65536, max_buffers=8).run()\n"
+        "    except BaseException as exc:\n"
+        "        print(type(exc).__name__, exc, flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30
+        modules: list[int] = []
+        while time.monotonic() < deadline and len(modules) < 2:
+            modules = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) == proc.pid
+                       and _cmdline(int(p)) == _cmdline(proc.pid)]
+            time.sleep(0.05)
+        assert len(modules) >= 2, "the forked module processes did not start"
+        os.kill(modules[0], 15)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert out.startswith("ModuleDied"), out
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:

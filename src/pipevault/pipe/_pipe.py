@@ -436,6 +436,9 @@ def _process_main(pipe: str, stage: int, instance: int, factory: Any,
                   conn: multiprocessing.connection.Connection, initiator: int) -> None:
     """Entry of a process module: attach to the pipe by name, run the module, report."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the initiator handles Ctrl-C for the pipe
+    # A module forked from the initiator inherits its handlers: SIGTERM ends a module as it
+    # ends a spawned one, whatever the initiator does with it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _release_fork_server()
     _die_with_parent(initiator)
     pool = P.BufferPool.attach(pipe, SYSTEM.monotonic)
