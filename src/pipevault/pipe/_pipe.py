@@ -1,7 +1,8 @@
 """The pipe runner: creates the pool, starts every module instance, watches them, tears down.
 
 The runner plays the local part of seed 002's Master_Monitor: it initiates the modules
-(threads, or processes started fresh that attach to the pool by the pipe's name), watches
+(threads, or processes that attach to the pool by the pipe's name: forked from the
+initiator or from a fork server, or spawned; see :func:`preload_process_modules`), watches
 their state, and on any abnormal termination stops every module of the pipe, reports the
 original error once, and removes the segment and semaphores.
 """
