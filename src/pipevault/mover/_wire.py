@@ -21,7 +21,10 @@ catalog stage opens it.
 - META (reader -> encoder; the encoder turns it into BEGIN): ``META_REC`` (lengths) then
   ``meta | extents``, meta being the entry's raw metadata (:mod:`pipevault.mover.objmeta`).
 - BEGIN: ``BEGIN_REC`` (lengths) then ``header | catalog doc | extents``.
-- CHUNK: plaintext, then (after encoding) ENCODED: ``chunk header | stored | chunk footer``.
+- CHUNK: ``CHUNK_ROOM`` bytes left free, then the plaintext; after encoding, ENCODED:
+  ``chunk header | stored | chunk footer``. A chunk stored as it is (neither compressed nor
+  encrypted) is encoded in its own buffer: its header fills the room, its footer follows
+  the data, and nothing is copied.
 - END: ``END_REC`` (status, whole-object digest, stream bytes).
 - BATCH (``a`` small objects whole): per object ``BATCH_REC`` then ``meta | data``.
 - BATCH_ENCODED: per object ``BATCH_ENC`` then ``framed records | doc`` (see
@@ -46,6 +49,8 @@ PREFIX_LEN = 64
 assert PREFIX.size == PREFIX_LEN
 
 BEGIN, CHUNK, ENCODED, END, BATCH, BATCH_ENCODED, CATALOG, META = 1, 2, 3, 4, 5, 6, 7, 8
+CHUNK_ROOM = 96  # before a CHUNK's plaintext: a chunk header (format.CHUNK_HEADER_LEN)
+CHUNK_TAIL = 64  # kept free after it: a chunk footer (48 bytes)
 META_REC = struct.Struct("<II")  # meta, extents lengths
 BEGIN_REC = struct.Struct("<III")  # header, doc, extents lengths
 END_REC = struct.Struct("<B16sQ")  # status, xxh3-128 of the object's data, stream bytes

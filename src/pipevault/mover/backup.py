@@ -39,6 +39,7 @@ from pipevault.format import (
     ChunkHeader,
     Compression,
     EncodedChunk,
+    Encryption,
     FramedObject,
     SamplingSelector,
     SessionHeader,
@@ -60,6 +61,7 @@ from pipevault.mover.store import SYNC_EVERY, SessionStore
 from pipevault.pipe import Pipe, StageContext, StageSpec, bulk_gc, preload_process_modules
 
 BUFFER = CHUNK + (64 << 10)  # a chunk, its prefix and its encoded header and footer
+_NONE, _CLEAR = Compression.NONE, Encryption.NONE
 DELETED_PER_RECORD = 2000
 
 
@@ -114,7 +116,7 @@ class ChunkEncode:
         # The store discards duplicates when it has their hashes (StoreStage): repeats stay raw.
         encoder = ChunkEncoder(self.session_id, keys=keys, selector=selector, dedup=self.dedup,
                                raw_repeats=self.dedup)
-        P = W.PREFIX_LEN
+        P, R = W.PREFIX_LEN, W.CHUNK_ROOM
         while (buf := ctx.receive_buf()) is not None:
             kind, index, seq, offset, n, _b, _c = W.get_prefix(buf.data)
             if kind == W.BATCH:
@@ -127,8 +129,20 @@ class ChunkEncode:
             if kind != W.CHUNK:
                 ctx.send_buf(buf)
                 continue
-            enc = encoder(buf.data[P: P + n], index, seq, offset)
+            enc = encoder(buf.data[P + R: P + R + n], index, seq, offset)
             head, foot = enc.header.pack(), enc.footer.pack()
+            h = enc.header
+            if h.compression == _NONE and h.encryption == _CLEAR and len(head) == R:
+                # Stored as it is (incompressible, or a repeat the store discards): the bytes
+                # are already in place after the room the reader left for the header.
+                d = buf.data
+                W.put_prefix(d, W.ENCODED, index, seq, offset, R, n, len(foot))
+                d[P: P + R] = head
+                d[P + R + n: P + R + n + len(foot)] = foot
+                buf.length = P + R + n + len(foot)
+                del d, enc
+                ctx.send_buf(buf)
+                continue
             stored = memoryview(enc.stored).cast("B")
             out = ctx.alloc_buf()
             d = out.data

@@ -237,15 +237,16 @@ class SourceReader:
         digest = xxhash.xxh3_128()
         status = ObjectStatus.COMPLETE
         stream = seq = 0
-        limit = ctx.pool.buffer_size - W.PREFIX_LEN
+        limit = ctx.pool.buffer_size - W.PREFIX_LEN - W.CHUNK_ROOM - W.CHUNK_TAIL
         chunk = min(CHUNK, limit)
+        start = W.PREFIX_LEN + W.CHUNK_ROOM  # room for the encoder to write in place (see _wire)
         for offset, length in extents:
             end = offset + length
             pos = offset
             while pos < end:
                 want = min(chunk, end - pos)
                 buf = ctx.alloc_buf()
-                view = buf.data[W.PREFIX_LEN: W.PREFIX_LEN + want]
+                view = buf.data[start: start + want]
                 try:
                     n = os.preadv(fd, [view], pos)
                 except OSError as exc:
@@ -260,7 +261,7 @@ class SourceReader:
                     break
                 digest.update(view[:n])
                 W.put_prefix(buf.data, W.CHUNK, index, seq, stream, n)
-                buf.length = W.PREFIX_LEN + n
+                buf.length = start + n
                 ctx.send_buf(buf)
                 seq += 1
                 stream += n
