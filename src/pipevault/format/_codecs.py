@@ -37,17 +37,12 @@ ZSTD_TUNING: dict[int, dict[str, int]] = {1: {"hash_log": 12, "min_match": 7}}
 
 
 def _zstd_compressor(level: int) -> Any:
-    cache: dict[int, Any] = _local.__dict__.setdefault("zc", {})
-    comp = cache.get(level)
-    if comp is None:
-        tuning = ZSTD_TUNING.get(level)
-        if tuning is None:
-            comp = zstandard.ZstdCompressor(level=level, write_content_size=True)
-        else:
-            params = zstandard.ZstdCompressionParameters.from_level(level, write_content_size=1, **tuning)
-            comp = zstandard.ZstdCompressor(compression_params=params)
-        cache[level] = comp
-    return comp
+    """A new compressor for ``level`` (:func:`packer` keeps one per thread and level)."""
+    tuning = ZSTD_TUNING.get(level)
+    if tuning is None:
+        return zstandard.ZstdCompressor(level=level, write_content_size=True)
+    params = zstandard.ZstdCompressionParameters.from_level(level, write_content_size=1, **tuning)
+    return zstandard.ZstdCompressor(compression_params=params)
 
 
 def _zstd_decompressor() -> Any:

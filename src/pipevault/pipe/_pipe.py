@@ -227,10 +227,9 @@ class Pipe:
                procs: dict[int, tuple[BaseProcess, multiprocessing.connection.Connection]]) -> None:
         # Processes first: one forked from here must not find module threads running.
         mp = _process_context()
-        for i, spec in enumerate(self.specs):
-            for k in range(spec.instances):
-                if spec.mode != "process":
-                    continue
+        instances = [(i, k, spec) for i, spec in enumerate(self.specs) for k in range(spec.instances)]
+        for i, k, spec in instances:
+            if spec.mode == "process":
                 parent, child = mp.Pipe(duplex=False)
                 proc = mp.Process(target=_process_main, name=f"pv:{spec.name}#{k}",
                                   args=(self.name, i, k, spec.factory, child, os.getpid()), daemon=True)
@@ -238,10 +237,8 @@ class Pipe:
                     proc.start()
                 child.close()
                 procs[self.topology.first_slot(i) + k] = (proc, parent)
-        for i, spec in enumerate(self.specs):
-            for k in range(spec.instances):
-                if spec.mode == "process":
-                    continue
+        for i, k, spec in instances:
+            if spec.mode != "process":
                 t = threading.Thread(target=self._thread_main, name=f"pv:{spec.name}#{k}",
                                      args=(pool, i, k, spec), daemon=True)
                 t.start()
