@@ -8,7 +8,16 @@ packages); the Python code in pipevault/format is its specification and fallback
 extension is optional so that an install without a compiler still works (on the Python
 code); the test suite fails when it is not built, so CI notices. pipevault.mover._fastio
 creates a restore's small files in C.
+
+With ``PIPEVAULT_MYPYC=1`` (what ``make setup`` runs in the virtual environment, where mypy
+and every dependency's types are installed), the Python modules listed in pyproject.toml
+under ``[tool.pipevault] compiled`` are compiled with mypyc as well, in place: a backup's
+per-object work in the reader, encoders, store and catalog runs about a third faster. An
+install without it (pip's isolated build) runs the same modules interpreted.
 """
+
+import os
+import tomllib
 
 from setuptools import Extension, setup
 
@@ -19,6 +28,18 @@ SOURCES = ["src/pipevault/format/_accel.c", "src/pipevault/format/_accel_fields.
 
 FLAGS = ["-O2", "-Wall", "-Wextra", "-Werror"]
 
+
+def compiled_python() -> list[Extension]:
+    """The mypyc extensions, when asked for (see the module's notes)."""
+    if os.environ.get("PIPEVAULT_MYPYC") != "1":
+        return []
+    from mypyc.build import mypycify  # only in the virtual environment: a dev dependency
+
+    with open("pyproject.toml", "rb") as f:
+        modules = tomllib.load(f)["tool"]["pipevault"]["compiled"]
+    return mypycify(modules, opt_level="3", group_name="pipevault", multi_file=True)
+
+
 setup(ext_modules=[Extension("pipevault.format._accel", SOURCES,
                              # Debian libxxhash-dev, libzstd-dev, liblz4-dev (scripts/install-system-deps.sh)
                              libraries=["xxhash", "zstd", "lz4"],
@@ -27,4 +48,5 @@ setup(ext_modules=[Extension("pipevault.format._accel", SOURCES,
                    # A restore's small files written with the interpreter lock released
                    # (pipevault.mover.write_behind.write_batch; the Python code is its fallback).
                    Extension("pipevault.mover._fastio", ["src/pipevault/mover/_fastio.c"],
-                             extra_compile_args=FLAGS, optional=True)])
+                             extra_compile_args=FLAGS, optional=True),
+                   *compiled_python()])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,19 @@ import pytest
 from feature_gate import require_feature
 
 __all__ = ["clean_env", "require_feature"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test modules compiled from older sources (they would shadow the edits)."""
+    spec = importlib.util.spec_from_file_location(
+        "compiled_build", Path(__file__).resolve().parent.parent / "scripts" / "compiled.py")
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    why = build.stale()
+    if why:
+        pytest.exit("the mypyc-compiled modules are stale: run `make setup` (or `PIPEVAULT_MYPYC=0 make setup` "
+                    "to run them interpreted):\n  " + "\n  ".join(why[:5]), returncode=4)
 
 
 @pytest.fixture(autouse=True)

@@ -210,10 +210,12 @@ def _begin(buf: Any, index: int) -> None:
     del d
 
 
-@dataclass(frozen=True)
+@dataclass
 class StoreParams:
     """Everything the store stage needs to open its own site and session writer (picklable,
-    so the stage can run as a process module with its own interpreter lock)."""
+    so the stage can run as a process module with its own interpreter lock). Not frozen:
+    this module is compiled (``[tool.pipevault] compiled``), and a compiled frozen class
+    cannot be unpickled."""
 
     settings: Any
     passphrase: bytes | None
