@@ -21,6 +21,7 @@ from typing import Any
 from pipevault.errors import PipevaultError
 from pipevault.events import ItemCounter, Reporter
 from pipevault.media.errors import BadBlock, EndOfData, MediaCorrupt, MediaIOError
+from pipevault.mover import scan
 from pipevault.mover.errors import (
     RestoreIncomplete,
 )
@@ -219,7 +220,7 @@ def run_restore(site: Site, opts: RestoreOptions, reporter: Reporter | None = No
             exception's ``details["failed"]`` lists them.
     """
     t0 = time.perf_counter()
-    preload_process_modules([ScanStage.__module__])  # the scan stage, imported while we plan
+    preload_process_modules([scan.__name__])  # the scan stage, imported while we plan
     versions = select_versions(site, opts)
     links = link_primaries(site, versions)
     plan, extra = plan_with_sources(site, versions)
