@@ -47,7 +47,7 @@ def stale() -> list[str]:
                for p in [ROOT / "pyproject.toml", *(ROOT / "src" / "pipevault").rglob("*.py")]
                if p.stat().st_mtime > since]
     wanted = {p.with_suffix("") for p in listed()}
-    have = {p.with_name(p.name.split(".")[0]) for p in found[len(group):]}
+    have = {p.with_name(p.name.split(".")[0]) for p in found if p not in group}
     reasons += [f"{p.relative_to(ROOT)}.py is listed but not compiled" for p in sorted(wanted - have)]
     reasons += [f"{p.relative_to(ROOT)}.py is compiled but no longer listed" for p in sorted(have - wanted)]
     return reasons

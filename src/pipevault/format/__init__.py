@@ -44,6 +44,8 @@ from pipevault.format._framed import FramedObject as FramedObject
 from pipevault.format._framed import frame_object as frame_object
 from pipevault.format._framed import frame_whole as frame_whole
 from pipevault.format._reader import SessionReader as SessionReader
+from pipevault.format._records import CHUNK_FOOTER_LEN as CHUNK_FOOTER_LEN
+from pipevault.format._records import CHUNK_HEADER_LEN as CHUNK_HEADER_LEN
 from pipevault.format._records import ChunkFlags as ChunkFlags
 from pipevault.format._records import ChunkFooter as ChunkFooter
 from pipevault.format._records import ChunkHeader as ChunkHeader
@@ -64,6 +66,7 @@ from pipevault.format._superblock import verify as verify
 from pipevault.format._writer import SessionWriter as SessionWriter
 
 __all__ = [
+    "CHUNK_FOOTER_LEN", "CHUNK_HEADER_LEN",
     "DEFAULT_SIZE", "Affected", "ArchiveFooter", "ArchiveHeader", "ChunkDecoder", "ChunkEncoder",
     "ChunkFlags",
     "ChunkFooter", "ChunkHeader", "ChunkRead", "Compression", "Damage", "DedupAlgo", "EncodedChunk",

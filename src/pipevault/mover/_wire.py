@@ -44,13 +44,15 @@ import struct
 from json.encoder import encode_basestring_ascii
 from typing import Any, cast
 
+from pipevault.format import CHUNK_FOOTER_LEN, CHUNK_HEADER_LEN
+
 PREFIX = struct.Struct("<B7xQQQQQQ8x")
 PREFIX_LEN = 64
 assert PREFIX.size == PREFIX_LEN
 
 BEGIN, CHUNK, ENCODED, END, BATCH, BATCH_ENCODED, CATALOG, META = 1, 2, 3, 4, 5, 6, 7, 8
-CHUNK_ROOM = 96  # before a CHUNK's plaintext: a chunk header (format.CHUNK_HEADER_LEN)
-CHUNK_TAIL = 64  # kept free after it: a chunk footer (48 bytes)
+CHUNK_ROOM = CHUNK_HEADER_LEN  # before a CHUNK's plaintext: a chunk header (without a duplicate's ref)
+CHUNK_TAIL = CHUNK_FOOTER_LEN  # kept free after it: a chunk footer
 META_REC = struct.Struct("<II")  # meta, extents lengths
 BEGIN_REC = struct.Struct("<III")  # header, doc, extents lengths
 END_REC = struct.Struct("<B16sQ")  # status, xxh3-128 of the object's data, stream bytes
