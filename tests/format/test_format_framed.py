@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
+import blake3
 import pytest
 from format_helpers import KEY, collect, loglike
 from hypothesis import given, settings
@@ -265,16 +265,16 @@ def test_compiled_frame_whole_packs_what_the_python_path_packs(items: list[bytes
 def test_compiled_frame_whole_declines_what_it_does_not_pack() -> None:
     accel = pytest.importorskip("pipevault.format._accel")
     header = ArchiveHeader(object_index=1, name=b"/f").pack()
-    assert accel.frame_whole(2**32, header, b"x", 0, 0, None, None, None, 0) is None  # index past the tag's u32
-    assert accel.frame_whole(-1, header, b"x", 0, 0, None, None, None, 0) is None
-    assert accel.frame_whole(1, header, b"x", 2, 1, None, None, None, 0) is None  # compression without a packer
+    assert accel.frame_whole(2**32, header, b"x", 0, 0, None, None, 3, None, 0) is None  # index past the tag's u32
+    assert accel.frame_whole(-1, header, b"x", 0, 0, None, None, 3, None, 0) is None
+    assert accel.frame_whole(1, header, b"x", 2, 1, None, None, 3, None, 0) is None  # compression without a packer
     with pytest.raises(TypeError):
-        accel.frame_whole(1, header, b"x", 2, 1, lambda b: bytearray(1), None, None, 0)  # a packer must give bytes
+        accel.frame_whole(1, header, b"x", 2, 1, lambda b: bytearray(1), None, 3, None, 0)  # a packer must give bytes
     given_out: set[bytes] = set()
-    made = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", hashlib.sha256,
+    made = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", blake3.blake3, 3,
                              given_out, 1)
     assert made is not None and made[1] == 1 and given_out == {made[3]}
-    again = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", hashlib.sha256,
+    again = accel.frame_whole(1, header, b"abc" * 100, 2, 1, lambda b: b"z", blake3.blake3, 3,
                               given_out, 1)
     assert again is not None and again[1] == 300 and again[2] == 8  # a repeat: stored raw, needs STORED_HASH only
 

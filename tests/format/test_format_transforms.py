@@ -6,6 +6,7 @@ import hashlib
 import os
 import uuid
 
+import blake3
 import pytest
 import xxhash
 from format_helpers import KEY, loglike
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipevault.format import (
+    ArchiveHeader,
     ChunkDecoder,
     ChunkEncoder,
     ChunkFlags,
@@ -24,6 +26,7 @@ from pipevault.format import (
     compress,
     decompress,
     fixed,
+    frame_whole,
 )
 from pipevault.format.errors import IntegrityError, KeyRequiredError, LimitError, WrongKeyError
 
@@ -71,10 +74,10 @@ def test_encrypted_chunks_reveal_no_unkeyed_hash_and_use_fresh_nonces() -> None:
     data = loglike(50_000)
     enc = ChunkEncoder(SID, keys=keys, dedup=True)
     chunks = [enc(data, 0, i, 0) for i in range(20)]
-    plain_hashes = {xxhash.xxh3_128_digest(data), hashlib.sha256(data).digest()}
+    plain_hashes = {xxhash.xxh3_128_digest(data), hashlib.sha256(data).digest(), blake3.blake3(data).digest()}
     for c in chunks:
         h = c.header
-        assert h.encryption is Encryption.AES_256_GCM and h.dedup_algo is DedupAlgo.HMAC_SHA256
+        assert h.encryption is Encryption.AES_256_GCM and h.dedup_algo is DedupAlgo.KEYED_BLAKE3
         assert h.content_hash == bytes(16)
         fields = h.pack() + c.footer.pack()
         assert not any(ph[:12] in fields for ph in plain_hashes)
@@ -89,6 +92,18 @@ def test_dedup_hash_is_shared_across_sessions_of_one_key() -> None:
     a = ChunkEncoder(uuid.uuid4(), keys=SessionKeys.derive(KEY, uuid.uuid4()), dedup=True)
     b = ChunkEncoder(uuid.uuid4(), keys=SessionKeys.derive(KEY, uuid.uuid4()), dedup=True)
     assert a(b"same", 0, 0, 0).header.dedup_hash == b(b"same", 0, 0, 0).header.dedup_hash
+
+
+def test_dedup_hashes_are_blake3_unkeyed_without_keys_and_keyed_with_the_dedup_key() -> None:
+    data = loglike(70_000)
+    keys = SessionKeys.derive(KEY, SID)
+    plain = ChunkEncoder(SID, dedup=True)(data, 0, 0, 0).header
+    keyed = ChunkEncoder(SID, keys=keys, dedup=True)(data, 0, 0, 0).header
+    assert (plain.dedup_algo, plain.dedup_hash) == (DedupAlgo.BLAKE3, blake3.blake3(data).digest())
+    assert (keyed.dedup_algo, keyed.dedup_hash) == (DedupAlgo.KEYED_BLAKE3,
+                                                    blake3.blake3(data, key=keys.dedup_key).digest())
+    whole = frame_whole(1, ArchiveHeader(object_index=1, name=b"/f").pack(), data, ChunkEncoder(SID, dedup=True))
+    assert whole.dedup_hash == plain.dedup_hash  # the compiled framing hashes alike
 
 
 def test_wrong_and_missing_keys_have_their_own_errors() -> None:

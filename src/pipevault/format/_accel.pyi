@@ -53,7 +53,8 @@ def walk_chunks(block: memoryview, session_id_bytes: bytes, expected: int, chunk
     """A superblock of compressed chunks' records read as ``SessionReader.feed`` would; None to decline."""
 
 def frame_whole(object_index: int, header_body: Buffer, plain: Buffer, compression: int, level: int,
-                packer: Callable[[Buffer], bytes] | None, sha256: Callable[[Buffer], Any] | None,
-                repeats: set[bytes] | None, repeats_max: int, /) -> tuple[bytes, int, int, bytes | None] | None:
+                packer: Callable[[Buffer], bytes] | None, hasher: Callable[[Buffer], Any] | None,
+                algo: int, repeats: set[bytes] | None, repeats_max: int,
+                /) -> tuple[bytes, int, int, bytes | None] | None:
     """``(records, stored_len, required, dedup_hash)`` of a small object framed whole without keys
     (``_framed.frame_whole``); None for arguments outside that path."""

@@ -26,7 +26,6 @@
 #define FLAG_RAW_FALLBACK 1
 #define FLAG_HAS_DEDUP_HASH 4
 #define FLAG_STORED_HASH 8
-#define DEDUP_SHA256 2
 #define REQUIRED_LZ4 1
 #define REQUIRED_ZSTD 2
 #define REQUIRED_STORED_HASH 8
@@ -42,13 +41,13 @@ put_record_header(unsigned char *p, unsigned char type, uint32_t length)
     return p + RECORD_HEADER_LEN;
 }
 
-/* The dedup hash of plain (sha256(plain).digest()), and whether this encoder gave it out
+/* The dedup hash of plain (hasher(plain).digest()), and whether this encoder gave it out
  * before (repeats: the set of those it did, cleared when it holds repeats_max). Returns a
  * new reference or NULL with an exception set. */
 static PyObject *
-dedup_hash(PyObject *sha256, PyObject *plain, PyObject *repeats, Py_ssize_t repeats_max, int *repeat)
+dedup_hash(PyObject *hasher, PyObject *plain, PyObject *repeats, Py_ssize_t repeats_max, int *repeat)
 {
-    PyObject *h = PyObject_CallOneArg(sha256, plain);
+    PyObject *h = PyObject_CallOneArg(hasher, plain);
     if (h == NULL)
         return NULL;
     PyObject *digest = PyObject_CallMethod(h, "digest", NULL);
@@ -74,12 +73,13 @@ dedup_hash(PyObject *sha256, PyObject *plain, PyObject *repeats, Py_ssize_t repe
 }
 
 PyDoc_STRVAR(frame_whole_doc,
-"frame_whole(object_index, header_body, plain, compression, level, packer, sha256, repeats,\n"
-"            repeats_max) -> (records, stored_len, required, dedup_hash) or None\n\n"
+"frame_whole(object_index, header_body, plain, compression, level, packer, hasher, algo,\n"
+"            repeats, repeats_max) -> (records, stored_len, required, dedup_hash) or None\n\n"
 "The records _framed.frame_whole packs for an object whose data ``plain`` (a bytes-like\n"
 "object, read during the call) is one chunk, in a session without keys: ``compression`` and\n"
 "``level`` are the selector's choice, ``packer`` compresses (None for no compression),\n"
-"``sha256`` makes the dedup hash (None: no dedup hash), ``repeats`` is the set of dedup\n"
+"``hasher`` makes the dedup hash (None: no dedup hash) and ``algo`` is its dedup_algo code,\n"
+"``repeats`` is the set of dedup\n"
 "hashes the encoder gave out before (None: it keeps none; a repeat is not compressed).\n"
 "None when the arguments are outside what this path packs (the caller then takes the\n"
 "Python path, which raises the errors).");
@@ -88,8 +88,8 @@ static PyObject *
 accel_frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "frame_whole takes 9 arguments");
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "frame_whole takes 10 arguments");
         return NULL;
     }
     /* A number out of range (negative, huge) declines: the Python path raises its own error. */
@@ -102,12 +102,15 @@ accel_frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long level = PyLong_AsLong(args[4]);
     if (level == -1 && PyErr_Occurred())
         goto overflow;
-    Py_ssize_t repeats_max = PyLong_AsSsize_t(args[8]);
+    long dedup_algo = PyLong_AsLong(args[7]);
+    if (dedup_algo == -1 && PyErr_Occurred())
+        goto overflow;
+    Py_ssize_t repeats_max = PyLong_AsSsize_t(args[9]);
     if (repeats_max == -1 && PyErr_Occurred())
         goto overflow;
-    PyObject *plain_obj = args[2], *packer = args[5], *sha256 = args[6], *repeats = args[7];
+    PyObject *plain_obj = args[2], *packer = args[5], *hasher = args[6], *repeats = args[8];
     if (index > 0xFFFFFFFFULL || compression < COMPRESSION_NONE || compression > COMPRESSION_ZSTD
-            || level < -128 || level > 127 || (compression != COMPRESSION_NONE && packer == Py_None)
+            || level < -128 || level > 127 || dedup_algo < 1 || dedup_algo > 255 || (compression != COMPRESSION_NONE && packer == Py_None)
             || (repeats != Py_None && !PySet_Check(repeats)))
         Py_RETURN_NONE;
     Py_buffer header, plain;
@@ -123,11 +126,11 @@ accel_frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     int flags = 0, algo = 0, repeat = 0;
-    if (sha256 != Py_None) {
-        digest = dedup_hash(sha256, plain_obj, repeats, repeats_max, &repeat);
+    if (hasher != Py_None) {
+        digest = dedup_hash(hasher, plain_obj, repeats, repeats_max, &repeat);
         if (digest == NULL)
             goto done;
-        algo = DEDUP_SHA256;
+        algo = (int)dedup_algo;
         flags = FLAG_HAS_DEDUP_HASH;
         if (repeat)
             compression = COMPRESSION_NONE; /* a repeat: the writer discards its data */

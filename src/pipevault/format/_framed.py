@@ -19,7 +19,7 @@ import xxhash
 
 from pipevault.format._chunk import REPEATS_MAX, ChunkEncoder, EncodedChunk
 from pipevault.format._codecs import Buffer, packer
-from pipevault.format._crypto import UNKEYED_DEDUP_HASH
+from pipevault.format._crypto import UNKEYED_DEDUP_ALGO, UNKEYED_DEDUP_HASH
 from pipevault.format._records import (
     CHUNK_FOOTER,
     CHUNK_FOOTER_LEN,
@@ -90,6 +90,7 @@ _AES_GCM = int(Required.AES_GCM)
 _AES_256_GCM = Encryption.AES_256_GCM  # a module constant: an enum member lookup costs ~0.2 us
 _STORED_HASH_FLAG, _STORED_HASH = int(ChunkFlags.STORED_HASH), int(Required.STORED_HASH)
 _HASHED, _DUPLICATE = int(ChunkFlags.HAS_DEDUP_HASH), int(ChunkFlags.DUPLICATE)
+_DEDUP_ALGO = int(UNKEYED_DEDUP_ALGO)  # an int for the compiled framing
 _ARCHIVE_HEADER, _OPTIONS = int(RecordType.ARCHIVE_HEADER), int(RecordType.OPTIONS)
 _NO_ENCRYPTION, _NO_NONCE, _ZERO16 = Encryption.NONE, bytes(12), bytes(16)
 # Whole records in one pack each (record header and body; a DATA record header with its tag):
@@ -163,7 +164,8 @@ def frame_whole(object_index: int, header_body: bytes, plain: Buffer, encoder: C
     choice = encoder.selector(view)
     if _frame_whole is not None:
         made = _frame_whole(object_index, header_body, view, choice[0], choice[1], packer(*choice),
-                            UNKEYED_DEDUP_HASH if encoder.dedup else None, encoder.repeats, REPEATS_MAX)
+                            UNKEYED_DEDUP_HASH if encoder.dedup else None, _DEDUP_ALGO, encoder.repeats,
+                            REPEATS_MAX)
         if made is not None:
             records, n, required, dedup_hash = made
             return new_frozen(FramedObject, object_index, records, 1, len(view), n, required, dedup_hash)

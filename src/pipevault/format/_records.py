@@ -61,8 +61,10 @@ class DedupAlgo(IntEnum):
     """How a chunk's dedup hash was computed."""
 
     NONE = 0
-    HMAC_SHA256 = 1
-    SHA256 = 2
+    HMAC_SHA256 = 1  # read only: written before BLAKE3 (SHA-256 is 4x slower here)
+    SHA256 = 2  # read only, as HMAC_SHA256
+    BLAKE3 = 3  # unkeyed: only in sessions without keys
+    KEYED_BLAKE3 = 4  # BLAKE3's keyed mode with the session's dedup key
 
 
 class ChunkFlags(IntFlag):
