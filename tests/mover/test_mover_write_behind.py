@@ -129,7 +129,9 @@ def test_a_restore_leaves_no_descriptor_open(tmp_path: Path) -> None:
 def test_write_back_is_started_every_few_megabytes_and_at_the_end(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Large files' pages go to the device while the restore runs (not all at the final
-    sync), from where the last start left off, on descriptors of the writer's own."""
+    sync), from where the last start left off, on descriptors of the writer's own; each
+    range is advised again, dropping its pages, once DROP_AFTER more bytes were written (the
+    rest at close)."""
     started: list[tuple[int, int, bool]] = []
     real = os.posix_fadvise
 
@@ -140,6 +142,7 @@ def test_write_back_is_started_every_few_megabytes_and_at_the_end(tmp_path: Path
 
     monkeypatch.setattr(write_behind.os, "posix_fadvise", advise)
     every = write_behind.WRITEBACK_EVERY
+    monkeypatch.setattr(write_behind, "DROP_AFTER", every)
     piece = bytes(every // 4)
     fd = os.open(tmp_path / "big", os.O_RDWR | os.O_CREAT, 0o600)
     before = len(os.listdir("/proc/self/fd"))
@@ -152,7 +155,10 @@ def test_write_back_is_started_every_few_megabytes_and_at_the_end(tmp_path: Path
         wb.done(wait=True)
     finally:
         wb.close()
-    assert [(offset, same) for _fd, offset, same in started] == [(0, True), (every, True), (2 * every, True)]
+    # Started at 0 and every; 0 dropped once 2 x every was written; 2 x every started at the
+    # file's end; the others dropped at close.
+    assert [(offset, same) for _fd, offset, same in started] == [
+        (0, True), (every, True), (0, True), (2 * every, True), (every, True), (2 * every, True)]
     assert all(f != fd for f, _o, _s in started)  # duplicates: the file's own closes on its schedule
     assert len(os.listdir("/proc/self/fd")) == before - 1  # the file's closed, every duplicate too
     assert (tmp_path / "big").stat().st_size == 10 * len(piece)

@@ -13,7 +13,12 @@ file's attributes are set, and its descriptor closed, after all of its data is w
 Every few megabytes of a large file, a thread of its own starts the write-back of its pages
 (:class:`Writeback`): with the kernel's default thresholds (a tenth of memory) nothing
 reaches the disk until the caller's final sync otherwise, which then waits for all of it;
-started early, the device writes while we decode.
+started early, the device writes while we decode. Once a few dozen megabytes more have been
+written, the same range's pages (clean by then) are dropped from the page cache: a restore
+then reuses the memory it just wrote through instead of taking ever more, as a restore of a
+terabyte would otherwise take all the cache (and, in a virtual machine that hands free memory
+back to its host, fresh memory costs the most to write: 1 GB in 0.52-0.55 s with the drops,
+1.7-2.1 s without, measured here).
 
 Small files are too many for that: :class:`Flusher` writes out the whole target file system
 (``syncfs``) from a thread of its own each time another 16 MiB of events was handled, so the
@@ -43,6 +48,7 @@ COMPILED = _fastio is not None
 
 _EUID, _EGID = os.geteuid(), os.getegid()
 WRITEBACK_EVERY = 8 << 20  # bytes of a file written between two starts of its write-back
+DROP_AFTER = 32 << 20  # bytes written (to any file) between starting a range's write-back and dropping its pages
 FLUSH_EVERY = 16 << 20  # bytes of events handled between two write-outs of the file system
 
 
@@ -127,23 +133,33 @@ class WriteBehind:
 
 class Writeback:
     """Starts the write-back of large files' pages, in a thread of its own: starting it can
-    block while the device's queue is full, and the writes must not wait for that.
+    block while the device's queue is full, and the writes must not wait for that. Each
+    range is advised twice: when its write-back starts, and again (dropping its pages, then
+    clean) once ``DROP_AFTER`` more bytes were written.
 
     :meth:`wrote` and :meth:`finished` are called by the one thread that writes the files.
+    Each range waiting for its drop holds a descriptor of ours: at most DROP_AFTER over the
+    smallest file written here (the restore's SMALL_RESTORE) of them, plus one per file.
     """
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pv-writeback")
         self._marks: dict[int, tuple[int, int]] = {}  # fd -> (where write-back last started, bytes since)
+        self._written = 0  # bytes written so far, to any file
+        self._due: deque[tuple[int, int, int]] = deque()  # (drop when written reaches, our fd, start)
 
     def wrote(self, fd: int, offset: int, n: int) -> None:
         """``n`` bytes were written at ``offset`` (a file's writes come in offset order)."""
+        self._written += n
         start, pending = self._marks.get(fd, (offset, 0))
         pending += n
         if pending >= WRITEBACK_EVERY:
             self._start(fd, start)
             start, pending = offset + n, 0
         self._marks[fd] = (start, pending)
+        while self._due and self._due[0][0] <= self._written:
+            _when, own, begin = self._due.popleft()
+            self._pool.submit(_advise, own, begin, True)
 
     def finished(self, fd: int) -> None:
         """The file open as ``fd`` is complete (its descriptor is about to be closed)."""
@@ -156,10 +172,15 @@ class Writeback:
             own = os.dup(fd)  # our own descriptor: the file's is closed soon
         except OSError:
             return  # (out of descriptors) advice only: the final sync writes the pages all the same
-        self._pool.submit(_advise, own, start)
+        self._pool.submit(_advise, own, start, False)
+        self._due.append((self._written + DROP_AFTER, own, start))
 
     def close(self) -> None:
-        """Wait for the write-backs started (not for the data to reach the disk)."""
+        """Wait for the write-backs started (not for the data to reach the disk); the ranges
+        not yet dropped are advised once more (what is clean by then goes) and let go."""
+        while self._due:
+            _when, own, begin = self._due.popleft()
+            self._pool.submit(_advise, own, begin, True)
         self._pool.shutdown(wait=True)
 
 
@@ -214,9 +235,10 @@ class Flusher:
         os.close(self._fd)
 
 
-def _advise(fd: int, start: int) -> None:
+def _advise(fd: int, start: int, last: bool) -> None:
     """Start writing the dirty pages of the file open as ``fd``, from ``start`` to its end, to
-    its device, without waiting for them; closes ``fd``.
+    its device, without waiting for them, and drop those already clean; closes ``fd`` when
+    ``last``.
 
     ``POSIX_FADV_DONTNEED`` is the one call in :mod:`os` that does this on Linux (it starts
     write-back of the range, then drops the pages already clean: the restore reads a restored
@@ -228,7 +250,8 @@ def _advise(fd: int, start: int) -> None:
     except OSError:
         pass  # advice only: the data is written all the same, by the final sync at the latest
     finally:
-        os.close(fd)
+        if last:
+            os.close(fd)
 
 
 def _run(ops: list[tuple[Any, ...]], writeback: Writeback) -> Outcome:
