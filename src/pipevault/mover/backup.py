@@ -77,7 +77,9 @@ class BackupOptions:
     class_name: str | None = None
     expire_days: int | None = None
     instances: int = 2
-    max_buffers: int = 32
+    # Two allocating stages (encode, store) and the store's reordering share the pool: with
+    # 64 the tree's backup took 1.56-1.62 s against 1.59-1.66 with 32 (five alternating runs).
+    max_buffers: int = 64
     one_file_system: bool = False
     store_process: bool = True
 
