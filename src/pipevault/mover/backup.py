@@ -61,6 +61,9 @@ from pipevault.mover.store import SYNC_EVERY, SessionStore
 from pipevault.pipe import Pipe, StageContext, StageSpec, bulk_gc, preload_process_modules
 
 BUFFER = CHUNK + (64 << 10)  # a chunk, its prefix and its encoded header and footer
+# Two allocating stages (encode, store) and the store's reordering share the pool: with 64
+# the bench's tree took 1.56-1.62 s against 1.59-1.66 with 32 (five alternating runs).
+LOCAL_BUFFERS = 64
 _NONE, _CLEAR = Compression.NONE, Encryption.NONE
 DELETED_PER_RECORD = 2000
 
@@ -77,9 +80,7 @@ class BackupOptions:
     class_name: str | None = None
     expire_days: int | None = None
     instances: int = 2
-    # Two allocating stages (encode, store) and the store's reordering share the pool: with
-    # 64 the tree's backup took 1.56-1.62 s against 1.59-1.66 with 32 (five alternating runs).
-    max_buffers: int = 64
+    max_buffers: int | None = None  # pool buffers; None: LOCAL_BUFFERS here, 32 for a remote backup
     one_file_system: bool = False
     store_process: bool = True
 
@@ -395,7 +396,7 @@ def run_backup(site: Site, opts: BackupOptions, reporter: Reporter | None = None
                       instances=max(1, opts.instances), allocates=True, mode="process" if separate else "thread"),
             *tail,
         ]
-        pipe = Pipe(stages, buffer_size=BUFFER, max_buffers=max(opts.max_buffers, 8), reporter=counter,
+        pipe = Pipe(stages, buffer_size=BUFFER, max_buffers=max(opts.max_buffers or LOCAL_BUFFERS, 8), reporter=counter,
                     total_bytes=plan.bytes_to_send, job=kind)
         try:
             result = pipe.run()

@@ -52,6 +52,7 @@ from pipevault.pipe import Pipe, StageSpec, bulk_gc, preload_process_modules
 from pipevault.pipe.net import ControlClient, Credentials, RemotePipe
 from pipevault.pipe.net.client import DEFAULT_CONNECTIONS
 
+REMOTE_BUFFERS = 32  # pool buffers of a remote backup, each side (see run_remote_backup)
 REQUEST_BYTES = 128 << 10  # names per control request (frames are limited to 1 MiB; escapes grow them)
 
 
@@ -138,7 +139,9 @@ def run_remote_backup(settings: Settings, server: Server, opts: BackupOptions, r
         params["sync_bytes"] = sync_bytes
     if key is not None:  # the server writes it in the session header: a wrong key is then named
         params["key_check"] = SessionKeys.derive(key, sid).key_check.hex()
-    buffers = max(opts.max_buffers, 8, 2 * server.connections + 4)
+    # The network sets the pace: more buffers would only hold more data not yet durable on
+    # the server when a connection drops (what a resume must send again).
+    buffers = max(opts.max_buffers or REMOTE_BUFFERS, 8, 2 * server.connections + 4)
     remote = RemotePipe.extend(server.address, server.creds, direction="push", module="store", params=params,
                                connections=server.connections, buffer_size=BUFFER, max_buffers=buffers,
                                window=server.window)
