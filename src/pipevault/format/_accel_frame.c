@@ -110,7 +110,8 @@ accel_frame_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto overflow;
     PyObject *plain_obj = args[2], *packer = args[5], *hasher = args[6], *repeats = args[8];
     if (index > 0xFFFFFFFFULL || compression < COMPRESSION_NONE || compression > COMPRESSION_ZSTD
-            || level < -128 || level > 127 || dedup_algo < 1 || dedup_algo > 255 || (compression != COMPRESSION_NONE && packer == Py_None)
+            || level < -128 || level > 127 || dedup_algo < 1 || dedup_algo > 255
+            || (compression != COMPRESSION_NONE && packer == Py_None)
             || (repeats != Py_None && !PySet_Check(repeats)))
         Py_RETURN_NONE;
     Py_buffer header, plain;

@@ -61,8 +61,9 @@ from pipevault.mover.store import SYNC_EVERY, SessionStore
 from pipevault.pipe import Pipe, StageContext, StageSpec, bulk_gc, preload_process_modules
 
 BUFFER = CHUNK + (64 << 10)  # a chunk, its prefix and its encoded header and footer
-# Two allocating stages (encode, store) and the store's reordering share the pool: with 64
-# the bench's tree took 1.56-1.62 s against 1.59-1.66 with 32 (five alternating runs).
+# Three allocators (read, encode, store) share the pool, each up to a third, and the encoders'
+# reorder window is a quota less two: with 64 the bench's tree took 1.56-1.62 s against
+# 1.59-1.66 with 32 (five alternating runs).
 LOCAL_BUFFERS = 64
 _NONE, _CLEAR = Compression.NONE, Encryption.NONE
 DELETED_PER_RECORD = 2000
