@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipevault.mover.bench import warm, warm_memory
+from pipevault.mover.bench_tools import warm, warm_memory
 
 
 def test_warm_reads_each_regular_file_whole_and_skips_links(tmp_path: Path) -> None:
