@@ -3,6 +3,7 @@ from the median round (a measured one), and every round's figure is kept in the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pipevault.mover.bench import figures_of, median_round, results, rotation, run_rounds
@@ -20,7 +21,7 @@ def test_rotation_starts_each_round_one_tool_further_on() -> None:
 def test_run_rounds_runs_every_tool_once_per_round_in_the_rotated_order(tmp_path: Path) -> None:
     calls: list[str] = []
 
-    def tool(name: str, seconds: float):  # type: ignore[no-untyped-def]
+    def tool(name: str, seconds: float) -> Callable[[Path, Path], Round]:
         def run(tree: Path, workdir: Path) -> Round:
             assert (tree, workdir) == (tmp_path / "tree", tmp_path)
             calls.append(name)

@@ -79,8 +79,8 @@ PyDoc_STRVAR(frame_whole_doc,
 "object, read during the call) is one chunk, in a session without keys: ``compression`` and\n"
 "``level`` are the selector's choice, ``packer`` compresses (None for no compression),\n"
 "``hasher`` makes the dedup hash (None: no dedup hash) and ``algo`` is its dedup_algo code,\n"
-"``repeats`` is the set of dedup\n"
-"hashes the encoder gave out before (None: it keeps none; a repeat is not compressed).\n"
+"``repeats`` is the set of dedup hashes the encoder gave out before (None: it keeps none; a\n"
+"repeat is not compressed).\n"
 "None when the arguments are outside what this path packs (the caller then takes the\n"
 "Python path, which raises the errors).");
 

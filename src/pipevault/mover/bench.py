@@ -12,8 +12,10 @@ Every tool runs ``ROUNDS`` times (one round with ``--quick``), in an order rotat
 round, so that no tool always runs first after the tree is made or right after another
 given tool; each figure is the median of its rounds (``median_low``: a round's own figure),
 and the notes list every round's. One round each used to decide the figures alone, and on
-this virtual machine the same backup took 1.38 to 1.90 s from run to run (the host's
-memory and page-cache reclaim act in bursts the guest cannot see or stop). Cases:
+this virtual machine the same backup took 1.38 to 2.18 s from run to run: its DAMON reclaim
+(``kdamond``) pages out cache idle for 60 s, so by the time the first tool runs much of the
+fresh tree has gone and comes back from the disk, during that tool's timed runs too
+(docs/benchmarks.md, session 13). Cases:
 
 - ``backup``: MB/s of source data; ratio ours / tar|zstd. Notes carry each tool's MB/s,
   output size and CPU seconds, and where our time went in our median round: each stage's
@@ -38,6 +40,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -156,10 +159,11 @@ def settle(seconds: float) -> None:
     """Sync, then wait ``seconds`` before the first tool runs, after generating the tree.
 
     The gigabyte just written slows this virtual machine for about half a minute after the
-    guest's own ``sync`` returns, with no trace in the guest (no I/O, no steal time): the tool
-    that ran first paid for it. Measured with our backup as the first tool, three runs in a
-    row: 179.8, 203.6 and 220.3 MB/s at once (every stage spending 20-40 % more CPU seconds),
-    249.2 and 266.7 MB/s after 60 s.
+    guest's own ``sync`` returns: the tool that ran first paid for it. Measured with our
+    backup as the first tool, three runs in a row: 179.8, 203.6 and 220.3 MB/s at once
+    (every stage spending 20-40 % more CPU seconds), 249.2 and 266.7 MB/s after 60 s. Waiting
+    is not the whole cure: by then the guest's reclaim has paged much of the tree out again
+    (see the module's notes), which the rotation of the rounds spreads over the tools.
     """
     os.sync()
     time.sleep(seconds)
@@ -184,7 +188,7 @@ def run_rounds(tools: dict[str, Callable[[Path, Path], Round]], tree: Path, work
 def median_round(rounds: list[Round], op: str) -> Round:
     """The round whose ``op`` (backup or restore) took the median time (the lower of the two
     middle ones when even)."""
-    seconds: Callable[[Round], float] = (lambda r: r.backup_s) if op == "backup" else (lambda r: r.restore_s)
+    seconds: Callable[[Round], float] = attrgetter(f"{op}_s")
     middle = statistics.median_low(seconds(r) for r in rounds)
     return next(r for r in rounds if seconds(r) == middle)
 
