@@ -104,17 +104,23 @@ def warm_memory(limit: int = WARM_MEMORY) -> int:
     s in the bench, 3.8 s on warm memory). Memory just freed is taken again first, so the
     run that follows writes its page cache and buffers on memory the host has supplied.
     """
-    available = 0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-    size = min(limit, available // 4) // mmap.PAGESIZE * mmap.PAGESIZE
+    size = min(limit, memory_available() // 4) // mmap.PAGESIZE * mmap.PAGESIZE
     if size <= 0:
         return 0
     # MAP_POPULATE: the kernel faults every page in before mmap returns (no Python loop).
     mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE).close()
     return size
+
+
+def memory_available() -> int:
+    """The kernel's estimate of the bytes that can be allocated without swapping
+    (``MemAvailable`` in ``/proc/meminfo``), read now; 0 where it cannot be read. It moves
+    from one read to the next as the page cache and reclaim change it."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _du(path: Path) -> int:
