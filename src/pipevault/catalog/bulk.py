@@ -59,7 +59,9 @@ def insert_new_keys(conn: Connection, table: sa.Table, key: tuple[str, ...], col
     its sequence); return the id of every row's key, and the set of ids inserted here.
 
     A concurrent session inserting the same key makes this wait for its outcome, then finds
-    its row. ``columns`` must start with ``key``.
+    its row. The rows go in in ``key`` order, whatever order ``rows`` has: two sessions
+    inserting shared new keys in opposite orders would each wait for a key the other holds,
+    and PostgreSQL would abort one of them as a deadlock. ``columns`` must start with ``key``.
     """
     staging = f"incoming_{table.name}"
     types = ", ".join(f'"{c}" {table.c[c].type.compile(dialect=conn.dialect)}' for c in columns)
@@ -67,8 +69,9 @@ def insert_new_keys(conn: Connection, table: sa.Table, key: tuple[str, ...], col
     conn.exec_driver_sql(f"TRUNCATE {staging}")
     _copy(conn, staging, columns, rows)
     cols = ", ".join(f'"{c}"' for c in columns)
+    order = ", ".join(f'"{c}"' for c in key)
     created = {int(r[0]) for r in conn.exec_driver_sql(
-        f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {staging} "
+        f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {staging} ORDER BY {order} "
         f"ON CONFLICT ({', '.join(key)}) DO NOTHING RETURNING id")}
     join = " AND ".join(f't."{c}" = s."{c}"' for c in key)
     selected = ", ".join(f's."{c}"' for c in key)

@@ -64,9 +64,11 @@ def release(conn: Connection, references: Mapping[bytes, int]) -> list[Chunk]:
     """
     if not references:
         return []
+    # In hash order, as the writer adds references: an expiration and a backup that meet
+    # on the same chunks then wait for each other in turn, never in a cycle (a deadlock).
     conn.execute(sa.update(chunks).where(chunks.c.hash == sa.bindparam("b_hash"))
                  .values(refcount=chunks.c.refcount - sa.bindparam("b_n")),
-                 [{"b_hash": h, "b_n": n} for h, n in references.items()])
+                 [{"b_hash": h, "b_n": n} for h, n in sorted(references.items())])
     dead: list[Chunk] = []
     keys = list(references)
     for start in range(0, len(keys), _KEYS):

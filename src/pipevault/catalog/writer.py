@@ -351,19 +351,23 @@ class BatchWriter:
                 volume_bytes[vol] += p.length
         insert = (postgresql.insert(chunks) if self._catalog.dialect == "postgresql"
                   else sqlite.insert(chunks))
-        # A concurrent session may store the same chunk first: the upsert then only counts.
+        # A concurrent session may store the same chunk first: the upsert then only counts,
+        # and waits for that session's commit. In hash order, so that two sessions storing
+        # the same new chunks (two nodes backing up the same content) never wait for each
+        # other in a cycle, which PostgreSQL ends by aborting one as a deadlock.
         upsert = insert.on_conflict_do_update(
             index_elements=[chunks.c.hash],
             set_={"refcount": chunks.c.refcount + insert.excluded.refcount})
         conn.execute(upsert, [{"hash": h, "volume_id": vol, "superblock": p.superblock,
                                "offset": p.offset, "length": p.length, "refcount": n,
-                               "created": now} for h, (n, vol, p) in refs.items()])
+                               "created": now} for h, (n, vol, p) in sorted(refs.items())])
 
     @staticmethod
     def _account_volumes(conn: Connection, volume_bytes: dict[int, int], volume_first: dict[int, float],
                          volume_last: dict[int, float]) -> None:
         # Earliest and latest dates, not first and last written: the same in whatever order
-        # sessions are catalogued (live, or rebuilt from media).
+        # sessions are catalogued (live, or rebuilt from media). Volumes in id order, as
+        # every shared row is locked, so that concurrent sessions never deadlock.
         first: sa.BindParameter[float] = sa.bindparam("b_first")
         last: sa.BindParameter[float] = sa.bindparam("b_last")
         conn.execute(
@@ -375,4 +379,4 @@ class BatchWriter:
                                      else_=last),
                 state=sa.case((volumes.c.state == "scratch", "filling"), else_=volumes.c.state)),
             [{"b_id": vol, "b_bytes": volume_bytes.get(vol, 0), "b_first": volume_first[vol], "b_last": t}
-             for vol, t in volume_last.items()])
+             for vol, t in sorted(volume_last.items())])
