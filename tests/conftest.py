@@ -8,10 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from feature_gate import require_feature
 
 __all__ = ["clean_env", "require_feature"]
+
+# No per-example deadline: the examples do microseconds of work, and the default 200 ms
+# deadline fails a test only when a busy machine deschedules it (speed lives in benchmarks).
+settings.register_profile("pipevault", deadline=None)
+settings.load_profile("pipevault")
 
 
 def pytest_configure(config: pytest.Config) -> None:

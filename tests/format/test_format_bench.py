@@ -23,10 +23,10 @@ def test_compressed_cases_report_the_hashed_baseline_and_the_codec_alone(tmp_pat
     for case in ("pack-lz4", "unpack-lz4"):
         r = results[case]
         assert "xxh3-128" in r.baseline_name
+        # Reported, not compared: that the two runs time the same data is asserted below
+        # (the hashed baseline hashes exactly the stored bytes), not by their speeds, which a
+        # busy machine can invert.
         assert r.notes["codec_only"] > 0 and r.notes["ratio_codec_only"] > 0
-        # The codec alone does less work than codec + hash; with best-of rounds it must not
-        # come out several times slower (that would mean the two runs timed different data).
-        assert r.notes["codec_only"] > 0.5 * r.baseline
     # "none" has no codec: its baseline is copy + hash, and there is no codec-only figure.
     assert "ratio_codec_only" not in results["unpack-none"].notes
     assert results["unpack-none"].baseline_name == "copy + xxh3-128"

@@ -30,7 +30,10 @@ def test_two_rounds_of_ours_and_tar_measure_and_clean_up(tmp_path: Path, monkeyp
         assert set(r.notes) == {"backup", "restore"}
         assert {"read", "encode", "store", "catalog"} <= set(r.notes["backup"]["stages"])
         assert r.notes["backup"]["phases"]["pipe_s"] > 0
-    # The same tree compresses to the same size each round (our output is deterministic).
-    assert runs["pipevault"][0].output == runs["pipevault"][1].output
+    # The same tree compresses to the same size each round. Output is what the volumes
+    # occupy on disk (as du counts it, like the other tools' repositories), so the file
+    # system's allocation may differ by a few blocks from one round to the next.
+    first, second = (r.output for r in runs["pipevault"])
+    assert abs(first - second) <= first // 100
     cases = {c.case: c for c in results(runs, 10_000_000, "tmp", None)}
     assert cases["backup"].notes["rounds"] == 2 and cases["backup"].ours > 0 and cases["backup"].baseline > 0

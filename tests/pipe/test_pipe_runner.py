@@ -32,7 +32,13 @@ KB64 = 64 << 10
 
 
 def assert_clean() -> None:
+    """No shared memory left, and no module thread for long: run() waits STOP_GRACE_S for
+    threads to notice a stop (a thread cannot be killed), and on a busy machine one may
+    still be on its way out of its last 50 ms poll when run() returns."""
     assert pipe_leftovers() == []
+    deadline = time.monotonic() + 5
+    while pipe_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert pipe_threads() == []
 
 

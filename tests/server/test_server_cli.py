@@ -41,7 +41,7 @@ def test_status_shows_pipe_stages_and_connections(tmp_path: Path) -> None:
         creds = Credentials("n1", daemon.nodes.add("n1"))
         remote = RemotePipe.extend(daemon.address, creds, direction="push", module="discard",
                                    connections=3, buffer_size=64 << 10, max_buffers=16)
-        pipe = Pipe([StageSpec("read", partial(SlowReader, str(src), 0.005)), remote.agent_stage()],
+        pipe = Pipe([StageSpec("read", partial(SlowReader, str(src), 0.05)), remote.agent_stage()],
                     buffer_size=64 << 10, max_buffers=16, name=remote.pipe_name)
         errors: list[BaseException] = []
 

@@ -195,7 +195,7 @@ def test_stop_pipe_and_status_while_running(daemon: Daemon, creds: Credentials, 
     def client() -> None:
         try:
             push(daemon.address, creds, src, "slow.bin", connections=2,
-                 source=lambda offset: SlowReader(str(src), 0.01, offset))
+                 source=lambda offset: SlowReader(str(src), 0.05, offset))
         except BaseException as exc:
             errors.append(exc)
 

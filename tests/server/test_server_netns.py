@@ -86,7 +86,7 @@ def test_refused_authentication_across_namespaces(server: Server, tmp_path: Path
 def test_server_killed_mid_transfer(server: Server, tmp_path: Path) -> None:
     src = random_file(tmp_path / "src.bin", 8 << 20)
     client = server.pair.popen_a([sys.executable, CLIENT, "push", server.address, "n1",
-                                  server.secret.hex(), str(src), "killed.bin", "--pause", "0.005"])
+                                  server.secret.hex(), str(src), "killed.bin", "--pause", "0.05"])
     with ControlClient(f"unix:{server.home / 'pipevault.sock'}") as control:
         assert wait_for(lambda: any(p["state"] == "running" and p["links"]
                                     and sum(c["bytes"] for c in p["links"]) > 0
