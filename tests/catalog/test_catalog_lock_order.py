@@ -1,20 +1,23 @@
 """Sessions that write the same rows at once never deadlock: every shared row (a new
 object's key, a chunk, a volume) is locked in key order, whatever order the files came in.
 On PostgreSQL, two sessions taking shared rows in opposite orders wait for each other and
-the server aborts one ("deadlock detected"); on SQLite one write lock serialises them."""
+the server aborts one ("deadlock detected"); on SQLite one write lock serialises them. A
+batch the server aborts all the same (a cycle with some other writer) is written again."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from catalog_helpers import backup, make_pool
 
-from pipevault.catalog import chunks, objects
+from pipevault.catalog import chunks, objects, sessions
 from pipevault.catalog.bulk import insert_new_keys
 from pipevault.catalog.database import Catalog
+from pipevault.catalog.errors import CatalogUnavailable
 from pipevault.catalog.schema import objects as objects_table
-from pipevault.catalog.writer import NewVersion, Piece
+from pipevault.catalog.writer import BatchWriter, NewVersion, Piece
 
 SESSIONS = 4
 NAMES = [f"f{i:04d}" for i in range(300)]
@@ -82,3 +85,70 @@ def test_new_keys_go_in_in_key_order_whatever_order_they_come_in(catalog: Catalo
                                          [(fs_id, "/d", n, 0) for n in reversed(NAMES)])
     assert created == set(found.values())
     assert [found[(fs_id, "/d", n)] for n in NAMES] == sorted(found.values())
+
+
+@pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)
+def test_a_batch_the_server_aborts_to_break_a_deadlock_is_written_again(catalog: Catalog) -> None:
+    """Another writer (not a batch writer, so not in the same order) locks chunk b, then
+    waits for chunk a, which the batch has locked while it waits for b. The server aborts
+    the batch's transaction (its wait is older: the other side waits 10 s before looking
+    for a cycle); the batch is written again once the other has committed."""
+    make_pool(catalog)
+    a, b = b"a" * 32, b"b" * 32
+
+    def version(ll: str, digest: bytes) -> NewVersion:
+        return NewVersion("/home", "/d", ll, 1, (Piece("V1", 0, 0, 1, digest),))
+
+    backup(catalog, "node0", [version("first-a", a), version("first-b", b)])
+    with catalog.write() as conn:
+        sid = sessions.begin_session(conn, "node0", "backup", started=catalog.clock.now())
+    writer = BatchWriter(catalog, sid, batch_size=100)
+    writer.add_all([version("again-a", a), version("again-b", b)])
+    errors: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            writer.flush()
+        except BaseException as exc:
+            errors.append(exc)
+
+    bump = "UPDATE chunks SET refcount = refcount + 10 WHERE hash = %s"
+    with catalog.engine.connect() as other, catalog.engine.connect() as watch:
+        other.exec_driver_sql("SET deadlock_timeout = '10s'")
+        other.commit()  # the SET began a transaction of its own
+        with other.begin():
+            other.exec_driver_sql(bump, (b,))
+            t = threading.Thread(target=flush)
+            t.start()
+            deadline = time.monotonic() + 30
+            while not watch.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE NOT granted").scalar_one():
+                assert time.monotonic() < deadline, "the batch never waited for chunk b"
+                time.sleep(0.02)
+            other.exec_driver_sql(bump, (a,))  # the cycle: waits until the batch is aborted
+        t.join(60)
+    assert not t.is_alive() and errors == []
+    assert writer.retries == 1 and writer.written == 2
+    with catalog.read() as conn:
+        counts = {h: c.refcount for h, c in chunks.lookup(conn, [a, b]).items()}
+    assert counts == {a: 12, b: 12}  # the first backup's, the other's 10, the batch's once
+
+
+@pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)
+def test_other_failures_are_not_written_again(catalog: Catalog, catalog_url: str) -> None:
+    """A lock not granted within the session's lock_timeout is an error of its own (not a
+    deadlock): the batch fails at once, kept for a later flush."""
+    make_pool(catalog)
+    a = b"a" * 32
+    backup(catalog, "node0", [NewVersion("/home", "/d", "first", 1, (Piece("V1", 0, 0, 1, a),))])
+    with Catalog.open(catalog_url + "%20-clock_timeout%3D200", clock=catalog.clock) as impatient:
+        with impatient.write() as conn:
+            sid = sessions.begin_session(conn, "node0", "backup", started=catalog.clock.now())
+        writer = BatchWriter(impatient, sid)
+        writer.add(NewVersion("/home", "/d", "again", 1, (Piece("V1", 0, 0, 1, a),)))
+        with catalog.engine.connect() as other, other.begin():
+            other.exec_driver_sql("UPDATE chunks SET refcount = refcount + 10 WHERE hash = %s", (a,))
+            with pytest.raises(CatalogUnavailable, match="lock timeout"):
+                writer.flush()
+        assert writer.retries == 0 and writer.written == 0
+        writer.flush()  # kept: written once the lock is free
+        assert writer.written == 1

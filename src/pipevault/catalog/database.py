@@ -84,6 +84,20 @@ def translated() -> Iterator[None]:
         raise CatalogError(f"catalog database error: {e}") from e
 
 
+# SQLSTATEs of a transaction PostgreSQL aborted to let another go on: deadlock_detected
+# and serialization_failure. Running the same transaction again is the documented remedy.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def aborted_for_another(error: BaseException) -> bool:
+    """Whether ``error`` (as :func:`translated` raised it) is the server aborting this
+    transaction to break a deadlock or a serialization conflict with another one: the
+    transaction was rolled back whole and may simply be run again."""
+    cause = error.__cause__
+    orig = getattr(cause, "orig", None) if isinstance(cause, exc.DBAPIError) else None
+    return getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, record: Any) -> None:

@@ -14,6 +14,7 @@ or the end of a ``with`` block.
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -25,13 +26,17 @@ from sqlalchemy.engine import Connection
 from pipevault.catalog import nodes as node_rows
 from pipevault.catalog import sessions as session_rows
 from pipevault.catalog.bulk import allocate_ids, insert_new_keys, insert_rows
-from pipevault.catalog.database import Catalog
-from pipevault.catalog.errors import CatalogConflict
+from pipevault.catalog.database import Catalog, aborted_for_another
+from pipevault.catalog.errors import CatalogConflict, CatalogUnavailable
 from pipevault.catalog.schema import chunks, locations, objects, versions, volumes
 from pipevault.catalog.volumes import volume_ids
 
 # Object keys looked up per statement (three bound values each, within SQLite's limit).
 _LOOKUP = 2000
+# Times a batch is written when PostgreSQL aborts it for another transaction (a deadlock
+# or serialization failure): the writers' own rows are locked in one order, so this is for
+# a cycle with some other writer, which a second try after it has gone on does not meet.
+_ATTEMPTS = 3
 
 
 class Piece(NamedTuple):
@@ -145,7 +150,8 @@ class BatchWriter:
         CatalogNotFound: a piece names a volume that is not in the catalog.
         CatalogConflict: a write contradicts the catalog (the batch is rolled back).
         CatalogUnavailable: the database failed (the batch is rolled back and kept, so a
-            later flush retries it).
+            later flush retries it). A batch the server aborted to break a deadlock or a
+            serialization conflict is written again at once, up to three times in all.
     """
 
     def __init__(self, catalog: Catalog, session_id: int, *, batch_size: int = 10_000) -> None:
@@ -161,6 +167,7 @@ class BatchWriter:
             node = session_rows.get_session(conn, session_id).node
             self._node_id = node_rows.node_id(conn, node) if node is not None else None
         self.written = 0
+        self.retries = 0  # transactions run again after the server aborted them (see flush)
 
     def add(self, version: NewVersion) -> None:
         """Queue one version; writes the batch when it is full.
@@ -182,13 +189,23 @@ class BatchWriter:
         """Write every queued version in one transaction (a barrier: returns when committed)."""
         if not self._pending:
             return
-        try:
-            with self._catalog.write() as conn:
-                self._write(conn, self._pending)
-        except BaseException:
-            # File spaces created in the rolled-back transaction do not exist.
-            self._filespaces.clear()
-            raise
+        attempt = 1
+        while True:
+            try:
+                with self._catalog.write() as conn:
+                    self._write(conn, self._pending)
+                break
+            except BaseException as exc:
+                # File spaces created in the rolled-back transaction do not exist.
+                self._filespaces.clear()
+                if not (isinstance(exc, CatalogUnavailable) and aborted_for_another(exc)
+                        and attempt < _ATTEMPTS):
+                    raise
+            # A moment of random length, so that two writers aborted together do not meet
+            # again in step.
+            self._catalog.clock.sleep(random.uniform(0.01, 0.05) * attempt)
+            attempt += 1
+            self.retries += 1
         self.written += len(self._pending)
         self._pending = []
 
