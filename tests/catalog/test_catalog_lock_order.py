@@ -47,6 +47,27 @@ def _opposite(names: list[str], s: int) -> list[str]:
     return names if s % 2 else names[::-1]
 
 
+def _flush_until_it_waits(catalog: Catalog, writer: BatchWriter) -> tuple[threading.Thread, list[BaseException]]:
+    """Start ``writer.flush()`` in a thread and return once its transaction waits for a
+    lock (the test holds one); the thread, and the errors it will have raised."""
+    errors: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            writer.flush()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=flush)
+    t.start()
+    deadline = time.monotonic() + 30
+    with catalog.engine.connect() as watch:
+        while not watch.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE NOT granted").scalar_one():
+            assert time.monotonic() < deadline, "the batch never waited for the lock held"
+            time.sleep(0.02)
+    return t, errors
+
+
 def test_sessions_storing_the_same_new_chunks_in_opposite_orders_all_complete(catalog: Catalog) -> None:
     make_pool(catalog)
     for round_ in range(3):  # each round's chunks are new
@@ -104,26 +125,13 @@ def test_a_batch_the_server_aborts_to_break_a_deadlock_is_written_again(catalog:
         sid = sessions.begin_session(conn, "node0", "backup", started=catalog.clock.now())
     writer = BatchWriter(catalog, sid, batch_size=100)
     writer.add_all([version("again-a", a), version("again-b", b)])
-    errors: list[BaseException] = []
-
-    def flush() -> None:
-        try:
-            writer.flush()
-        except BaseException as exc:
-            errors.append(exc)
-
     bump = "UPDATE chunks SET refcount = refcount + 10 WHERE hash = %s"
-    with catalog.engine.connect() as other, catalog.engine.connect() as watch:
+    with catalog.engine.connect() as other:
         other.exec_driver_sql("SET deadlock_timeout = '10s'")
         other.commit()  # the SET began a transaction of its own
         with other.begin():
             other.exec_driver_sql(bump, (b,))
-            t = threading.Thread(target=flush)
-            t.start()
-            deadline = time.monotonic() + 30
-            while not watch.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE NOT granted").scalar_one():
-                assert time.monotonic() < deadline, "the batch never waited for chunk b"
-                time.sleep(0.02)
+            t, errors = _flush_until_it_waits(catalog, writer)  # holding a, waiting for b
             other.exec_driver_sql(bump, (a,))  # the cycle: waits until the batch is aborted
         t.join(60)
     assert not t.is_alive() and errors == []
@@ -152,3 +160,30 @@ def test_other_failures_are_not_written_again(catalog: Catalog, catalog_url: str
         assert writer.retries == 0 and writer.written == 0
         writer.flush()  # kept: written once the lock is free
         assert writer.written == 1
+
+
+@pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)
+def test_an_object_expiration_deletes_while_a_batch_finds_it_is_created_again(catalog: Catalog) -> None:
+    """Expiration deletes an object left without versions; a batch that found that object
+    a moment before (a file of that name backed up again) must not then refer to the
+    deleted row. Here another connection holds the object's row, so the batch finds it
+    and waits to lock it; the row is deleted and committed, and the batch goes on."""
+    make_pool(catalog)
+    backup(catalog, "node0", [NewVersion("/home", "/d", "back", 1, (Piece("V1", 0, 0, 1),))])
+    with catalog.write() as conn:
+        conn.exec_driver_sql("DELETE FROM locations")
+        conn.exec_driver_sql("DELETE FROM versions")  # as expiration's first step leaves it
+        old_id = int(conn.exec_driver_sql("SELECT id FROM objects").scalar_one())
+        sid = sessions.begin_session(conn, "node0", "backup", started=catalog.clock.now())
+    writer = BatchWriter(catalog, sid)
+    writer.add(NewVersion("/home", "/d", "back", 7, (Piece("V1", 0, 0, 7),)))
+    with catalog.engine.connect() as expiring:
+        with expiring.begin():
+            expiring.exec_driver_sql("SELECT id FROM objects WHERE id = %s FOR UPDATE", (old_id,))
+            t, errors = _flush_until_it_waits(catalog, writer)  # found the object, waits to lock it
+            expiring.exec_driver_sql("DELETE FROM objects WHERE id = %s", (old_id,))
+        t.join(60)
+    assert not t.is_alive() and errors == []
+    with catalog.read() as conn:
+        got = objects.query_versions(conn, "node0", "/home", "/d", "back", state="backup")
+    assert [(v.size, v.state) for v in got] == [(7, "active")] and got[0].object_id != old_id

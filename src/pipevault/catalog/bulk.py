@@ -17,13 +17,24 @@ from sqlalchemy.engine import Connection
 
 
 def _copy(conn: Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    """``COPY`` rows into a PostgreSQL table inside the connection's transaction."""
+    """``COPY`` rows into a PostgreSQL table inside the connection's transaction.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError (its IntegrityError, OperationalError, ...): what the
+            server refused, wrapped as SQLAlchemy wraps its own statements' errors (the
+            driver's cursor is used directly here), so the catalog translates it the same way.
+    """
     quoted = ", ".join(f'"{c}"' for c in columns)
+    sql = f"COPY {table} ({quoted}) FROM STDIN"
     driver = conn.connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cur, cur.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        with driver.cursor() as cur, cur.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except dbapi.Error as e:
+        raise sa.exc.DBAPIError.instance(sql, None, e, dbapi.Error) from e
 
 
 def insert_rows(conn: Connection, table: sa.Table, columns: tuple[str, ...],

@@ -327,16 +327,26 @@ class BatchWriter:
             return [found[k] for k in keys], {i for i in found.values() if i not in created}
         # PostgreSQL, with concurrent writers: the keys are staged and moved with
         # ON CONFLICT DO NOTHING, which waits for a session inserting the same key.
-        found, created = insert_new_keys(conn, objects, ("filespace_id", "hl", "ll"), _OBJECT_COLUMNS[1:],
-                                         [(*k, obj_type[k]) for k in unique])
-        existing = {i for i in found.values() if i not in created}
-        if existing:
+        object_of: dict[tuple[int, str, str], int] = {}
+        existing: set[int] = set()
+        todo = unique
+        while todo:
+            got, new = insert_new_keys(conn, objects, ("filespace_id", "hl", "ll"), _OBJECT_COLUMNS[1:],
+                                       [(*k, obj_type[k]) for k in todo])
+            object_of.update(got)
+            there = {i for i in got.values() if i not in new}
+            if not there:
+                break
             # Hold the existing objects until commit, in id order (no deadlock between two
             # writers): a concurrent session's new active version is then committed and
             # seen by the deactivation that follows, so an object never has two.
-            conn.execute(sa.select(objects.c.id).where(objects.c.id.in_(sorted(existing)))
-                         .order_by(objects.c.id).with_for_update())
-        return [found[k] for k in keys], existing
+            held = set(conn.execute(sa.select(objects.c.id).where(objects.c.id.in_(sorted(there)))
+                                    .order_by(objects.c.id).with_for_update()).scalars())
+            existing |= held
+            # Expiration deletes an object left without versions; one it deleted between
+            # the insert and the lock is gone, and is created again.
+            todo = [k for k, i in got.items() if i in there - held]
+        return [object_of[k] for k in keys], existing
 
     @staticmethod
     def _lookup(conn: Connection, keys: list[tuple[int, str, str]]) -> dict[tuple[int, str, str], int]:
